@@ -1,0 +1,28 @@
+//! ringkv-storage: the LSM engine one shard owns.
+//!
+//! One [`Engine`] per shard, used from that shard's thread only (no locks, no
+//! `Send`). Writes go to a write-ahead log (O_DIRECT, group commit) and an
+//! ordered memtable; full memtables are flushed to SSTables (aligned blocks,
+//! index, bloom filter, checksummed footer) and merged by leveled compaction in
+//! a background task queue. A manifest log records which tables are live.
+//!
+//! Layout: format code (block, index, bloom, footer, WAL record, manifest
+//! record) is plain functions over byte slices with no I/O; [`io`] is the only
+//! module that touches glommio.
+
+pub mod cache;
+pub mod compaction;
+pub mod engine;
+pub mod error;
+pub mod io;
+pub mod limits;
+pub mod manifest;
+pub mod memtable;
+pub mod sstable;
+pub mod types;
+pub mod wal;
+
+// Re-exports of the engine API are added when the engine lands:
+// pub use engine::{Durability, Engine, Options, ScanRange, Stats, WriteBatch};
+pub use error::{Error, Result};
+pub use types::{Entry, FileId, Record, TableMeta, Version};
