@@ -1,1 +1,78 @@
-fn main() {}
+//! `ringkv`: the node binary. `ringkv serve` starts a node (see
+//! docs/operations.md); errors are reported as one message and exit status 1,
+//! never as a backtrace.
+
+mod config;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// ringkv: a thread-per-core, replicated key-value store.
+#[derive(Parser)]
+#[command(name = "ringkv", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a node (one shard per CPU by default) and serve until SIGTERM/SIGINT.
+    Serve {
+        /// TOML config file; flags override its settings.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        settings: config::Settings,
+    },
+}
+
+fn init_logging(level: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match level {
+        Some(l) => EnvFilter::try_new(l),
+        None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new("info")),
+    }
+    .unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+fn serve(config_file: Option<PathBuf>, flags: config::Settings) -> Result<(), String> {
+    let file = match &config_file {
+        Some(path) => config::Settings::from_file(path)?,
+        None => config::Settings::default(),
+    };
+    let settings = file.overridden_by(flags);
+    init_logging(settings.log_level.as_deref());
+    let node = settings.resolve()?;
+    tracing::info!(
+        data_dir = %node.data_dir.display(),
+        shards = node.shards,
+        durability = ?node.durability,
+        "starting ringkv {}",
+        env!("CARGO_PKG_VERSION")
+    );
+    ringkv_shards::run(node).map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { config, settings } => serve(config, settings),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("ringkv: error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

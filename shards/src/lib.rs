@@ -1,1 +1,30 @@
-//! placeholder
+//! ringkv-shards: the thread-per-core shell of a ringkv node.
+//!
+//! One pinned glommio executor per shard; each owns its slice of the key
+//! space (`shard_for(token(key), shards)`), its storage engine, its clock and
+//! its listeners. Nothing is shared between shards but a few node-wide
+//! atomics (stop flag, connection count); cross-shard work travels over the
+//! channel mesh as owned messages. glommio is used only inside this crate.
+
+pub mod config;
+pub mod conn;
+pub mod datadir;
+pub mod error;
+pub mod forward;
+pub mod hlc;
+pub mod join;
+pub mod keylock;
+pub mod limits;
+pub mod listener;
+pub mod memlock;
+pub mod mesh;
+pub mod oneshot;
+pub mod runtime;
+pub mod service;
+pub mod shard;
+pub mod stop;
+pub mod store;
+
+pub use config::{DurabilityMode, NodeConfig};
+pub use error::Error;
+pub use runtime::run;

@@ -53,6 +53,9 @@ pub enum Error {
     /// The engine was closed.
     #[error("the engine is closed")]
     Closed,
+    /// An empty key was refused (keys must have at least one byte); nothing was written.
+    #[error("empty keys are not allowed")]
+    KeyEmpty,
 }
 
 impl Error {

@@ -23,6 +23,6 @@ pub mod types;
 pub mod wal;
 
 // Re-exports of the engine API are added when the engine lands:
-// pub use engine::{Durability, Engine, Options, ScanRange, Stats, WriteBatch};
+pub use engine::{Durability, Engine, Options, ScanRange, Stats, WriteBatch};
 pub use error::{Error, Result};
 pub use types::{Entry, FileId, Record, TableMeta, Version};

@@ -1,1 +1,179 @@
-//! placeholder: being written (see the storage issue).
+//! The memtable: the ordered, in-memory part of one shard's LSM tree.
+//!
+//! Owns the most recent writes (those not yet flushed to an L0 table), one
+//! record per key: the record with the highest [`Version`] seen for that key
+//! (last-write-wins, ties keep the record already stored, so replaying a WAL in
+//! order is deterministic).
+//!
+//! Invariants:
+//! - Single owner, single thread: a plain `BTreeMap`, no concurrent structure.
+//! - `approximate_bytes` is the sum of [`Memtable::entry_bytes`] over the stored
+//!   entries; the engine freezes the memtable when it passes its budget.
+//! - A frozen memtable (handed to a flush) is never mutated again; readers may
+//!   keep reading it while it is flushed.
+//!
+//! It does not do I/O, decide when to freeze, or drop tombstones: tombstones and
+//! expired values stay until compaction purges them from the tables.
+
+use crate::types::{Record, Version};
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+/// Fixed per-entry overhead charged to the budget (map node share, key and
+/// value headers); an estimate, so the budget tracks real memory use.
+const ENTRY_OVERHEAD_BYTES: usize = 48;
+
+/// An ordered map from key to its highest-version record.
+#[derive(Debug, Default)]
+pub struct Memtable {
+    map: BTreeMap<Vec<u8>, Record>,
+    bytes: usize,
+    max_version: Version,
+}
+
+impl Memtable {
+    /// An empty memtable.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Bytes one entry is charged in the memtable budget.
+    pub fn entry_bytes(key: &[u8], record: &Record) -> usize {
+        key.len() + record.size_estimate() + ENTRY_OVERHEAD_BYTES
+    }
+
+    /// Stores `record` for `key` unless the memtable already holds a record of
+    /// an equal or higher version. Returns whether the record was stored.
+    pub fn insert(&mut self, key: &[u8], record: Record) -> bool {
+        let new_bytes = Self::entry_bytes(key, &record);
+        let version = record.version;
+        match self.map.get_mut(key) {
+            Some(existing) => {
+                if existing.version >= version {
+                    return false;
+                }
+                let old_bytes = Self::entry_bytes(key, existing);
+                *existing = record;
+                self.bytes = self.bytes - old_bytes + new_bytes;
+            }
+            None => {
+                self.map.insert(key.to_vec(), record);
+                self.bytes += new_bytes;
+            }
+        }
+        self.max_version = self.max_version.max(version);
+        true
+    }
+
+    /// The record stored for `key` (a value, an expired value or a tombstone).
+    pub fn get(&self, key: &[u8]) -> Option<&Record> {
+        self.map.get(key)
+    }
+
+    /// Up to `max` entries with keys after `start`, in key order, cloned so the
+    /// caller can hold them across an `.await` without borrowing the memtable.
+    pub fn entries_from(&self, start: Bound<&[u8]>, max: usize) -> Vec<(Vec<u8>, Record)> {
+        // The end is unbounded, so `range` cannot panic on an inverted range.
+        self.map
+            .range::<[u8], _>((start, Bound::Unbounded))
+            .take(max)
+            .map(|(k, r)| (k.clone(), r.clone()))
+            .collect()
+    }
+
+    /// Every entry in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Record)> {
+        self.map.iter().map(|(k, r)| (k.as_slice(), r))
+    }
+
+    /// Bytes charged to the budget (see [`Memtable::entry_bytes`]).
+    pub fn approximate_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Number of keys held.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// The highest version of any record ever inserted (for version pruning).
+    pub fn max_version(&self) -> Version {
+        self.max_version
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(hlc: u64) -> Version {
+        Version { hlc, node: 1 }
+    }
+
+    #[test]
+    fn higher_version_replaces_lower_and_lower_is_ignored() {
+        let mut m = Memtable::new();
+        assert!(m.insert(b"k", Record::put(v(5), b"five".to_vec(), 0)));
+        assert!(!m.insert(b"k", Record::put(v(3), b"three".to_vec(), 0)));
+        assert_eq!(
+            m.get(b"k").map(|r| r.value.clone()),
+            Some(Some(b"five".to_vec()))
+        );
+        assert!(m.insert(b"k", Record::tombstone(v(7))));
+        assert!(m.get(b"k").is_some_and(Record::is_tombstone));
+        assert_eq!(m.max_version(), v(7));
+        assert_eq!(m.len(), 1);
+    }
+
+    #[test]
+    fn equal_version_keeps_the_stored_record() {
+        let mut m = Memtable::new();
+        assert!(m.insert(b"k", Record::put(v(5), b"a".to_vec(), 0)));
+        assert!(!m.insert(b"k", Record::put(v(5), b"b".to_vec(), 0)));
+        assert_eq!(
+            m.get(b"k").and_then(|r| r.value.clone()),
+            Some(b"a".to_vec())
+        );
+    }
+
+    #[test]
+    fn byte_budget_follows_replacements() {
+        let mut m = Memtable::new();
+        m.insert(b"k", Record::put(v(1), vec![0; 100], 0));
+        let big = m.approximate_bytes();
+        m.insert(b"k", Record::put(v(2), vec![0; 10], 0));
+        assert_eq!(big - m.approximate_bytes(), 90);
+        m.insert(b"j", Record::tombstone(v(3)));
+        assert_eq!(
+            m.approximate_bytes(),
+            Memtable::entry_bytes(b"k", &Record::put(v(2), vec![0; 10], 0))
+                + Memtable::entry_bytes(b"j", &Record::tombstone(v(3)))
+        );
+    }
+
+    #[test]
+    fn entries_from_resumes_after_a_cursor() {
+        let mut m = Memtable::new();
+        for k in [b"a", b"b", b"c", b"d"] {
+            m.insert(k, Record::put(v(1), k.to_vec(), 0));
+        }
+        let keys = |e: Vec<(Vec<u8>, Record)>| e.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+        assert_eq!(
+            keys(m.entries_from(Bound::Unbounded, 2)),
+            vec![b"a".to_vec(), b"b".to_vec()]
+        );
+        assert_eq!(
+            keys(m.entries_from(Bound::Excluded(b"b"), 10)),
+            vec![b"c".to_vec(), b"d".to_vec()]
+        );
+        assert_eq!(
+            keys(m.entries_from(Bound::Included(b"zz"), 10)),
+            Vec::<Vec<u8>>::new()
+        );
+    }
+}

@@ -1,0 +1,73 @@
+//! Every limit of the client protocol, named, with the relations between them
+//! checked at compile time. Qualifier last: `KEY_SIZE_MAX`, not `MAX_KEY_SIZE`.
+//!
+//! A decoder checks each declared length against these limits and against the
+//! bytes that remain before it uses the length, so a hostile peer can make us
+//! neither allocate nor read past a frame.
+
+/// Largest key accepted on the wire, in bytes. A longer key is answered with
+/// `Status::KeyTooLarge`.
+pub const KEY_SIZE_MAX: usize = 1024;
+
+/// Largest value accepted on the wire, in bytes. A longer value is answered with
+/// `Status::ValueTooLarge`.
+pub const VALUE_SIZE_MAX: usize = 1024 * 1024;
+
+/// Default largest frame (length prefix included), in bytes. Servers may
+/// configure their own maximum (at least [`FRAME_SIZE_MAX_MIN`]); a frame whose
+/// header declares more is refused before its body is buffered.
+pub const FRAME_SIZE_MAX_DEFAULT: usize = 8 * 1024 * 1024;
+
+/// Smallest frame maximum a server may be configured with: one PUT of a
+/// maximal key and value, plus headers, must always fit.
+pub const FRAME_SIZE_MAX_MIN: usize = VALUE_SIZE_MAX + KEY_SIZE_MAX + 64;
+
+/// Largest frame maximum that can be expressed by the `u32` length prefix.
+pub const FRAME_SIZE_MAX_LIMIT: usize = u32::MAX as usize;
+
+/// Largest number of keys in one MGET or pairs in one MPUT. More is answered
+/// with `Status::TooManyKeys`.
+pub const BATCH_KEYS_MAX: usize = 1024;
+
+/// Largest `limit` of one SCAN request (entries per page).
+pub const SCAN_LIMIT_MAX: u32 = 10_000;
+
+/// Largest error message carried in an error frame, in bytes. Longer messages
+/// are truncated by the encoder (at a UTF-8 boundary).
+pub const ERROR_MESSAGE_SIZE_MAX: usize = 1024;
+
+/// Bytes of a request frame before its body: length (4), version (1),
+/// opcode (1), id (8), consistency (1), flags (1), session version (12).
+pub const REQUEST_HEADER_SIZE: usize = 28;
+
+/// Bytes of a response frame before its body: length (4), version (1),
+/// kind (1), id (8).
+pub const RESPONSE_HEADER_SIZE: usize = 14;
+
+/// Bytes of a version on the wire: hlc (8) and node (4).
+pub const WIRE_VERSION_SIZE: usize = 12;
+
+/// Largest number of shards a node may announce in HELLO. Bounds the
+/// connections a client opens per node.
+pub const SHARD_COUNT_MAX: u32 = 1024;
+
+/// Largest encoded body of one MGET/MPUT the client sends: a batch is split
+/// into frames of at most this size, so it fits the smallest frame maximum a
+/// server may configure.
+pub const CLIENT_BATCH_SIZE_MAX: usize = FRAME_SIZE_MAX_MIN - REQUEST_HEADER_SIZE - 12;
+
+const _: () = assert!(KEY_SIZE_MAX <= u16::MAX as usize);
+const _: () = assert!(VALUE_SIZE_MAX <= u32::MAX as usize);
+const _: () = assert!(FRAME_SIZE_MAX_MIN <= FRAME_SIZE_MAX_DEFAULT);
+const _: () = assert!(FRAME_SIZE_MAX_DEFAULT <= FRAME_SIZE_MAX_LIMIT);
+const _: () =
+    assert!(REQUEST_HEADER_SIZE + 8 + 2 + KEY_SIZE_MAX + 4 + VALUE_SIZE_MAX <= FRAME_SIZE_MAX_MIN);
+// A full MGET of maximal keys fits in the default frame.
+const _: () = assert!(
+    REQUEST_HEADER_SIZE + 4 + BATCH_KEYS_MAX * (2 + KEY_SIZE_MAX) <= FRAME_SIZE_MAX_DEFAULT
+);
+const _: () = assert!(BATCH_KEYS_MAX <= u16::MAX as usize);
+// One maximal MPUT pair always fits in one client batch.
+const _: () = assert!(2 + KEY_SIZE_MAX + 4 + VALUE_SIZE_MAX <= CLIENT_BATCH_SIZE_MAX);
+const _: () = assert!(ERROR_MESSAGE_SIZE_MAX <= u16::MAX as usize);
+const _: () = assert!(SHARD_COUNT_MAX as usize <= u16::MAX as usize);

@@ -1,0 +1,278 @@
+#!/usr/bin/env bash
+# perf/compare.sh: ringkv, Redis and the echo baseline side by side, same loadgen workloads,
+# same machine, one table. See perf/RESULTS.md for what the columns mean and recorded results.
+#
+# Every server runs pinned to CPU 0 (ringkv: 1 shard), loadgen pinned to CPU 1, all on loopback.
+# Cells: GET, SET, YCSB A, YCSB B at pipeline 1 and 16 with 100-byte values over a 1M-key
+# keyspace (loaded first), 50 connections; then the durable comparison (Redis appendfsync always
+# vs ringkv durability sync) for SET. Server CPU per request = (utime + stime) delta of the
+# server process from /proc/PID/stat, divided by the requests loadgen completed.
+#
+# Usage: perf/compare.sh [--duration SECS] [--long] [--runs N] [--keyspace N] [--connections N]
+#                        [--targets redis,echo,ringkv] [--no-durable] [--cells get,set,a,b]
+#                        [--pipelines 1,16] [--out DIR] [--no-build]
+# The last line printed is always:
+#   ratios get_vs_redis=X set_vs_redis=Y get_vs_echo=Z cpu_per_request_vs_redis=W
+# (pipeline 16, ringkv divided by the peer; n/a when a target is missing).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+DURATION=5
+RUNS=1
+KEYSPACE=1000000
+CONNECTIONS=50
+TARGETS=redis,echo,ringkv
+CELLS=get,set,a,b
+PIPELINES=1,16
+DURABLE=1
+BUILD=1
+OUT=""
+SERVER_CPU=0
+CLIENT_CPU=1
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --duration) DURATION=$2; shift 2 ;;
+        --long) DURATION=30; RUNS=3; shift ;;
+        --runs) RUNS=$2; shift 2 ;;
+        --keyspace) KEYSPACE=$2; shift 2 ;;
+        --connections) CONNECTIONS=$2; shift 2 ;;
+        --targets) TARGETS=$2; shift 2 ;;
+        --cells) CELLS=$2; shift 2 ;;
+        --pipelines) PIPELINES=$2; shift 2 ;;
+        --no-durable) DURABLE=0; shift ;;
+        --no-build) BUILD=0; shift ;;
+        --out) OUT=$2; shift 2 ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        *) echo "compare.sh: unknown argument $1" >&2; exit 1 ;;
+    esac
+done
+
+log() { echo "compare: $*" >&2; }
+
+PIDS=()
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/ringkv-compare.XXXXXX")
+[ -n "$OUT" ] || OUT="$WORK/results"
+mkdir -p "$OUT"
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        if kill -0 "$pid" 2>/dev/null; then
+            kill "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+        fi
+    done
+    PIDS=()
+    # ringkv's data directories live on the real disk under target/, removed with the rest.
+    rm -rf "$WORK/data" "$ROOT/target/compare-data-$$"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- tools -------------------------------------------------------------------------------------
+need_apt=()
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v jq >/dev/null || need_apt+=(jq)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    log "installing ${need_apt[*]}"
+    apt-get update -qq && apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+if [ "$BUILD" = 1 ]; then
+    log "building loadgen and echo-server (release)"
+    (cd "$ROOT" && cargo build --release -q -p ringkv-perf --bin loadgen --bin echo-server)
+fi
+LOADGEN=$CARGO_TARGET_DIR/release/loadgen
+ECHO=$CARGO_TARGET_DIR/release/echo-server
+RINGKV=$CARGO_TARGET_DIR/release/ringkv
+CLK_TCK=$(getconf CLK_TCK)
+
+# A loopback port nobody listens on (and the next one, for ringkv's shard 0).
+free_port() {
+    local p
+    for _ in $(seq 200); do
+        p=$((20000 + RANDOM % 30000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && ! (exec 3<>"/dev/tcp/127.0.0.1/$((p + 1))") 2>/dev/null; then
+            echo "$p"
+            return
+        fi
+    done
+    echo "compare.sh: no free port" >&2
+    exit 1
+}
+
+wait_port() {
+    local port=$1 pid=$2
+    for _ in $(seq 200); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+        kill -0 "$pid" 2>/dev/null || { log "server $pid died before listening on $port"; return 1; }
+        sleep 0.05
+    done
+    log "nothing listens on $port after 10 s"
+    return 1
+}
+
+cpu_ticks() { # utime + stime of a process (fields 14 and 15, counted after the ")" of comm)
+    local stat
+    stat=$(cat "/proc/$1/stat")
+    echo "${stat##*) }" | awk '{print $12 + $13}'
+}
+
+SERVER_PID=""
+SERVER_URL=""
+stop_server() {
+    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    SERVER_PID=""
+}
+
+# start_server NAME: redis | redis-aof | echo | ringkv | ringkv-sync
+start_server() {
+    local name=$1 port dir
+    port=$(free_port)
+    case "$name" in
+        redis|redis-aof)
+            dir="$WORK/data/$name"; mkdir -p "$dir"
+            local persist=(--save '' --appendonly no)
+            [ "$name" = redis-aof ] && persist=(--save '' --appendonly yes --appendfsync always)
+            taskset -c "$SERVER_CPU" redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" \
+                "${persist[@]}" --protected-mode no --logfile "$WORK/$name.log" &
+            SERVER_URL="redis://127.0.0.1:$port" ;;
+        echo)
+            taskset -c "$SERVER_CPU" "$ECHO" --port "$port" --cpu "$SERVER_CPU" --protocol resp \
+                --value-size 100 2>"$WORK/echo.log" &
+            SERVER_URL="redis://127.0.0.1:$port" ;;
+        ringkv|ringkv-sync)
+            # The data directory must be on the real disk (O_DIRECT), not tmpfs.
+            dir="$ROOT/target/compare-data-$$/$name"; rm -rf "$dir"; mkdir -p "$dir"
+            local durability=none
+            [ "$name" = ringkv-sync ] && durability=sync
+            taskset -c "$SERVER_CPU" "$RINGKV" serve --host 127.0.0.1 --port "$port" --shards 1 \
+                --data-dir "$dir" --durability "$durability" --log-level warn 2>"$WORK/$name.log" &
+            SERVER_URL="ringkv://127.0.0.1:$port" ;;
+    esac
+    SERVER_PID=$!
+    PIDS+=("$SERVER_PID")
+    wait_port "$port" "$SERVER_PID"
+    if [[ $name == ringkv* ]]; then wait_port $((port + 1)) "$SERVER_PID"; fi
+}
+
+# run_cell TARGET WORKLOAD PIPELINE RUN -> writes $OUT/TARGET-WORKLOAD-PPIPELINE-RUN.json and
+# appends "target workload pipeline ops p50 p99 p999 cpu_us errors" to $OUT/cells.txt
+run_cell() {
+    local target=$1 workload=$2 pipeline=$3 run=$4 t0 t1 file requests
+    file="$OUT/$target-$workload-P$pipeline-$run.json"
+    t0=$(cpu_ticks "$SERVER_PID")
+    if ! taskset -c "$CLIENT_CPU" "$LOADGEN" --target "$SERVER_URL" --cpus "$CLIENT_CPU" --threads 1 \
+        --connections "$CONNECTIONS" --pipeline "$pipeline" --workload "$workload" \
+        --keyspace "$KEYSPACE" --value-size 100 --duration "$DURATION" --seed "$run" \
+        --json --quiet >"$file" 2>"$file.log"; then
+        log "$target $workload P$pipeline: loadgen failed: $(tail -2 "$file.log" | tr '\n' ' ')"
+    fi
+    t1=$(cpu_ticks "$SERVER_PID")
+    if ! jq -e '.phases[-1].ops[-1]' "$file" >/dev/null 2>&1; then
+        echo "$target $workload $pipeline 0 0 0 0 0 -1" >>"$OUT/cells.txt"
+        return
+    fi
+    requests=$(jq '.phases[-1].requests' "$file")
+    jq -r --arg t "$target" --arg w "$workload" --arg p "$pipeline" \
+        --argjson cpu "$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$requests" 'BEGIN{printf "%.3f", (n > 0 ? d * 1e6 / hz / n : 0)}')" \
+        '.phases[-1] as $ph | $ph.ops[-1] as $o
+         | "\($t) \($w) \($p) \($ph.ops_per_s) \($o.p50_us) \($o.p99_us) \($o.p999_us) \($cpu) \($ph.errors)"' \
+        "$file" >>"$OUT/cells.txt"
+    log "$(tail -1 "$OUT/cells.txt")"
+}
+
+load_keyspace() {
+    log "loading $KEYSPACE keys into $1"
+    taskset -c "$CLIENT_CPU" "$LOADGEN" --target "$SERVER_URL" --cpus "$CLIENT_CPU" --connections "$CONNECTIONS" \
+        --pipeline 16 --workload set --keyspace "$KEYSPACE" --value-size 100 --load-only --quiet \
+        >"$OUT/$1-load.txt" 2>&1 || log "load into $1 failed: $(tail -2 "$OUT/$1-load.txt" | tr '\n' ' ')"
+}
+
+cell_workload() { case "$1" in a|b) echo "ycsb-$1" ;; *) echo "$1" ;; esac; }
+
+bench_target() { # bench_target TARGET CELLS PIPELINES
+    local target=$1 cells=$2 pipelines=$3 c p r
+    start_server "$target"
+    load_keyspace "$target"
+    for r in $(seq "$RUNS"); do
+        for c in ${cells//,/ }; do
+            for p in ${pipelines//,/ }; do
+                run_cell "$target" "$(cell_workload "$c")" "$p" "$r"
+            done
+        done
+    done
+    stop_server
+}
+
+: >"$OUT/cells.txt"
+log "results in $OUT; $(nproc) CPUs; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+for t in ${TARGETS//,/ }; do
+    if [ "$t" = ringkv ] && ! "$RINGKV" --version >/dev/null 2>&1; then
+        log "skipping ringkv: $RINGKV does not run (build it with: cargo build --release --bin ringkv)"
+        continue
+    fi
+    bench_target "$t" "$CELLS" "$PIPELINES"
+done
+if [ "$DURABLE" = 1 ]; then
+    bench_target redis-aof set "$PIPELINES"
+    if [[ ,$TARGETS, == *,ringkv,* ]] && "$RINGKV" --version >/dev/null 2>&1; then
+        bench_target ringkv-sync set "$PIPELINES"
+    fi
+fi
+
+# --- the table: medians over runs, ratios against Redis and echo --------------------------------
+awk -v runs="$RUNS" '
+function median(key, n,   i, j, t, a) {
+    n = cnt[key]; for (i = 1; i <= n; i++) a[i] = vals[key, i]
+    for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+}
+{
+    cell = $2 " " $3
+    if (!(cell in seen)) { seen[cell] = 1; order[++ncells] = cell }
+    if (!(($1) in tseen)) { tseen[$1] = 1; torder[++ntargets] = $1 }
+    for (f = 4; f <= 8; f++) { k = $1 SUBSEP cell SUBSEP f; cnt[k]++; vals[k, cnt[k]] = $f }
+    errs[$1 SUBSEP cell] += $9
+}
+END {
+    printf "%-8s %3s %-12s %12s %9s %9s %9s %11s %9s %9s %9s %8s\n", "workload", "P", "target", "ops/s", "p50 us", "p99 us", "p99.9 us", "cpu us/req", "vs redis", "vs echo", "cpu/redis", "errors"
+    for (i = 1; i <= ncells; i++) {
+        cell = order[i]; split(cell, cp, " ")
+        for (j = 1; j <= ntargets; j++) {
+            t = torder[j]; k = t SUBSEP cell
+            if (!((k SUBSEP 4) in cnt)) continue
+            ops = median(k SUBSEP 4); cpu = median(k SUBSEP 8)
+            peer = (t ~ /-aof$|-sync$/) ? "redis-aof" : "redis"
+            vr = "-"; ve = "-"; vc = "-"
+            if (t ~ /^ringkv/ && ((peer SUBSEP cell SUBSEP 4) in cnt)) {
+                r = median(peer SUBSEP cell SUBSEP 4); if (r > 0) vr = sprintf("%.2f", ops / r)
+                rc = median(peer SUBSEP cell SUBSEP 8); if (rc > 0) vc = sprintf("%.2f", cpu / rc)
+            }
+            if (t ~ /^ringkv/ && (("echo" SUBSEP cell SUBSEP 4) in cnt)) {
+                e = median("echo" SUBSEP cell SUBSEP 4); if (e > 0) ve = sprintf("%.2f", ops / e)
+            }
+            printf "%-8s %3s %-12s %12.0f %9.1f %9.1f %9.1f %11.2f %9s %9s %9s %8d\n", cp[1], cp[2], t, ops, median(k SUBSEP 5), median(k SUBSEP 6), median(k SUBSEP 7), cpu, vr, ve, vc, errs[k]
+        }
+    }
+    # The summary line: pipeline 16, ringkv (in-memory) against Redis (persistence off) and echo.
+    split("get set", names, " ")
+    for (n = 1; n <= 2; n++) {
+        cell = names[n] " 16"
+        rk = "ringkv" SUBSEP cell SUBSEP 4; rd = "redis" SUBSEP cell SUBSEP 4
+        ratio[names[n]] = ((rk in cnt) && (rd in cnt) && median(rd) > 0) ? sprintf("%.2f", median(rk) / median(rd)) : "n/a"
+    }
+    ec = "echo" SUBSEP "get 16" SUBSEP 4; rk = "ringkv" SUBSEP "get 16" SUBSEP 4
+    gve = ((rk in cnt) && (ec in cnt) && median(ec) > 0) ? sprintf("%.2f", median(rk) / median(ec)) : "n/a"
+    # CPU per request over GET and SET together (mean of the two per-request costs).
+    cvr = "n/a"
+    if (("ringkv" SUBSEP "get 16" SUBSEP 8) in cnt && ("ringkv" SUBSEP "set 16" SUBSEP 8) in cnt && ("redis" SUBSEP "get 16" SUBSEP 8) in cnt && ("redis" SUBSEP "set 16" SUBSEP 8) in cnt) {
+        a = median("ringkv" SUBSEP "get 16" SUBSEP 8) + median("ringkv" SUBSEP "set 16" SUBSEP 8)
+        b = median("redis" SUBSEP "get 16" SUBSEP 8) + median("redis" SUBSEP "set 16" SUBSEP 8)
+        if (b > 0) cvr = sprintf("%.2f", a / b)
+    }
+    printf "ratios get_vs_redis=%s set_vs_redis=%s get_vs_echo=%s cpu_per_request_vs_redis=%s\n", ratio["get"], ratio["set"], gve, cvr
+}' "$OUT/cells.txt" | tee "$OUT/table.txt"

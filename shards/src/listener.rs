@@ -1,0 +1,97 @@
+//! Accept loops: each shard accepts on the node's port (SO_REUSEPORT, the
+//! kernel spreads connections over the shards) and on its own port
+//! `port + 1 + shard` (shard-aware clients reach the owner directly).
+//!
+//! Invariants: the node never holds more than `connections_max` client
+//! connections (one over the limit gets an `Overloaded` error frame with id 0
+//! and is closed); every connection runs inside the shard's gate, so stopping
+//! waits for the batches in flight.
+
+use crate::conn;
+use crate::error::Error;
+use crate::service::{encode_error, Scope};
+use crate::shard::{Shard, ShardCounters};
+use crate::stop::StopEvent;
+use futures_lite::AsyncWriteExt;
+use glommio::net::{TcpListener, TcpStream};
+use glommio::sync::Gate;
+use ringkv_net::client_frame::Status;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// Binds `host:port` for `shard` (SO_REUSEPORT is set by glommio).
+pub fn bind(shard: u32, host: &str, port: u16) -> Result<TcpListener, Error> {
+    let addr = format!("{host}:{port}");
+    TcpListener::bind(addr.as_str()).map_err(|e| Error::Bind {
+        shard,
+        addr,
+        source: std::io::Error::other(e.to_string()),
+    })
+}
+
+/// Releases one node-wide connection slot when the connection ends.
+struct Slot(Rc<Shard>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.node.connections.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Accepts connections until `stop` fires; each runs in `gate`.
+pub async fn accept_loop(
+    shard: Rc<Shard>,
+    scope: Scope,
+    listener: TcpListener,
+    gate: Rc<Gate>,
+    stop: StopEvent,
+) {
+    loop {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            stop.wait().await;
+            None
+        })
+        .await;
+        let stream = match accepted {
+            None => return,
+            Some(Ok(s)) => s,
+            Some(Err(e)) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(shard = shard.id, "accept failed: {e}");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let open = shard.node.connections.fetch_add(1, Ordering::SeqCst);
+        let slot = Slot(shard.clone());
+        if open >= shard.config.connections_max {
+            ShardCounters::bump(&shard.counters.refused);
+            let max = shard.config.connections_max;
+            glommio::spawn_local(refuse(stream, max, slot)).detach();
+            continue;
+        }
+        ShardCounters::bump(&shard.counters.accepted);
+        let _ = stream.set_nodelay(true);
+        let (shard2, stop2) = (shard.clone(), stop.clone());
+        let spawned = gate.spawn(async move {
+            conn::serve(shard2, scope, stream, stop2).await;
+            drop(slot);
+        });
+        match spawned {
+            Ok(task) => {
+                task.detach();
+            }
+            Err(_) => return, // the gate closed: the shard is stopping
+        }
+    }
+}
+
+async fn refuse(mut stream: TcpStream, max: usize, slot: Slot) {
+    let mut bytes = Vec::new();
+    let msg = format!("the node is at its limit of {max} connections");
+    encode_error(0, Status::Overloaded, &msg, &mut bytes);
+    let _ = stream.write_all(&bytes).await;
+    let _ = stream.close().await;
+    drop(slot);
+}

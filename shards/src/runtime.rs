@@ -1,0 +1,320 @@
+//! Starting and stopping a node: the memlock check, the data directory, one
+//! pinned glommio executor per shard, the signal thread, and the ordered
+//! shutdown.
+//!
+//! Shutdown order (SIGTERM/SIGINT, or a shard failing):
+//! 1. every shard stops accepting and lets each connection finish the batch
+//!    in flight (its gate closes; idle connections close at once);
+//! 2. shards wait for each other (forwarded requests need their owner alive
+//!    until every connection is done);
+//! 3. each shard closes its mesh end, flushes and closes its engine;
+//! 4. the process exits 0 (non-zero if a shard failed).
+//!
+//! A second signal during shutdown exits at once with status 130 (nothing
+//! acknowledged is lost in `sync` mode: the WAL holds it).
+
+use crate::config::NodeConfig;
+use crate::datadir::{self, NodeIdentity};
+use crate::error::Error;
+use crate::forward::{Answer, Call};
+use crate::limits::{
+    FOREGROUND_SHARES, MESH_CHANNEL_CAPACITY, SHUTDOWN_DRAIN_TIMEOUT, STOP_POLL_INTERVAL,
+};
+use crate::memlock;
+use crate::mesh::{self, Mesh, MeshHandle};
+use crate::service::Scope;
+use crate::shard::{NodeShared, Shard};
+use crate::stop::StopEvent;
+use crate::store::Store;
+use glommio::{LocalExecutorBuilder, Placement};
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Runs a node until SIGTERM/SIGINT (or a shard failure). Blocks the calling
+/// thread. Returns `Ok` after a clean shutdown: every engine flushed and closed.
+pub fn run(config: NodeConfig) -> Result<(), Error> {
+    config.validate()?;
+    let report = memlock::ensure_memlock(0)?;
+    let wanted = memlock::memlock_wanted(config.shards, config.io_memory);
+    if report.soft_after < wanted && !report.privileged {
+        tracing::warn!(
+            "RLIMIT_MEMLOCK is {} bytes; {} shards would like {} bytes to register their io_uring buffers. \
+             The node runs, with slower I/O; raise it with `ulimit -l unlimited` or LimitMEMLOCK=infinity",
+            report.soft_after,
+            config.shards,
+            wanted
+        );
+    }
+    datadir::prepare(
+        &config.data_dir,
+        NodeIdentity {
+            shards: config.shards,
+            node_id: config.node_id,
+        },
+    )?;
+    let node = Arc::new(NodeShared::default());
+    start_signal_thread(node.clone())?;
+    run_shards(Arc::new(config), node)
+}
+
+/// Runs the shards (no signal handling, no memlock check): the node stops
+/// when `node.request_stop()` is called. Used by `run` and by tests.
+pub fn run_shards(config: Arc<NodeConfig>, node: Arc<NodeShared>) -> Result<(), Error> {
+    let cpus = crate::config::cpu_count() as usize;
+    let mesh_builder: MeshHandle<Call, Answer> =
+        mesh::builder(config.shards as usize, MESH_CHANNEL_CAPACITY);
+    let mut handles = Vec::new();
+    for i in 0..config.shards {
+        let placement = if config.pin {
+            Placement::Fixed(i as usize % cpus)
+        } else {
+            Placement::Unbound
+        };
+        let (config, node, mesh_builder) = (config.clone(), node.clone(), mesh_builder.clone());
+        let handle = LocalExecutorBuilder::new(placement)
+            .name(&format!("shard-{i}"))
+            .io_memory(config.io_memory)
+            .spawn(move || async move {
+                let result = shard_main(i, config, node.clone(), mesh_builder).await;
+                if let Err(e) = &result {
+                    node.fail(i, e.to_string());
+                }
+                result
+            })
+            .map_err(|e| Error::Startup(format!("starting the executor of shard {i}: {e}")))?;
+        handles.push(handle);
+    }
+    let mut first_error = None;
+    for (i, h) in handles.into_iter().enumerate() {
+        let outcome = match h.join() {
+            Ok(r) => r,
+            Err(e) => Err(Error::Shard {
+                shard: i as u32,
+                reason: format!("executor failed: {e}"),
+            }),
+        };
+        if let Err(e) = outcome {
+            first_error.get_or_insert(e);
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Marks this shard drained when dropped (also on early error returns), so
+/// the other shards never wait for it forever.
+struct DrainedMark(Arc<NodeShared>, bool);
+
+impl DrainedMark {
+    fn mark(&mut self) {
+        if !self.1 {
+            self.1 = true;
+            self.0.drained.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for DrainedMark {
+    fn drop(&mut self) {
+        self.mark();
+    }
+}
+
+async fn shard_main(
+    id: u32,
+    config: Arc<NodeConfig>,
+    node: Arc<NodeShared>,
+    mesh_builder: MeshHandle<Call, Answer>,
+) -> Result<(), Error> {
+    let mut drained = DrainedMark(node.clone(), false);
+    let executor = glommio::executor();
+    let foreground = executor.create_task_queue(
+        glommio::Shares::Static(FOREGROUND_SHARES),
+        glommio::Latency::Matters(std::time::Duration::from_millis(10)),
+        "ringkv-requests",
+    );
+    ringkv_storage::io::set_background_queue(config.background_shares);
+
+    // Join the mesh first: joining waits for every shard, and nothing before
+    // it can fail, so a shard that fails later never leaves others waiting.
+    let shard_cell: Rc<std::cell::RefCell<Option<Rc<Shard>>>> =
+        Rc::new(std::cell::RefCell::new(None));
+    let cell = shard_cell.clone();
+    let handler = move |call: Call| {
+        let shard = cell.borrow().clone();
+        async move {
+            match shard {
+                Some(shard) => crate::service::answer_call(shard, call).await,
+                None => Answer::Unavailable,
+            }
+        }
+    };
+    let (mesh, mesh_tasks) = if config.shards > 1 {
+        let (m, t) = Mesh::join(mesh_builder, foreground, handler)
+            .await
+            .map_err(|reason| Error::Shard { shard: id, reason })?;
+        (Some(m), t)
+    } else {
+        (None, Vec::new())
+    };
+
+    let dir = config.shard_dir(id);
+    let store = Store::open(&dir, &config)
+        .await
+        .map_err(|source| Error::Storage { shard: id, source })?;
+    let shard = Shard::new(id, config.clone(), node.clone(), store.clone());
+    if let Some(m) = mesh {
+        shard.attach_mesh(m);
+    }
+    *shard_cell.borrow_mut() = Some(shard.clone());
+
+    let result = serve_until_stopped(&shard, foreground, &mut drained).await;
+
+    // Every shard has drained (or failed): no call can arrive any more.
+    shard.close_mesh();
+    for t in mesh_tasks {
+        t.cancel().await;
+    }
+    *shard_cell.borrow_mut() = None;
+    let closed = async {
+        store.flush().await?;
+        store.close().await
+    }
+    .await
+    .map_err(|source| Error::Storage { shard: id, source });
+    tracing::info!(shard = id, "stopped");
+    result.and(closed)
+}
+
+async fn serve_until_stopped(
+    shard: &Rc<Shard>,
+    foreground: glommio::TaskQueueHandle,
+    drained: &mut DrainedMark,
+) -> Result<(), Error> {
+    let config = &shard.config;
+    let node = &shard.node;
+    let stop = StopEvent::new();
+    let gate = Rc::new(glommio::sync::Gate::new());
+    let mut accepts = Vec::new();
+    let listen = (|| {
+        let shared = crate::listener::bind(shard.id, &config.host, config.port)?;
+        let own_port = ringkv_net::routing::shard_port(config.port, shard.id);
+        let own = crate::listener::bind(shard.id, &config.host, own_port)?;
+        Ok::<_, Error>([(Scope::Node, shared), (Scope::Shard, own)])
+    })();
+    match listen {
+        Ok(listeners) => {
+            for (scope, l) in listeners {
+                let task = glommio::spawn_local_into(
+                    crate::listener::accept_loop(
+                        shard.clone(),
+                        scope,
+                        l,
+                        gate.clone(),
+                        stop.clone(),
+                    ),
+                    foreground,
+                )
+                .map_err(|e| Error::Startup(format!("spawning an accept loop: {e}")))?;
+                accepts.push(task);
+            }
+            let ready = node.ready.fetch_add(1, Ordering::SeqCst) + 1;
+            if ready == shard.shard_count {
+                tracing::info!(
+                    host = %config.host,
+                    port = config.port,
+                    shards = shard.shard_count,
+                    "ringkv node ready: {}:{} (shard ports {}..={})",
+                    config.host,
+                    config.port,
+                    ringkv_net::routing::shard_port(config.port, 0),
+                    ringkv_net::routing::shard_port(config.port, shard.shard_count - 1)
+                );
+            }
+        }
+        Err(e) => {
+            node.fail(shard.id, e.to_string());
+        }
+    }
+
+    while !node.stopping() {
+        glommio::timer::sleep(STOP_POLL_INTERVAL).await;
+    }
+    tracing::info!(
+        shard = shard.id,
+        "stopping: no new connections, finishing requests in flight"
+    );
+    stop.fire();
+    for t in accepts {
+        t.await;
+    }
+    let closed = futures_lite::future::or(
+        async {
+            let _ = gate.close().await;
+            true
+        },
+        async {
+            glommio::timer::sleep(SHUTDOWN_DRAIN_TIMEOUT).await;
+            false
+        },
+    )
+    .await;
+    if !closed {
+        tracing::warn!(
+            shard = shard.id,
+            "connections still busy after {SHUTDOWN_DRAIN_TIMEOUT:?}; closing anyway"
+        );
+    }
+    drained.mark();
+    while node.drained.load(Ordering::SeqCst) < shard.shard_count {
+        glommio::timer::sleep(STOP_POLL_INTERVAL).await;
+    }
+    Ok(())
+}
+
+/// Blocks SIGTERM and SIGINT in this thread (inherited by every executor
+/// thread started after) and starts a thread that waits for them: the first
+/// asks the node to stop, a second exits at once with status 130.
+fn start_signal_thread(node: Arc<NodeShared>) -> Result<(), Error> {
+    // SAFETY: plain libc signal-set manipulation on sets we own.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        if rc != 0 {
+            return Err(Error::Startup(format!("pthread_sigmask failed: {rc}")));
+        }
+        set
+    };
+    std::thread::Builder::new()
+        .name("ringkv-signals".into())
+        .spawn(move || {
+            let mut count = 0;
+            loop {
+                let mut sig: libc::c_int = 0;
+                // SAFETY: sigwait reads a set we own and writes an int we own.
+                let rc = unsafe { libc::sigwait(&set, &mut sig) };
+                if rc != 0 {
+                    continue;
+                }
+                count += 1;
+                if count == 1 {
+                    tracing::info!(
+                        signal = sig,
+                        "signal received: shutting down (send again to exit at once)"
+                    );
+                    node.request_stop();
+                } else {
+                    tracing::warn!(signal = sig, "second signal: exiting at once");
+                    std::process::exit(130);
+                }
+            }
+        })
+        .map_err(|e| Error::Startup(format!("starting the signal thread: {e}")))?;
+    Ok(())
+}

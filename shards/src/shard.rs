@@ -1,0 +1,150 @@
+//! One shard's state: its store, clock, key locks, mesh end and counters,
+//! built in one place ([`Shard::new`]) and shared by the shard's tasks
+//! through an `Rc` (never across threads).
+
+use crate::config::NodeConfig;
+use crate::forward::{Answer, Call};
+use crate::hlc::Hlc;
+use crate::keylock::KeyLocks;
+use crate::mesh::Mesh;
+use crate::store::Store;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// State shared by all shards of a node (atomics only; no lock on the request path).
+#[derive(Debug, Default)]
+pub struct NodeShared {
+    /// Set once: the node is stopping (a signal, or a shard failed).
+    pub stop: AtomicBool,
+    /// Client connections open on the node.
+    pub connections: AtomicUsize,
+    /// Shards that finished draining their connections.
+    pub drained: AtomicU32,
+    /// Shards that finished starting (listeners bound).
+    pub ready: AtomicU32,
+    /// Why shards failed, if any did.
+    pub failures: Mutex<Vec<String>>,
+}
+
+impl NodeShared {
+    /// Asks every shard to stop.
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the node is stopping.
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Records a shard failure and stops the node.
+    pub fn fail(&self, shard: u32, reason: String) {
+        tracing::error!(shard, "{reason}");
+        if let Ok(mut f) = self.failures.lock() {
+            f.push(format!("shard {shard}: {reason}"));
+        }
+        self.request_stop();
+    }
+}
+
+/// Request counters of one shard (reported by STATS).
+#[derive(Debug, Default)]
+pub struct ShardCounters {
+    /// Requests answered by this shard's connections.
+    pub requests: Cell<u64>,
+    /// Requests this shard's connections forwarded to another shard.
+    pub forwarded_out: Cell<u64>,
+    /// Calls other shards sent to this one.
+    pub forwarded_in: Cell<u64>,
+    /// Bad frames answered with an error.
+    pub bad_requests: Cell<u64>,
+    /// Connections this shard accepted.
+    pub accepted: Cell<u64>,
+    /// Connections refused because the node was at its limit.
+    pub refused: Cell<u64>,
+    /// Storage errors answered.
+    pub storage_errors: Cell<u64>,
+}
+
+impl ShardCounters {
+    /// Adds one to a counter.
+    pub fn bump(c: &Cell<u64>) {
+        c.set(c.get().wrapping_add(1));
+    }
+}
+
+/// One shard.
+pub struct Shard {
+    /// Index of this shard in `0..shard_count`.
+    pub id: u32,
+    /// Number of shards of the node.
+    pub shard_count: u32,
+    /// The node's configuration.
+    pub config: Arc<NodeConfig>,
+    /// Node-wide flags and counters.
+    pub node: Arc<NodeShared>,
+    /// This shard's storage.
+    pub store: Store,
+    /// This shard's clock.
+    pub clock: RefCell<Hlc>,
+    /// Locks for read-modify-write operations.
+    pub locks: KeyLocks,
+    /// Counters.
+    pub counters: ShardCounters,
+    mesh: RefCell<Option<Rc<Mesh<Call, Answer>>>>,
+}
+
+impl Shard {
+    /// A shard with its store opened; the mesh is attached later.
+    pub fn new(id: u32, config: Arc<NodeConfig>, node: Arc<NodeShared>, store: Store) -> Rc<Shard> {
+        let node_id = config.node_id;
+        Rc::new(Shard {
+            id,
+            shard_count: config.shards,
+            config,
+            node,
+            store,
+            clock: RefCell::new(Hlc::new(node_id)),
+            locks: KeyLocks::new(),
+            counters: ShardCounters::default(),
+            mesh: RefCell::new(None),
+        })
+    }
+
+    /// Attaches this shard's end of the mesh.
+    pub fn attach_mesh(&self, mesh: Rc<Mesh<Call, Answer>>) {
+        *self.mesh.borrow_mut() = Some(mesh);
+    }
+
+    /// This shard's end of the mesh (`None` before it is attached or after it closed).
+    pub fn mesh(&self) -> Option<Rc<Mesh<Call, Answer>>> {
+        self.mesh.borrow().clone()
+    }
+
+    /// Detaches and closes the mesh.
+    pub fn close_mesh(&self) {
+        if let Some(m) = self.mesh.borrow_mut().take() {
+            m.close();
+        }
+    }
+
+    /// The shard that owns `key`.
+    pub fn owner_of(&self, key: &[u8]) -> u32 {
+        ringkv_net::routing::shard_for(ringkv_net::routing::token(key), self.shard_count)
+    }
+
+    /// Sends `call` to shard `to` and waits for its answer; an unavailable
+    /// peer answers [`Answer::Unavailable`].
+    pub async fn call(&self, to: u32, call: Call) -> Answer {
+        ShardCounters::bump(&self.counters.forwarded_out);
+        match self.mesh() {
+            Some(mesh) => mesh
+                .call(to as usize, call)
+                .await
+                .unwrap_or(Answer::Unavailable),
+            None => Answer::Unavailable,
+        }
+    }
+}

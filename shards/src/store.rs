@@ -1,0 +1,123 @@
+//! The narrow interface between a shard and its storage engine: exactly the
+//! calls the request path makes, over one [`ringkv_storage::engine::Engine`]
+//! in `<data-dir>/shard-<i>/`. Keeping it narrow lets the engine change (or
+//! be simulated) without touching the request code.
+//!
+//! Invariants: one store per shard, used from that shard's thread only; a
+//! write returns only once the engine acknowledged it (durable per the node's
+//! durability mode); reads reconcile by highest version (the engine's rule).
+
+use crate::config::{DurabilityMode, NodeConfig};
+use ringkv_storage::engine::{Engine, Options, ScanRange, WriteBatch};
+use ringkv_storage::wal::Durability;
+use ringkv_storage::{Entry, Record, Result, Version};
+use std::path::Path;
+
+/// Which keys a scan visits.
+pub type ScanSpan = ScanRange;
+
+/// One write of a batch.
+#[derive(Debug, Clone)]
+pub struct BatchWrite {
+    /// The key.
+    pub key: Vec<u8>,
+    /// The record to write (value or tombstone).
+    pub record: Record,
+}
+
+/// One shard's store. Cheap to clone (shared inside the shard).
+#[derive(Clone)]
+pub struct Store {
+    engine: Engine,
+}
+
+/// The engine options for a node configuration.
+pub fn engine_options(config: &NodeConfig) -> Options {
+    Options {
+        durability: match config.durability {
+            DurabilityMode::Sync => Durability::Sync,
+            DurabilityMode::Batch { window } => Durability::Batch { window },
+            DurabilityMode::None => Durability::None,
+        },
+        memtable_size: config.memtable_size,
+        block_cache_size: config.block_cache_size,
+        background_shares: config.background_shares,
+        ..Options::default()
+    }
+}
+
+impl Store {
+    /// Opens (or creates and recovers) the store in `dir`.
+    pub async fn open(dir: &Path, config: &NodeConfig) -> Result<Store> {
+        let options = engine_options(config);
+        ringkv_storage::io::prepare_dir(dir, options.require_direct_io).await?;
+        let engine = Engine::open(dir, options).await?;
+        Ok(Store { engine })
+    }
+
+    /// The highest-version record of `key`, tombstones and expired values included.
+    pub async fn get_record(&self, key: &[u8]) -> Result<Option<Record>> {
+        self.engine.get_record(key).await
+    }
+
+    /// Writes a value; durable per the configured mode when this returns.
+    pub async fn put(&self, key: &[u8], value: &[u8], version: Version, expires_at_ms: u64) -> Result<()> {
+        self.engine.put(key, value, version, expires_at_ms).await
+    }
+
+    /// Writes a tombstone.
+    pub async fn delete(&self, key: &[u8], version: Version) -> Result<()> {
+        self.engine.delete(key, version).await
+    }
+
+    /// Writes every entry atomically (one WAL record).
+    pub async fn write(&self, batch: Vec<BatchWrite>) -> Result<()> {
+        let mut b = WriteBatch::new();
+        for w in &batch {
+            match &w.record.value {
+                Some(v) => b.put(&w.key, v, w.record.version, w.record.expires_at_ms),
+                None => b.delete(&w.key, w.record.version),
+            }
+        }
+        self.engine.write(b).await
+    }
+
+    /// Live entries of `span` in key order, at most `limit`.
+    pub async fn scan(&self, span: ScanSpan, limit: usize, now_ms: u64) -> Result<Vec<Entry>> {
+        self.engine.scan(span, limit, now_ms).await
+    }
+
+    /// Makes everything written so far durable in tables.
+    pub async fn flush(&self) -> Result<()> {
+        self.engine.flush().await
+    }
+
+    /// Drains background work and closes.
+    pub async fn close(&self) -> Result<()> {
+        self.engine.close().await
+    }
+
+    /// `key value` statistics lines.
+    pub fn stats(&self) -> Vec<(String, String)> {
+        let s = self.engine.stats();
+        let mut out = vec![
+            ("storage_keys_estimate".to_string(), s.keys_estimate.to_string()),
+            ("storage_memtable_bytes".into(), s.memtable_bytes.to_string()),
+            ("storage_write_amplification".into(), format!("{:.3}", s.write_amplification)),
+            ("storage_compactions".into(), s.compactions.to_string()),
+            ("storage_compaction_time_ms".into(), s.compaction_time.as_millis().to_string()),
+            ("storage_compaction_bytes_read".into(), s.compaction_bytes_read.to_string()),
+            ("storage_compaction_bytes_written".into(), s.compaction_bytes_written.to_string()),
+            ("storage_wal_syncs".into(), s.wal_syncs.to_string()),
+            ("storage_index_bloom_bytes".into(), s.index_bloom_bytes.to_string()),
+            ("storage_block_cache_hits".into(), s.block_cache.hits.to_string()),
+            ("storage_block_cache_misses".into(), s.block_cache.misses.to_string()),
+            ("storage_block_cache_bytes".into(), s.block_cache.bytes.to_string()),
+        ];
+        for (level, (bytes, tables)) in s.bytes_per_level.iter().zip(&s.tables_per_level).enumerate() {
+            out.push((format!("storage_level{level}_bytes"), bytes.to_string()));
+            out.push((format!("storage_level{level}_tables"), tables.to_string()));
+        }
+        out
+    }
+}

@@ -1,0 +1,271 @@
+//! `ringkv serve` configuration: a TOML file and command-line flags, flags
+//! winning, resolved into a [`ringkv_shards::NodeConfig`].
+//!
+//! TOML keys (all optional; sizes are bytes or strings such as `"64MiB"`):
+//!
+//! ```toml
+//! host = "127.0.0.1"          # listen address
+//! port = 7379                 # node port; shard i also listens on port + 1 + i
+//! data_dir = "./ringkv-data"
+//! shards = 2                  # default: number of CPUs
+//! node_id = 1
+//! pin = true                  # pin shard i to CPU i
+//! durability = "sync"         # sync | batch | none
+//! batch_window_ms = 2         # group-commit window of `batch`
+//! memtable_size = "64MiB"     # per shard
+//! block_cache_size = "256MiB" # per shard
+//! max_key_size = 1024
+//! max_value_size = "1MiB"
+//! max_frame_size = "8MiB"
+//! max_connections = 10000
+//! io_memory = "10MiB"         # io_uring registered buffers per shard
+//! log_level = "info"          # or a tracing filter such as "ringkv_shards=debug"
+//! ```
+
+use ringkv_shards::{DurabilityMode, NodeConfig};
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A size: a byte count, or a string with a binary suffix (`K`, `KiB`, `M`, `MiB`, `G`, `GiB`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+impl std::str::FromStr for Size {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Size, String> {
+        let t = s.trim();
+        let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(digits_end);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("{s:?} is not a size (e.g. 4096, 64KiB, 8MiB, 1GiB)"))?;
+        let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" | "kib" => 1 << 10,
+            "m" | "mb" | "mib" => 1 << 20,
+            "g" | "gb" | "gib" => 1 << 30,
+            other => {
+                return Err(format!(
+                    "unknown size unit {other:?} in {s:?} (use KiB, MiB or GiB)"
+                ))
+            }
+        };
+        n.checked_mul(mult)
+            .map(Size)
+            .ok_or_else(|| format!("size {s:?} is too large"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Size, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(n) => Ok(Size(n)),
+            Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Durability as written in config and flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Acknowledge after fdatasync (default).
+    Sync,
+    /// Acknowledge after a bounded group-commit window.
+    Batch,
+    /// Acknowledge without waiting for the disk.
+    None,
+}
+
+/// The settings of a config file and of the flags (each optional).
+#[derive(Debug, Clone, Default, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Listen address [default: 127.0.0.1]
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Node port; shard i also listens on port + 1 + i [default: 7379]
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Data directory [default: ./ringkv-data]
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Number of shards [default: number of CPUs]
+    #[arg(long)]
+    pub shards: Option<u32>,
+    /// This node's id (stamped into versions) [default: 1]
+    #[arg(long)]
+    pub node_id: Option<u32>,
+    /// Pin shard i to CPU i [default: true]
+    #[arg(long)]
+    pub pin: Option<bool>,
+    /// When writes are acknowledged [default: sync]
+    #[arg(long, value_enum)]
+    pub durability: Option<Durability>,
+    /// Group-commit window of `--durability batch`, milliseconds [default: 2]
+    #[arg(long)]
+    pub batch_window_ms: Option<u64>,
+    /// Memtable size per shard, e.g. 64MiB
+    #[arg(long)]
+    pub memtable_size: Option<Size>,
+    /// Block cache size per shard, e.g. 256MiB
+    #[arg(long)]
+    pub block_cache_size: Option<Size>,
+    /// Largest key accepted (at most 1KiB)
+    #[arg(long)]
+    pub max_key_size: Option<Size>,
+    /// Largest value accepted (at most 1MiB)
+    #[arg(long)]
+    pub max_value_size: Option<Size>,
+    /// Largest request frame accepted [default: 8MiB]
+    #[arg(long)]
+    pub max_frame_size: Option<Size>,
+    /// Largest number of client connections on the node [default: 10000]
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// io_uring registered buffer memory per shard [default: 10MiB]
+    #[arg(long)]
+    pub io_memory: Option<Size>,
+    /// Log filter: error, warn, info, debug, trace, or a tracing directive [default: info; RUST_LOG also works]
+    #[arg(long)]
+    pub log_level: Option<String>,
+}
+
+impl Settings {
+    /// Reads a TOML config file.
+    pub fn from_file(path: &std::path::Path) -> Result<Settings, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("config {}: {e}", path.display()))
+    }
+
+    /// `self` with every setting `over` has replaced by it.
+    pub fn overridden_by(self, over: Settings) -> Settings {
+        Settings {
+            host: over.host.or(self.host),
+            port: over.port.or(self.port),
+            data_dir: over.data_dir.or(self.data_dir),
+            shards: over.shards.or(self.shards),
+            node_id: over.node_id.or(self.node_id),
+            pin: over.pin.or(self.pin),
+            durability: over.durability.or(self.durability),
+            batch_window_ms: over.batch_window_ms.or(self.batch_window_ms),
+            memtable_size: over.memtable_size.or(self.memtable_size),
+            block_cache_size: over.block_cache_size.or(self.block_cache_size),
+            max_key_size: over.max_key_size.or(self.max_key_size),
+            max_value_size: over.max_value_size.or(self.max_value_size),
+            max_frame_size: over.max_frame_size.or(self.max_frame_size),
+            max_connections: over.max_connections.or(self.max_connections),
+            io_memory: over.io_memory.or(self.io_memory),
+            log_level: over.log_level.or(self.log_level),
+        }
+    }
+
+    /// Resolves into a node configuration (defaults for what is unset),
+    /// validated.
+    pub fn resolve(&self) -> Result<NodeConfig, String> {
+        let mut c = NodeConfig::new();
+        let usize_of = |s: Size, name: &str| {
+            usize::try_from(s.0).map_err(|_| format!("{name} {} is too large", s.0))
+        };
+        if let Some(v) = &self.host {
+            c.host = v.clone();
+        }
+        if let Some(v) = self.port {
+            c.port = v;
+        }
+        if let Some(v) = &self.data_dir {
+            c.data_dir = v.clone();
+        }
+        if let Some(v) = self.shards {
+            c.shards = v;
+        }
+        if let Some(v) = self.node_id {
+            c.node_id = v;
+        }
+        if let Some(v) = self.pin {
+            c.pin = v;
+        }
+        let window = Duration::from_millis(self.batch_window_ms.unwrap_or(2));
+        c.durability = match self.durability.unwrap_or(Durability::Sync) {
+            Durability::Sync => DurabilityMode::Sync,
+            Durability::Batch => DurabilityMode::Batch { window },
+            Durability::None => DurabilityMode::None,
+        };
+        if let Some(v) = self.memtable_size {
+            c.memtable_size = usize_of(v, "memtable_size")?;
+        }
+        if let Some(v) = self.block_cache_size {
+            c.block_cache_size = usize_of(v, "block_cache_size")?;
+        }
+        if let Some(v) = self.max_key_size {
+            c.key_size_max = usize_of(v, "max_key_size")?;
+        }
+        if let Some(v) = self.max_value_size {
+            c.value_size_max = usize_of(v, "max_value_size")?;
+        }
+        if let Some(v) = self.max_frame_size {
+            c.frame_size_max = usize_of(v, "max_frame_size")?;
+        }
+        if let Some(v) = self.max_connections {
+            c.connections_max = v;
+        }
+        if let Some(v) = self.io_memory {
+            c.io_memory = usize_of(v, "io_memory")?;
+        }
+        c.validate().map_err(|e| e.to_string())?;
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_accept_bytes_and_binary_suffixes() {
+        assert_eq!("4096".parse::<Size>().unwrap(), Size(4096));
+        assert_eq!("64KiB".parse::<Size>().unwrap(), Size(64 << 10));
+        assert_eq!("8 MiB".parse::<Size>().unwrap(), Size(8 << 20));
+        assert_eq!("1g".parse::<Size>().unwrap(), Size(1 << 30));
+        assert!("12 parsecs".parse::<Size>().is_err());
+        assert!("".parse::<Size>().is_err());
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_defaults_fill_the_rest() {
+        let file: Settings = toml::from_str(
+            "port = 9000\nshards = 3\ndurability = \"batch\"\nmemtable_size = \"1MiB\"\nmax_connections = 5\n",
+        )
+        .unwrap();
+        let flags = Settings {
+            port: Some(9100),
+            ..Settings::default()
+        };
+        let c = file.overridden_by(flags).resolve().unwrap();
+        assert_eq!(c.port, 9100);
+        assert_eq!(c.shards, 3);
+        assert_eq!(c.memtable_size, 1 << 20);
+        assert_eq!(c.connections_max, 5);
+        assert_eq!(c.host, "127.0.0.1");
+        assert!(matches!(c.durability, DurabilityMode::Batch { .. }));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(toml::from_str::<Settings>("prot = 1\n").is_err());
+        let bad = Settings {
+            shards: Some(0),
+            ..Settings::default()
+        };
+        assert!(bad.resolve().unwrap_err().contains("shards"));
+    }
+}

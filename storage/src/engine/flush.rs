@@ -1,0 +1,179 @@
+//! Freezing the memtable and flushing frozen memtables to L0 tables.
+//!
+//! Order of a flush (each step durable before the next):
+//! 1. write `{id}.sst.tmp`, fdatasync (TableWriter::finish), rename to `{id}.sst`, sync the dir;
+//! 2. one manifest record: add the table, the next file id, WAL retired through the
+//!    memtable's last segment;
+//! 3. swap the frozen memtable for the table in the read path;
+//! 4. retire the WAL segments.
+//!
+//! A crash before 2 leaves an unlisted file (removed on open) and the WAL still
+//! holds the data; after 2 the table holds it.
+
+use super::{Engine, Frozen};
+use crate::error::Result;
+use crate::io::{self, DirectFile};
+use crate::manifest::ManifestEdit;
+use crate::memtable::Memtable;
+use crate::sstable::{table_file_name, table_tmp_file_name, Table, TableWriter};
+use std::cell::RefCell;
+use std::ops::Bound;
+use std::rc::Rc;
+
+/// Entries copied out of a frozen memtable per borrow while flushing.
+const FLUSH_CHUNK_ENTRIES: usize = 256;
+
+impl Engine {
+    /// Freezes the active memtable and rotates the WAL at the same point.
+    /// Writers wait (`rotating`) until the rotation is done, so every entry of
+    /// the new memtable lands in a later WAL segment.
+    pub(super) async fn freeze(&self) -> Result<()> {
+        let inner = &self.inner;
+        let old = {
+            let mut state = inner.state.borrow_mut();
+            assert!(!state.rotating, "freeze while a rotation is in progress");
+            state.rotating = true;
+            let old = std::mem::replace(&mut state.active, Rc::new(RefCell::new(Memtable::new())));
+            // Readable (as frozen) from this moment on; flushable once its
+            // last segment is known.
+            state.frozen.push_back(Frozen {
+                memtable: old.clone(),
+                segment: None,
+            });
+            old
+        };
+        let rotated = inner.wal.rotate().await;
+        {
+            let mut state = inner.state.borrow_mut();
+            state.rotating = false;
+            if let Ok(segment) = &rotated {
+                let entry = state.frozen.iter_mut().find(|f| Rc::ptr_eq(&f.memtable, &old));
+                assert!(entry.is_some(), "a memtable is not flushed before its rotation ends");
+                if let Some(entry) = entry {
+                    entry.segment = Some(*segment);
+                }
+            }
+        }
+        inner.changed.notify_all();
+        match rotated {
+            Ok(_) => {
+                self.schedule_flush();
+                Ok(())
+            }
+            Err(e) => {
+                // The memtable stays readable; the engine refuses writes.
+                self.fail(&e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Starts the flush task unless it runs or nothing is frozen.
+    pub(super) fn schedule_flush(&self) {
+        {
+            let mut state = self.inner.state.borrow_mut();
+            if state.flushing || state.frozen.is_empty() || state.failed.is_some() {
+                return;
+            }
+            state.flushing = true;
+        }
+        let engine = self.clone();
+        io::spawn_background(async move {
+            engine.flush_loop().await;
+        })
+        .detach();
+    }
+
+    async fn flush_loop(&self) {
+        loop {
+            let next = {
+                let state = self.inner.state.borrow();
+                if state.failed.is_some() {
+                    None
+                } else {
+                    state
+                        .frozen
+                        .front()
+                        .map(|f| (f.memtable.clone(), f.segment))
+                }
+            };
+            let Some((memtable, segment)) = next else {
+                break;
+            };
+            // A memtable whose rotation is still running is flushed after it
+            // (the freeze schedules a flush when the rotation ends).
+            let Some(segment) = segment else {
+                break;
+            };
+            if let Err(e) = self.flush_one(memtable, segment).await {
+                self.fail(&e);
+                break;
+            }
+            self.inner.changed.notify_all();
+            self.schedule_compaction();
+        }
+        self.inner.state.borrow_mut().flushing = false;
+        self.inner.changed.notify_all();
+    }
+
+    async fn flush_one(&self, memtable: Rc<RefCell<Memtable>>, segment: u64) -> Result<()> {
+        let inner = &self.inner;
+        let table = if memtable.borrow().is_empty() {
+            None
+        } else {
+            Some(self.write_memtable(&memtable).await?)
+        };
+        let mut edits = Vec::new();
+        if let Some(t) = &table {
+            edits.push(ManifestEdit::AddTable(t.meta().clone()));
+        }
+        let next_file_id = inner.state.borrow().next_file_id;
+        edits.push(ManifestEdit::NextFileId(next_file_id));
+        edits.push(ManifestEdit::WalRetiredThrough(segment));
+        inner.manifest.lock().await.apply(&edits).await?;
+        {
+            let mut state = inner.state.borrow_mut();
+            let done = state.frozen.pop_front();
+            assert!(
+                done.is_some_and(|f| Rc::ptr_eq(&f.memtable, &memtable)),
+                "frozen memtables are flushed in order by one task"
+            );
+            if let Some(t) = table {
+                state.counters.flush_bytes += t.meta().size;
+                state.levels[0].push(t);
+            }
+            state.counters.flushes += 1;
+        }
+        inner.changed.notify_all();
+        inner.wal.retire_through(segment).await
+    }
+
+    /// Writes a frozen memtable to a new L0 table and opens it.
+    async fn write_memtable(&self, memtable: &Rc<RefCell<Memtable>>) -> Result<Rc<Table>> {
+        let inner = &self.inner;
+        let id = self.alloc_file_id();
+        let tmp = inner.dir.join(table_tmp_file_name(id));
+        let path = inner.dir.join(table_file_name(id));
+        let file = DirectFile::create_new(&tmp).await?;
+        let mut writer = TableWriter::new(file, id, 0, inner.options.table.clone());
+        let mut cursor: Bound<Vec<u8>> = Bound::Unbounded;
+        loop {
+            let chunk = memtable
+                .borrow()
+                .entries_from(cursor.as_ref().map(Vec::as_slice), FLUSH_CHUNK_ENTRIES);
+            let Some((last, _)) = chunk.last() else {
+                break;
+            };
+            cursor = Bound::Excluded(last.clone());
+            for (key, record) in &chunk {
+                writer.add(key, record).await?;
+            }
+        }
+        writer.finish().await?;
+        io::rename(&tmp, &path)?;
+        io::sync_dir(&inner.dir).await?;
+        Ok(Rc::new(
+            Table::open(&path, id, 0, inner.cache.clone()).await?,
+        ))
+    }
+}

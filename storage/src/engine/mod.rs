@@ -1,0 +1,552 @@
+//! The engine: one shard's LSM tree, tying the WAL, memtables, tables, the
+//! manifest and compaction together behind put/get/delete/scan.
+//!
+//! Write path: validate -> `wal.append` (no I/O) -> memtable insert -> `wal.commit`
+//! (durable per the durability mode). A memtable over its budget is frozen (the
+//! WAL rotates at the same point, so every entry of the new memtable lies in a
+//! later segment), flushed to an L0 table by a background task, recorded in the
+//! manifest together with the WAL retirement point, and only then are its WAL
+//! segments retired.
+//!
+//! Read path: the highest version wins across the active memtable, the frozen
+//! ones and every table (version pruning by `TableMeta::max_version`; bloom
+//! filter before any disk read).
+//!
+//! Files in the shard directory:
+//! ```text
+//!   {id:020}.sst        live tables (listed in the manifest)
+//!   {id:020}.sst.tmp    a table being written (deleted on open)
+//!   manifest / WAL      owned by crate::manifest and crate::wal
+//! ```
+//! Invariants:
+//! - Single-threaded: state lives in `RefCell`s and no borrow is held across an
+//!   `.await`; the manifest and the compaction slot are async locks.
+//! - A table is visible to reads from the moment it is recorded in the
+//!   manifest; its memtable or input tables disappear in the same step.
+//! - Files are deleted only after the manifest no longer lists them.
+
+mod batch;
+mod compact;
+mod flush;
+mod merge;
+mod options;
+mod read;
+mod sync;
+
+pub use crate::wal::Durability;
+pub use batch::{ScanRange, WriteBatch};
+pub use options::{Clock, Options, Stats};
+
+use crate::cache::BlockCache;
+use crate::compaction::{LevelConfig, LEVEL_COUNT};
+use crate::error::{Error, Result};
+use crate::io;
+use crate::limits::{BATCH_ENTRIES_MAX, BATCH_SIZE_MAX, KEY_SIZE_MAX, VALUE_SIZE_MAX};
+use crate::manifest::Manifest;
+use crate::memtable::Memtable;
+use crate::sstable::{table_file_name, Table};
+use crate::types::{Entry, FileId, Record, Version};
+use crate::wal::{SegmentId, Wal, WalOptions};
+use std::cell::RefCell;
+use std::collections::{HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+use sync::{AsyncLock, Signal};
+
+/// Frozen memtables allowed to wait for their flush before writes stall.
+pub const FROZEN_MEMTABLES_MAX: usize = 2;
+/// L0 tables above which writes stall until compaction catches up.
+pub const LEVEL0_STALL_TABLES: usize = 20;
+/// Bytes of overhead per batch entry counted against `BATCH_SIZE_MAX`.
+const BATCH_ENTRY_OVERHEAD_BYTES: usize = 32;
+
+/// One shard's storage engine. Cheap to clone (an `Rc` inside); `!Send`: use it
+/// only on the thread (executor) that opened it.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Rc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    options: Options,
+    cache: Rc<BlockCache>,
+    wal: Wal,
+    manifest: AsyncLock<Manifest>,
+    /// Held by whoever runs compactions (the background task or `compact`).
+    compaction_slot: AsyncLock<()>,
+    state: RefCell<State>,
+    /// Notified on every change writers or waiters may be waiting for.
+    changed: Signal,
+}
+
+struct Frozen {
+    memtable: Rc<RefCell<Memtable>>,
+    /// Last WAL segment holding its entries (`None` while the WAL rotation
+    /// that froze it runs, or if that rotation failed).
+    segment: Option<SegmentId>,
+}
+
+#[derive(Default)]
+struct Counters {
+    user_bytes: u64,
+    flushes: u64,
+    flush_bytes: u64,
+    compactions: u64,
+    compaction_time: Duration,
+    compaction_bytes_read: u64,
+    compaction_bytes_written: u64,
+    write_stalls: u64,
+}
+
+struct State {
+    active: Rc<RefCell<Memtable>>,
+    /// Oldest first; flushed in this order.
+    frozen: VecDeque<Frozen>,
+    /// `levels[0]` in flush order (oldest first); deeper levels sorted by key.
+    levels: Vec<Vec<Rc<Table>>>,
+    next_file_id: FileId,
+    /// Largest key of the last compaction input per level (round-robin).
+    cursors: Vec<Vec<u8>>,
+    rotating: bool,
+    flushing: bool,
+    compacting: bool,
+    closed: bool,
+    /// Set when a background flush or compaction failed: writes are refused.
+    failed: Option<String>,
+    counters: Counters,
+}
+
+impl Engine {
+    /// Opens (or creates) the engine in `dir`: prepares the directory for
+    /// direct I/O, reads the manifest, opens its tables, removes files of
+    /// interrupted flushes and compactions, and replays the WAL into the
+    /// memtable. Every write acknowledged before a crash is readable after it.
+    pub async fn open(dir: &Path, options: Options) -> Result<Engine> {
+        io::prepare_dir(dir, options.require_direct_io).await?;
+        io::set_background_queue(options.background_shares);
+        let (manifest, manifest_state) = Manifest::open(dir).await?;
+        let listed: HashSet<FileId> = manifest_state.tables.iter().map(|t| t.id).collect();
+        remove_stale_files(dir, &listed)?;
+
+        let cache = Rc::new(BlockCache::new(options.block_cache_size));
+        let mut levels: Vec<Vec<Rc<Table>>> = vec![Vec::new(); LEVEL_COUNT];
+        let mut next_file_id = manifest_state.next_file_id;
+        let mut metas = manifest_state.tables.clone();
+        metas.sort_by(|a, b| {
+            (a.level, &a.smallest_key, a.id).cmp(&(b.level, &b.smallest_key, b.id))
+        });
+        for meta in &metas {
+            let level = meta.level as usize;
+            if level >= LEVEL_COUNT {
+                return Err(Error::corruption(
+                    dir.join("manifest"),
+                    0,
+                    format!(
+                        "table {} is at level {level}, beyond the last level {}",
+                        meta.id,
+                        LEVEL_COUNT - 1
+                    ),
+                ));
+            }
+            let table = Table::open(
+                &dir.join(table_file_name(meta.id)),
+                meta.id,
+                meta.level,
+                cache.clone(),
+            )
+            .await?;
+            next_file_id = next_file_id.max(meta.id + 1);
+            levels[level].push(Rc::new(table));
+        }
+        // L0 is searched newest first: keep it in flush (= id) order.
+        levels[0].sort_by_key(|t| t.meta().id);
+
+        let mut memtable = Memtable::new();
+        let wal_options = WalOptions {
+            segment_size: options.wal_segment_size,
+            durability: options.durability,
+        };
+        let wal = Wal::open(
+            dir,
+            wal_options,
+            manifest_state.wal_retired_through,
+            |_lsn, entries| {
+                for (key, record) in entries {
+                    memtable.insert(&key, record);
+                }
+                Ok(())
+            },
+        )
+        .await?;
+
+        let engine = Engine {
+            inner: Rc::new(Inner {
+                dir: dir.to_path_buf(),
+                options,
+                cache,
+                wal,
+                manifest: AsyncLock::new(manifest),
+                compaction_slot: AsyncLock::new(()),
+                state: RefCell::new(State {
+                    active: Rc::new(RefCell::new(memtable)),
+                    frozen: VecDeque::new(),
+                    levels,
+                    next_file_id,
+                    cursors: vec![Vec::new(); LEVEL_COUNT],
+                    rotating: false,
+                    flushing: false,
+                    compacting: false,
+                    closed: false,
+                    failed: None,
+                    counters: Counters::default(),
+                }),
+                changed: Signal::default(),
+            }),
+        };
+        engine.schedule_compaction();
+        Ok(engine)
+    }
+
+    /// Writes `value` for `key` at `version`, expiring at `expires_at_ms`
+    /// (0 = never). A lower version than the stored one loses (is kept out of
+    /// reads). Returns once durable per the durability mode.
+    pub async fn put(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        version: Version,
+        expires_at_ms: u64,
+    ) -> Result<()> {
+        let mut batch = WriteBatch::new();
+        batch.put(key, value, version, expires_at_ms);
+        self.write(batch).await
+    }
+
+    /// Deletes `key` at `version` (writes a tombstone).
+    pub async fn delete(&self, key: &[u8], version: Version) -> Result<()> {
+        let mut batch = WriteBatch::new();
+        batch.delete(key, version);
+        self.write(batch).await
+    }
+
+    /// Applies every entry of `batch` atomically (one WAL record): after a
+    /// crash either all of them are there or none. Refused as a whole, before
+    /// anything is written, if any key or value is over its limit.
+    pub async fn write(&self, batch: WriteBatch) -> Result<()> {
+        let user_bytes = validate(&batch)?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.make_room().await?;
+        let inner = &self.inner;
+        // From here to `commit` nothing awaits: the entries land in the WAL
+        // and the memtable of the same generation.
+        let refs: Vec<(&[u8], &Record)> = batch
+            .entries
+            .iter()
+            .map(|(k, r)| (k.as_slice(), r))
+            .collect();
+        let lsn = inner.wal.append(&refs)?;
+        {
+            let mut state = inner.state.borrow_mut();
+            let mut active = state.active.borrow_mut();
+            for (key, record) in batch.entries {
+                active.insert(&key, record);
+            }
+            drop(active);
+            state.counters.user_bytes += user_bytes;
+        }
+        inner.wal.commit(lsn).await
+    }
+
+    /// The live value of `key` at `now_ms`: `None` if absent, deleted or expired.
+    pub async fn get(&self, key: &[u8], now_ms: u64) -> Result<Option<Record>> {
+        Ok(self
+            .get_record(key)
+            .await?
+            .filter(|r| !r.is_dead_at(now_ms)))
+    }
+
+    /// The highest-version record of `key`, tombstones and expired values included.
+    pub async fn get_record(&self, key: &[u8]) -> Result<Option<Record>> {
+        self.check_open()?;
+        read::get_record(self, key).await
+    }
+
+    /// Up to `limit` live entries of `range` at `now_ms`, in key order.
+    pub async fn scan(&self, range: ScanRange, limit: usize, now_ms: u64) -> Result<Vec<Entry>> {
+        self.check_open()?;
+        read::scan(self, range, limit, now_ms).await
+    }
+
+    /// Flushes the memtable to an L0 table and waits until every frozen
+    /// memtable is durable in a table (and its WAL segments retired).
+    pub async fn flush(&self) -> Result<()> {
+        self.check_open()?;
+        // Wait for a rotation in progress, then freeze the current memtable.
+        loop {
+            self.check_failed()?;
+            let (rotating, empty) = {
+                let state = self.inner.state.borrow();
+                let empty = state.active.borrow().is_empty();
+                (state.rotating, empty)
+            };
+            if !rotating {
+                if !empty {
+                    self.freeze().await?;
+                }
+                break;
+            }
+            self.inner.changed.wait().await;
+        }
+        loop {
+            self.check_failed()?;
+            let pending = {
+                let state = self.inner.state.borrow();
+                !state.frozen.is_empty() || state.flushing
+            };
+            if !pending {
+                return Ok(());
+            }
+            self.schedule_flush();
+            self.inner.changed.wait().await;
+        }
+    }
+
+    /// Runs compactions until no level is over its target (L0 under its
+    /// trigger, every other level within its size).
+    pub async fn compact(&self) -> Result<()> {
+        self.check_open()?;
+        self.check_failed()?;
+        let _slot = self.inner.compaction_slot.lock().await;
+        while let Some(job) = self.pick_compaction() {
+            if let Err(e) = compact::run(self, job).await {
+                self.fail(&e);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// The engine's figures now.
+    pub fn stats(&self) -> Stats {
+        let inner = &self.inner;
+        let state = inner.state.borrow();
+        let wal = inner.wal.stats();
+        let c = &state.counters;
+        let mut memtable_bytes = state.active.borrow().approximate_bytes() as u64;
+        let mut keys = state.active.borrow().len() as u64;
+        for f in &state.frozen {
+            memtable_bytes += f.memtable.borrow().approximate_bytes() as u64;
+            keys += f.memtable.borrow().len() as u64;
+        }
+        let mut index_bloom_bytes = 0u64;
+        for t in state.levels.iter().flatten() {
+            keys += t.meta().entry_count;
+            index_bloom_bytes += t.memory_bytes() as u64;
+        }
+        let written = wal.bytes_written + c.flush_bytes + c.compaction_bytes_written;
+        Stats {
+            keys_estimate: keys,
+            memtable_bytes,
+            frozen_memtables: state.frozen.len(),
+            bytes_per_level: state
+                .levels
+                .iter()
+                .map(|l| l.iter().map(|t| t.meta().size).sum())
+                .collect(),
+            tables_per_level: state.levels.iter().map(Vec::len).collect(),
+            user_bytes_written: c.user_bytes,
+            wal_bytes_written: wal.bytes_written,
+            flush_bytes_written: c.flush_bytes,
+            write_amplification: if c.user_bytes == 0 {
+                0.0
+            } else {
+                written as f64 / c.user_bytes as f64
+            },
+            block_cache: inner.cache.stats(),
+            flushes: c.flushes,
+            compactions: c.compactions,
+            compaction_time: c.compaction_time,
+            compaction_bytes_read: c.compaction_bytes_read,
+            compaction_bytes_written: c.compaction_bytes_written,
+            wal_syncs: wal.syncs,
+            index_bloom_bytes,
+            write_stalls: c.write_stalls,
+        }
+    }
+
+    /// Waits for background flushes and compactions, then writes and syncs
+    /// the WAL. Later calls on any clone return [`Error::Closed`]. Returns the
+    /// background failure, if one happened, after closing.
+    pub async fn close(&self) -> Result<()> {
+        self.check_open()?;
+        self.inner.state.borrow_mut().closed = true;
+        self.inner.changed.notify_all();
+        loop {
+            let busy = {
+                let state = self.inner.state.borrow();
+                state.flushing || state.compacting || state.rotating
+            };
+            if !busy && !self.inner.compaction_slot.is_locked() {
+                break;
+            }
+            self.inner.changed.wait().await;
+        }
+        self.inner.wal.close().await?;
+        self.inner.manifest.lock().await.close().await?;
+        let tables: Vec<Rc<Table>> = {
+            let mut state = self.inner.state.borrow_mut();
+            state.levels.iter_mut().flat_map(std::mem::take).collect()
+        };
+        for table in tables {
+            if let Ok(table) = Rc::try_unwrap(table) {
+                table.close().await?;
+            }
+        }
+        self.check_failed()
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.inner.state.borrow().closed {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
+    fn check_failed(&self) -> Result<()> {
+        match &self.inner.state.borrow().failed {
+            Some(reason) => Err(Error::Poisoned {
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Records a background failure: later writes are refused.
+    fn fail(&self, e: &Error) {
+        tracing::error!(dir = %self.inner.dir.display(), error = %e, "storage background work failed");
+        let mut state = self.inner.state.borrow_mut();
+        if state.failed.is_none() {
+            state.failed = Some(e.to_string());
+        }
+        drop(state);
+        self.inner.changed.notify_all();
+    }
+
+    /// Waits until the active memtable may take a write: no rotation in
+    /// progress, not too many L0 tables, and the memtable under its budget
+    /// (freezing it when over, if not too many are already frozen).
+    async fn make_room(&self) -> Result<()> {
+        let mut stalled = false;
+        loop {
+            self.check_open()?;
+            self.check_failed()?;
+            let (rotating, level0, full, frozen) = {
+                let state = self.inner.state.borrow();
+                let full =
+                    state.active.borrow().approximate_bytes() >= self.inner.options.memtable_size;
+                (
+                    state.rotating,
+                    state.levels[0].len(),
+                    full,
+                    state.frozen.len(),
+                )
+            };
+            let must_wait = rotating
+                || level0 > LEVEL0_STALL_TABLES
+                || (full && frozen >= FROZEN_MEMTABLES_MAX);
+            if !must_wait {
+                if full {
+                    self.freeze().await?;
+                    continue;
+                }
+                return Ok(());
+            }
+            if !stalled && !rotating {
+                stalled = true;
+                self.inner.state.borrow_mut().counters.write_stalls += 1;
+            }
+            self.schedule_flush();
+            self.schedule_compaction();
+            self.inner.changed.wait().await;
+        }
+    }
+
+    fn level_config(&self) -> LevelConfig {
+        let o = &self.inner.options;
+        LevelConfig {
+            level0_trigger: o.level0_trigger,
+            level1_size: o.level1_size,
+            level_size_ratio: o.level_size_ratio,
+        }
+    }
+
+    fn alloc_file_id(&self) -> FileId {
+        let mut state = self.inner.state.borrow_mut();
+        let id = state.next_file_id;
+        state.next_file_id += 1;
+        id
+    }
+}
+
+/// Checks sizes before anything is written; returns the user bytes of the batch.
+fn validate(batch: &WriteBatch) -> Result<u64> {
+    let mut size = 0usize;
+    for (key, record) in &batch.entries {
+        if key.is_empty() {
+            return Err(Error::KeyEmpty);
+        }
+        if key.len() > KEY_SIZE_MAX {
+            return Err(Error::KeyTooLarge {
+                size: key.len(),
+                size_max: KEY_SIZE_MAX,
+            });
+        }
+        let value_len = record.value.as_ref().map_or(0, Vec::len);
+        if value_len > VALUE_SIZE_MAX {
+            return Err(Error::ValueTooLarge {
+                size: value_len,
+                size_max: VALUE_SIZE_MAX,
+            });
+        }
+        size += key.len() + value_len + BATCH_ENTRY_OVERHEAD_BYTES;
+    }
+    if batch.len() > BATCH_ENTRIES_MAX || size > BATCH_SIZE_MAX {
+        return Err(Error::BatchTooLarge {
+            entries: batch.len(),
+            entries_max: BATCH_ENTRIES_MAX,
+            size,
+            size_max: BATCH_SIZE_MAX,
+        });
+    }
+    Ok(batch
+        .entries
+        .iter()
+        .map(|(k, r)| (k.len() + r.value.as_ref().map_or(0, Vec::len)) as u64)
+        .sum())
+}
+
+/// Removes files an interrupted flush or compaction left: `*.tmp` files and
+/// tables the manifest does not list.
+fn remove_stale_files(dir: &Path, listed: &HashSet<FileId>) -> Result<()> {
+    for path in io::list_dir(dir)? {
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let stale = if name.ends_with(".tmp") {
+            true
+        } else if let Some(stem) = name.strip_suffix(".sst") {
+            stem.parse::<FileId>().is_ok_and(|id| !listed.contains(&id))
+        } else {
+            false
+        };
+        if stale {
+            tracing::info!(file = %path.display(), "removing a file left by an interrupted flush or compaction");
+            io::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,109 @@
+//! Point reads and scans over the memtables and tables.
+
+use super::merge::{MergeIter, Source};
+use super::{Engine, ScanRange};
+use crate::error::Result;
+use crate::sstable::Table;
+use crate::types::{Entry, Record};
+use std::rc::Rc;
+
+/// The highest-version record of `key` across every source. Sources are
+/// searched newest first so version pruning skips most tables.
+pub(super) async fn get_record(engine: &Engine, key: &[u8]) -> Result<Option<Record>> {
+    let mut best: Option<Record> = None;
+    let candidates: Vec<Rc<Table>> = {
+        let state = engine.inner.state.borrow();
+        let mut consider = |r: Option<&Record>| {
+            if let Some(r) = r {
+                if best.as_ref().is_none_or(|b| r.version > b.version) {
+                    best = Some(r.clone());
+                }
+            }
+        };
+        consider(state.active.borrow().get(key));
+        for frozen in state.frozen.iter().rev() {
+            consider(frozen.memtable.borrow().get(key));
+        }
+        let mut candidates: Vec<Rc<Table>> = state.levels[0]
+            .iter()
+            .rev()
+            .filter(|t| in_range(t, key))
+            .cloned()
+            .collect();
+        for level in &state.levels[1..] {
+            // Disjoint and sorted: at most one table can hold the key.
+            let i = level.partition_point(|t| t.meta().largest_key.as_slice() < key);
+            if let Some(t) = level.get(i).filter(|t| in_range(t, key)) {
+                candidates.push(t.clone());
+            }
+        }
+        candidates
+    };
+    for table in candidates {
+        // Version pruning: this table cannot hold anything newer than `best`.
+        if best
+            .as_ref()
+            .is_some_and(|b| table.meta().max_version <= b.version)
+        {
+            continue;
+        }
+        if !table.may_contain(key) {
+            continue;
+        }
+        if let Some(r) = table.get(key).await? {
+            if best.as_ref().is_none_or(|b| r.version > b.version) {
+                best = Some(r);
+            }
+        }
+    }
+    Ok(best)
+}
+
+fn in_range(table: &Table, key: &[u8]) -> bool {
+    let meta = table.meta();
+    meta.smallest_key.as_slice() <= key && key <= meta.largest_key.as_slice()
+}
+
+/// Up to `limit` live entries of `range` in key order.
+pub(super) async fn scan(
+    engine: &Engine,
+    range: ScanRange,
+    limit: usize,
+    now_ms: u64,
+) -> Result<Vec<Entry>> {
+    let mut out = Vec::new();
+    if limit == 0 {
+        return Ok(out);
+    }
+    let start = range.start();
+    let sources = {
+        let state = engine.inner.state.borrow();
+        let mut sources = vec![Source::memtable(state.active.clone(), start.clone())];
+        for frozen in &state.frozen {
+            sources.push(Source::memtable(frozen.memtable.clone(), start.clone()));
+        }
+        for table in &state.levels[0] {
+            sources.push(Source::run(vec![table.clone()], start.clone(), true));
+        }
+        for level in &state.levels[1..] {
+            if !level.is_empty() {
+                sources.push(Source::run(level.clone(), start.clone(), true));
+            }
+        }
+        sources
+    };
+    let mut merge = MergeIter::new(sources);
+    while let Some((key, record)) = merge.next().await? {
+        if range.is_past_end(&key) {
+            break;
+        }
+        if record.is_dead_at(now_ms) {
+            continue;
+        }
+        out.push(Entry { key, record });
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
+}

@@ -1,1 +1,0 @@
-//! placeholder: being written (see the storage issue).

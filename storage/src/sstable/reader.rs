@@ -1,0 +1,324 @@
+//! [`Table`]: an open SSTable (index and bloom filter in memory, data blocks
+//! read on demand through the shard's block cache) and [`TableIter`].
+//!
+//! `open` validates the file before anything is served: size a whole number
+//! of pages, footer (magic, checksum, version, section bounds), then the
+//! index, bloom filter and properties against the footer's checksums, and
+//! their agreement with each other. Each data block is validated when read
+//! (checksum, structure, and that its last key is the one the index names,
+//! which also catches a block read from the wrong place). Any failure is
+//! [`Error::Corruption`] with the file and absolute offset.
+
+use super::block::{self, Block};
+use super::bloom::{self, Bloom};
+use super::footer::{self, FOOTER_SIZE};
+use super::index::{self, Index};
+use super::{DecodeError, TABLE_READAHEAD_SIZE};
+use crate::cache::BlockCache;
+use crate::error::{Error, Result};
+use crate::io::DirectFile;
+use crate::limits::BLOCK_SIZE;
+use crate::types::{FileId, Record, TableMeta};
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+fn corrupt(path: &Path, base: u64, e: DecodeError) -> Error {
+    Error::corruption(path, base.saturating_add(e.offset as u64), e.reason)
+}
+
+/// An open SSTable. Immutable; shared as `Rc<Table>` by readers and iterators.
+pub struct Table {
+    file: DirectFile,
+    path: PathBuf,
+    meta: TableMeta,
+    index: Index,
+    bloom: Bloom,
+    cache: Rc<BlockCache>,
+}
+
+struct Loaded {
+    meta: TableMeta,
+    index: Index,
+    bloom: Bloom,
+}
+
+/// Reads exactly `len` bytes at `offset`, or reports the short read as corruption.
+async fn read_exact(
+    file: &DirectFile,
+    path: &Path,
+    offset: u64,
+    len: usize,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    file.read_into(offset, len, out).await?;
+    if out.len() < len {
+        return Err(Error::corruption(
+            path,
+            offset + out.len() as u64,
+            format!("short read: {} of {len} bytes (file truncated?)", out.len()),
+        ));
+    }
+    out.truncate(len);
+    Ok(())
+}
+
+impl Table {
+    /// Opens and validates the table at `path`. On error nothing stays open.
+    pub async fn open(path: &Path, id: FileId, level: u32, cache: Rc<BlockCache>) -> Result<Table> {
+        let file = DirectFile::open_read(path).await?;
+        match load(&file, path, id, level).await {
+            Ok(Loaded { meta, index, bloom }) => Ok(Table {
+                file,
+                path: path.to_path_buf(),
+                meta,
+                index,
+                bloom,
+                cache,
+            }),
+            Err(e) => {
+                // The validation error is what matters; a close error adds nothing.
+                let _ = file.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The table's metadata (from its properties and file size).
+    pub fn meta(&self) -> &TableMeta {
+        &self.meta
+    }
+
+    /// The table's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Number of data blocks.
+    pub fn block_count(&self) -> usize {
+        self.index.len()
+    }
+
+    /// False when `key` is surely absent (bloom filter); true when it may be present.
+    pub fn may_contain(&self, key: &[u8]) -> bool {
+        self.bloom.may_contain(key)
+    }
+
+    /// The record stored for `key` in this table, if any. Reads at most one
+    /// data block, through the block cache (on a miss, one direct read of
+    /// exactly that block, which is then cached).
+    pub async fn get(&self, key: &[u8]) -> Result<Option<Record>> {
+        if self.meta.entry_count == 0
+            || key < self.meta.smallest_key.as_slice()
+            || key > self.meta.largest_key.as_slice()
+        {
+            return Ok(None);
+        }
+        if !self.bloom.may_contain(key) {
+            return Ok(None);
+        }
+        let Some(i) = self.index.find(key) else {
+            return Ok(None);
+        };
+        let block = self.block(i).await?;
+        Ok(block.get(key))
+    }
+
+    /// Block `i`, from the cache or read, validated and cached.
+    async fn block(&self, i: usize) -> Result<Rc<Block>> {
+        let h = self.index.handle(i);
+        if let Some(b) = self.cache.get(self.meta.id, h.offset) {
+            return Ok(b);
+        }
+        let mut buf = Vec::new();
+        read_exact(&self.file, &self.path, h.offset, h.len, &mut buf).await?;
+        let b = Rc::new(self.decode_block(i, h.offset, &buf)?);
+        self.cache.insert(self.meta.id, h.offset, Rc::clone(&b));
+        Ok(b)
+    }
+
+    fn decode_block(&self, i: usize, offset: u64, bytes: &[u8]) -> Result<Block> {
+        let b = block::decode(bytes).map_err(|e| corrupt(&self.path, offset, e))?;
+        if b.last_key() != self.index.last_key(i) {
+            return Err(Error::corruption(
+                &self.path,
+                offset,
+                format!("block {i}'s last key differs from the index's"),
+            ));
+        }
+        Ok(b)
+    }
+
+    /// An iterator over the entries with keys from `start` on, in key order.
+    /// With `fill_cache` false (compaction) blocks read are not cached and
+    /// are read ahead in large sequential reads.
+    pub fn iter(self: &Rc<Self>, start: Bound<Vec<u8>>, fill_cache: bool) -> TableIter {
+        TableIter {
+            table: Rc::clone(self),
+            fill_cache,
+            start: Some(start),
+            block_idx: 0,
+            block: None,
+            pos: 0,
+            readahead: Vec::new(),
+            readahead_offset: 0,
+        }
+    }
+
+    /// Bytes held in memory by the index and the bloom filter.
+    pub fn memory_bytes(&self) -> usize {
+        self.index.memory_bytes() + self.bloom.memory_bytes()
+    }
+
+    /// Closes the file.
+    pub async fn close(self) -> Result<()> {
+        self.file.close().await
+    }
+}
+
+async fn load(file: &DirectFile, path: &Path, id: FileId, level: u32) -> Result<Loaded> {
+    let size = file.size().await?;
+    let page = BLOCK_SIZE as u64;
+    if size < page || size % page != 0 {
+        return Err(Error::corruption(
+            path,
+            size,
+            format!("file size {size} is not a whole number of pages"),
+        ));
+    }
+    let mut buf = Vec::new();
+    read_exact(file, path, size - page, BLOCK_SIZE, &mut buf).await?;
+    let footer_at = size - FOOTER_SIZE as u64;
+    let f = footer::decode(&buf[BLOCK_SIZE - FOOTER_SIZE..], size)
+        .map_err(|e| corrupt(path, footer_at, e))?;
+    // Every section lies in [data_end, footer): one read fetches them all.
+    let base = f.data_end;
+    read_exact(file, path, base, (size - base) as usize, &mut buf).await?;
+    let slice = |s: footer::Section| {
+        let start = (s.offset - base) as usize;
+        &buf[start..start + s.len as usize]
+    };
+    let index = index::decode(slice(f.index), f.index.crc, f.data_end)
+        .map_err(|e| corrupt(path, f.index.offset, e))?;
+    let bloom =
+        bloom::decode(slice(f.bloom), f.bloom.crc).map_err(|e| corrupt(path, f.bloom.offset, e))?;
+    let props = footer::decode_properties(slice(f.props), f.props.crc)
+        .map_err(|e| corrupt(path, f.props.offset, e))?;
+    let consistent = if props.entry_count == 0 {
+        index.is_empty()
+    } else {
+        !index.is_empty()
+            && props.largest_key.as_slice() == index.last_key(index.len() - 1)
+            && props.entry_count >= index.len() as u64
+    };
+    if !consistent {
+        return Err(Error::corruption(
+            path,
+            f.props.offset,
+            "properties disagree with the index",
+        ));
+    }
+    Ok(Loaded {
+        meta: TableMeta {
+            id,
+            level,
+            size,
+            entry_count: props.entry_count,
+            tombstone_count: props.tombstone_count,
+            smallest_key: props.smallest_key,
+            largest_key: props.largest_key,
+            max_version: props.max_version,
+        },
+        index,
+        bloom,
+    })
+}
+
+/// Iterates over a table's entries in key order, one block at a time.
+pub struct TableIter {
+    table: Rc<Table>,
+    fill_cache: bool,
+    /// The start bound, until the first `next` positions the iterator.
+    start: Option<Bound<Vec<u8>>>,
+    block_idx: usize,
+    block: Option<Rc<Block>>,
+    pos: usize,
+    readahead: Vec<u8>,
+    readahead_offset: u64,
+}
+
+impl TableIter {
+    /// The next entry, or `None` at the end of the table.
+    pub async fn next(&mut self) -> Result<Option<(Vec<u8>, Record)>> {
+        if let Some(start) = self.start.take() {
+            self.seek(start).await?;
+        }
+        loop {
+            if self.block.is_none() {
+                if self.block_idx >= self.table.index.len() {
+                    return Ok(None);
+                }
+                self.block = Some(self.load(self.block_idx).await?);
+                self.pos = 0;
+            }
+            if let Some(b) = &self.block {
+                if self.pos < b.len() {
+                    let e = b.entry(self.pos);
+                    self.pos += 1;
+                    return Ok(Some((e.key.to_vec(), e.to_record())));
+                }
+            }
+            self.block = None;
+            self.block_idx += 1;
+        }
+    }
+
+    async fn seek(&mut self, start: Bound<Vec<u8>>) -> Result<()> {
+        let (key, exclusive) = match &start {
+            Bound::Unbounded => return Ok(()),
+            Bound::Included(k) => (k.as_slice(), false),
+            Bound::Excluded(k) => (k.as_slice(), true),
+        };
+        let Some(i) = self.table.index.find(key) else {
+            self.block_idx = self.table.index.len();
+            return Ok(());
+        };
+        let b = self.load(i).await?;
+        let mut pos = b.seek(key);
+        if exclusive && pos < b.len() && b.entry(pos).key == key {
+            pos += 1;
+        }
+        self.block_idx = i;
+        self.pos = pos;
+        self.block = Some(b);
+        Ok(())
+    }
+
+    async fn load(&mut self, i: usize) -> Result<Rc<Block>> {
+        let t = &self.table;
+        if self.fill_cache {
+            return t.block(i).await;
+        }
+        let h = t.index.handle(i);
+        if let Some(b) = t.cache.peek(t.meta.id, h.offset) {
+            return Ok(b);
+        }
+        let ra_end = self.readahead_offset + self.readahead.len() as u64;
+        if h.offset < self.readahead_offset || h.offset + h.len as u64 > ra_end {
+            let len = (h.len as u64)
+                .max((TABLE_READAHEAD_SIZE as u64).min(t.index.data_end() - h.offset));
+            read_exact(
+                &t.file,
+                &t.path,
+                h.offset,
+                len as usize,
+                &mut self.readahead,
+            )
+            .await?;
+            self.readahead_offset = h.offset;
+        }
+        let start = (h.offset - self.readahead_offset) as usize;
+        let bytes = &self.readahead[start..start + h.len];
+        Ok(Rc::new(t.decode_block(i, h.offset, bytes)?))
+    }
+}

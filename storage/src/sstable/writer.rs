@@ -1,0 +1,176 @@
+//! [`TableWriter`]: writes one SSTable with O_DIRECT, front to back.
+//!
+//! Entries are encoded into the current block; finished blocks (padded to
+//! 4 KiB pages) are staged and written in large sequential writes of about
+//! [`TABLE_WRITE_SIZE`]. `finish` appends the index, bloom filter,
+//! properties and footer, fdatasyncs and closes the file. The writer never
+//! renames: the engine creates `<id>.sst.tmp`, and renames it after `finish`.
+//! If any call fails the file is incomplete and must be deleted.
+
+use super::block::{entry_encoded_size, BlockBuilder};
+use super::bloom::{key_hash, Bloom};
+use super::footer::{Footer, Properties, Section, FOOTER_SIZE};
+use super::index::Index;
+use super::{TableOptions, TABLE_BLOCK_SIZE_MAX, TABLE_WRITE_SIZE};
+use crate::error::Result;
+use crate::io::{align_up, DirectFile};
+use crate::limits::BLOCK_SIZE;
+use crate::types::{FileId, Record, TableMeta};
+
+/// Writes one SSTable. Keys must be added in strictly increasing order.
+pub struct TableWriter {
+    file: DirectFile,
+    id: FileId,
+    level: u32,
+    options: TableOptions,
+    block: BlockBuilder,
+    /// Encoded blocks not yet written; starts at file offset `written`.
+    staged: Vec<u8>,
+    written: u64,
+    index: Index,
+    hashes: Vec<u64>,
+    props: Properties,
+}
+
+impl TableWriter {
+    /// A writer for table `id` at `level` into `file` (new and empty).
+    pub fn new(file: DirectFile, id: FileId, level: u32, options: TableOptions) -> Self {
+        assert!(
+            options.block_size > 0 && options.block_size <= TABLE_BLOCK_SIZE_MAX,
+            "block size {} not in 1..={TABLE_BLOCK_SIZE_MAX}",
+            options.block_size
+        );
+        TableWriter {
+            file,
+            id,
+            level,
+            options,
+            block: BlockBuilder::new(),
+            staged: Vec::with_capacity(TABLE_WRITE_SIZE + BLOCK_SIZE),
+            written: 0,
+            index: Index::new(),
+            hashes: Vec::new(),
+            props: Properties::default(),
+        }
+    }
+
+    /// Adds an entry. Keys must be strictly increasing (asserted) and within
+    /// the engine's limits (asserted: the engine validated them on write).
+    pub async fn add(&mut self, key: &[u8], record: &Record) -> Result<()> {
+        assert!(
+            self.props.entry_count == 0 || key > self.props.largest_key.as_slice(),
+            "table keys must be strictly increasing"
+        );
+        if !self.block.is_empty()
+            && self.block.raw_size() + entry_encoded_size(key, record) > self.options.block_size
+        {
+            self.finish_block();
+            if self.staged.len() >= TABLE_WRITE_SIZE {
+                self.write_staged().await?;
+            }
+        }
+        self.block.add(key, record);
+        self.hashes.push(key_hash(key));
+        let p = &mut self.props;
+        if p.entry_count == 0 {
+            p.smallest_key = key.to_vec();
+        }
+        p.entry_count += 1;
+        if record.is_tombstone() {
+            p.tombstone_count += 1;
+        }
+        p.max_version = p.max_version.max(record.version);
+        p.largest_key.clear();
+        p.largest_key.extend_from_slice(key);
+        Ok(())
+    }
+
+    /// Bytes of the table so far (written, staged and the open block); the
+    /// engine uses it to split compaction outputs.
+    pub fn estimated_size(&self) -> u64 {
+        self.written + self.staged.len() as u64 + self.block.raw_size() as u64
+    }
+
+    fn finish_block(&mut self) {
+        let len = self
+            .block
+            .finish(self.options.compression, &mut self.staged);
+        self.index.push(self.block.last_key(), len);
+    }
+
+    /// Writes every staged byte (a whole number of pages) at `written`.
+    async fn write_staged(&mut self) -> Result<()> {
+        assert!(
+            self.staged.len() % BLOCK_SIZE == 0,
+            "staged bytes are whole pages"
+        );
+        for piece in self.staged.chunks(TABLE_WRITE_SIZE) {
+            let mut buf = self.file.alloc(piece.len());
+            buf.as_bytes_mut()[..piece.len()].copy_from_slice(piece);
+            self.file.write_at(buf, self.written).await?;
+            self.written += piece.len() as u64;
+        }
+        self.staged.clear();
+        Ok(())
+    }
+
+    /// Writes the last block, index, bloom filter, properties and footer,
+    /// fdatasyncs and closes the file. Returns the table's metadata.
+    pub async fn finish(mut self) -> Result<TableMeta> {
+        if !self.block.is_empty() {
+            self.finish_block();
+        }
+        let data_end = self.written + self.staged.len() as u64;
+        assert_eq!(data_end, self.index.data_end(), "index and data disagree");
+        let bloom = Bloom::build(&self.hashes, self.options.bloom_bits_per_key);
+        self.hashes = Vec::new();
+        let section = |staged: &mut Vec<u8>, encode: &dyn Fn(&mut Vec<u8>)| {
+            let start = staged.len();
+            encode(staged);
+            let bytes = &staged[start..];
+            Section {
+                offset: self.written + start as u64,
+                len: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
+                crc: crc32c::crc32c(bytes),
+            }
+        };
+        let mut staged = std::mem::take(&mut self.staged);
+        let index = section(&mut staged, &|out| self.index.encode(out));
+        let bloom_section = section(&mut staged, &|out| bloom.encode(out));
+        let props = section(&mut staged, &|out| self.props.encode(out));
+        for s in [index, bloom_section, props] {
+            assert!(s.len < u32::MAX, "table metadata section over 4 GiB");
+        }
+        let footer = Footer {
+            data_end,
+            index,
+            bloom: bloom_section,
+            props,
+        };
+        let total = align_up(staged.len() + FOOTER_SIZE);
+        staged.resize(total - FOOTER_SIZE, 0);
+        staged.extend_from_slice(&footer.encode());
+        self.staged = staged;
+        self.write_staged().await?;
+        self.file.sync().await?;
+        let size = self.written;
+        let TableWriter {
+            file,
+            id,
+            level,
+            props,
+            ..
+        } = self;
+        file.close().await?;
+        Ok(TableMeta {
+            id,
+            level,
+            size,
+            entry_count: props.entry_count,
+            tombstone_count: props.tombstone_count,
+            smallest_key: props.smallest_key,
+            largest_key: props.largest_key,
+            max_version: props.max_version,
+        })
+    }
+}

@@ -1,0 +1,143 @@
+//! The write-ahead log: every batch is appended here, checksummed, before it
+//! is acknowledged; on open the live segments are replayed into the memtable.
+//!
+//! Owns `<dir>/wal/`: segment files `<id:020>.log` (all the same size,
+//! [`WalOptions::segment_size`], zero-filled before first use), spare segments
+//! `*.spare` ready to become the next segment, and `*.tmp` files of an
+//! interrupted preparation (removed on open).
+//!
+//! # Segment format
+//!
+//! A segment is a sequence of frames from offset 0, each 8-byte aligned, that
+//! may span 4 KiB pages (frame layout in [`record`]):
+//!
+//! ```text
+//! offset 0                                                         segment_size
+//! | batch lsn=n | batch lsn=n+1 | ... | batch lsn=m | end lsn=m | zeros or stale bytes |
+//!   kind 1        kind 1                kind 1        kind 2
+//! ```
+//!
+//! - kind 1 (batch): payload = the batch's entries ([`batch`]); seq = its LSN.
+//!   LSNs rise by exactly one per batch, across segments.
+//! - kind 2 (segment end): empty payload; seq = LSN of the segment's last batch.
+//!   Written and fdatasync'd before the next segment is created, so every
+//!   segment but the last ends with one.
+//! - Every frame carries its segment id inside the checksum: bytes left in a
+//!   recycled segment from its previous life never validate.
+//!
+//! # Writing (group commit)
+//!
+//! [`Wal::append`] only encodes into an in-memory tail that starts at the page
+//! holding the first byte not yet durable. [`Wal::commit`] makes one caller the
+//! leader: it yields once so every batch appended in the same reactor turn
+//! joins, then writes the whole tail (padded with zeros to 4 KiB) with one
+//! O_DIRECT write and one fdatasync, and wakes every waiter now durable plus
+//! the next waiter still waiting (who leads the next round). A partial last
+//! page is rewritten by the next round. A failed write or sync poisons the WAL:
+//! after a failed fdatasync the state of the page cache is unknown.
+//!
+//! # Preallocation and recycling
+//!
+//! A commit must cost a data write and a flush, not a journal commit: writing
+//! into unwritten extents (fallocate) or past end of file makes fdatasync
+//! commit metadata. So new segments are written full of zeros once (in the
+//! background, started when the current segment is half full, in paced 1 MiB
+//! writes), and retired segments are renamed to spares and reused. Only the
+//! very first segment of a new WAL is prepared inline, by `open`. Renaming a spare into place is followed by an fsync of the directory
+//! before anything in it is acknowledged.
+//!
+//! # Replay
+//!
+//! Segments with id > `retired_through` are replayed in id order (see
+//! [`replay`] for the rules that separate a torn tail from corruption). The
+//! writer continues after the last good frame of the last segment, rewriting
+//! its page, or in a new segment if the last one is finished.
+//!
+//! Invariants: single-threaded (one shard); `durable_lsn <= last appended LSN`;
+//! at most one write is in flight; tails are written in segment order.
+
+pub mod batch;
+pub mod record;
+pub mod replay;
+mod writer;
+
+pub use writer::Wal;
+
+use std::time::Duration;
+
+/// Rising sequence number of one appended batch (the first is 1).
+pub type Lsn = u64;
+/// Identifier of a WAL segment; segment files are `<id:020>.log`.
+pub type SegmentId = u64;
+/// The entries of one replayed batch, in the order they were appended.
+pub type BatchEntries = Vec<(Vec<u8>, crate::types::Record)>;
+
+/// Frame kind of a batch record.
+pub const KIND_BATCH: u8 = 1;
+/// Frame kind of a segment-end record.
+pub const KIND_SEGMENT_END: u8 = 2;
+
+/// Smallest segment size accepted (a few pages; real deployments use MiBs).
+pub const SEGMENT_SIZE_MIN: u64 = 16 * 1024;
+/// Most spare (prepared or recycled) segments kept; retired segments beyond
+/// this are deleted.
+pub const SPARE_SEGMENTS_MAX: usize = 2;
+/// How often unwritten appends are flushed in [`Durability::None`] mode.
+pub const BACKGROUND_FLUSH_INTERVAL: Duration = Duration::from_millis(10);
+/// Size of each zero write when preparing a segment.
+pub const PREPARE_CHUNK_SIZE: usize = 1024 * 1024;
+/// Pause between two zero writes of a background preparation, so it never
+/// takes the disk from commits for long (64 MiB take at least 64 pauses).
+pub const PREPARE_CHUNK_PAUSE: Duration = Duration::from_millis(1);
+
+/// When a commit is acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// After the batch is written and fdatasync'd (group commit).
+    Sync,
+    /// After a sync that happens at most once per `window`.
+    Batch {
+        /// Shortest time between two syncs.
+        window: Duration,
+    },
+    /// At once; the bytes are written within [`BACKGROUND_FLUSH_INTERVAL`] and
+    /// on close (rely on replication).
+    None,
+}
+
+/// How the WAL is run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WalOptions {
+    /// Size of every segment file, a multiple of 4 KiB and at least
+    /// [`SEGMENT_SIZE_MIN`]. A batch must fit in one segment.
+    pub segment_size: u64,
+    /// When commits are acknowledged.
+    pub durability: Durability,
+}
+
+impl Default for WalOptions {
+    fn default() -> Self {
+        WalOptions {
+            segment_size: 64 * 1024 * 1024,
+            durability: Durability::Sync,
+        }
+    }
+}
+
+/// Counters of one WAL since it was opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WalStats {
+    /// fdatasync calls on segment files.
+    pub syncs: u64,
+    /// Bytes written to segment files (whole pages, rewrites included).
+    pub bytes_written: u64,
+    /// Batches appended.
+    pub batches: u64,
+    /// Segment files not yet retired (the one being written included).
+    pub live_segments: u64,
+}
+
+/// File name of segment `id` inside `<dir>/wal/`.
+pub fn segment_file_name(id: SegmentId) -> String {
+    format!("{id:020}.log")
+}

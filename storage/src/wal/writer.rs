@@ -1,0 +1,908 @@
+//! The WAL writer: the in-memory tail, group commit, segment files (prepare,
+//! rotate, recycle) and opening (replay, then continue after the last record).
+
+use super::record::{self, frame_len, FRAME_HEADER_SIZE, WAL_MAGIC};
+use super::replay::{replay_segment, SegmentScan};
+use super::{
+    batch, segment_file_name, Durability, Lsn, SegmentId, WalOptions, WalStats,
+    BACKGROUND_FLUSH_INTERVAL, KIND_BATCH, KIND_SEGMENT_END, PREPARE_CHUNK_PAUSE,
+    PREPARE_CHUNK_SIZE, SEGMENT_SIZE_MIN, SPARE_SEGMENTS_MAX,
+};
+use crate::error::{Error, Result};
+use crate::io::{self, AlignedBuf, BackgroundTask, DirectFile};
+use crate::limits::BLOCK_SIZE;
+use crate::types::Record;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::rc::{Rc, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+/// The write-ahead log of one shard. Single-threaded; methods take `&self`.
+/// See the module doc of [`crate::wal`] for format and guarantees.
+pub struct Wal {
+    shared: Rc<Shared>,
+    flusher: RefCell<Option<BackgroundTask<()>>>,
+}
+
+struct Shared {
+    dir: PathBuf,
+    options: WalOptions,
+    state: RefCell<State>,
+}
+
+/// Bytes of one segment not yet durable, from the page holding the first such byte.
+struct Tail {
+    id: SegmentId,
+    size: u64,
+    file: Option<Rc<DirectFile>>,
+    /// Segment offset of `buf[0]`, a multiple of the block size.
+    buf_start: u64,
+    buf: Vec<u8>,
+    /// Bytes of `buf` already written and synced.
+    written: usize,
+    /// Value of `State::appended_seq` after the last byte of `buf`.
+    seq_end: u64,
+    /// Whether the segment-end frame is in `buf`.
+    ended: bool,
+}
+
+impl Tail {
+    fn end(&self) -> u64 {
+        self.buf_start + self.buf.len() as u64
+    }
+}
+
+struct WaiterSlot {
+    id: u64,
+    target: u64,
+    waker: Waker,
+}
+
+struct State {
+    tails: VecDeque<Tail>,
+    next_lsn: Lsn,
+    durable_lsn: Lsn,
+    /// (lsn, appended_seq after it) of batches not yet durable, oldest first.
+    unsynced: VecDeque<(Lsn, u64)>,
+    /// Bytes ever appended (a position in the log, across segments).
+    appended_seq: u64,
+    /// Bytes ever made durable.
+    durable_seq: u64,
+    in_flight: bool,
+    waiters: Vec<WaiterSlot>,
+    next_waiter_id: u64,
+    poisoned: Option<String>,
+    closed: bool,
+    /// Live segments and their sizes.
+    live: BTreeMap<SegmentId, u64>,
+    spares: Vec<PathBuf>,
+    next_spare: u64,
+    preparing: Option<BackgroundTask<Result<PathBuf>>>,
+    last_sync: Option<Instant>,
+    stats: WalStats,
+    inject_fault: bool,
+}
+
+impl State {
+    fn check(&self) -> Result<()> {
+        if let Some(reason) = &self.poisoned {
+            return Err(Error::Poisoned {
+                reason: reason.clone(),
+            });
+        }
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
+    /// Appends a segment-end frame to the last tail and starts the next segment.
+    fn end_segment(&mut self, next_size: u64) {
+        let last_lsn = self.next_lsn - 1;
+        let tail = self.tails.back_mut().expect("there is always a tail");
+        assert!(!tail.ended, "segment {} ended twice", tail.id);
+        let before = tail.buf.len();
+        let start = record::begin_frame(&mut tail.buf);
+        record::finish_frame(
+            &mut tail.buf,
+            start,
+            WAL_MAGIC,
+            KIND_SEGMENT_END,
+            tail.id,
+            last_lsn,
+        );
+        tail.ended = true;
+        self.appended_seq += (tail.buf.len() - before) as u64;
+        tail.seq_end = self.appended_seq;
+        let id = tail.id + 1;
+        self.tails.push_back(Tail {
+            id,
+            size: next_size,
+            file: None,
+            buf_start: 0,
+            buf: Vec::new(),
+            written: 0,
+            seq_end: self.appended_seq,
+            ended: false,
+        });
+    }
+
+    fn poison(&mut self, reason: String) {
+        if self.poisoned.is_none() {
+            tracing::error!(%reason, "WAL poisoned");
+            self.poisoned = Some(reason);
+        }
+        for w in self.waiters.drain(..) {
+            w.waker.wake();
+        }
+    }
+
+    fn mark_durable(&mut self, seq: u64) {
+        self.durable_seq = self.durable_seq.max(seq);
+        while let Some(&(lsn, end)) = self.unsynced.front() {
+            if end > self.durable_seq {
+                break;
+            }
+            self.durable_lsn = lsn;
+            self.unsynced.pop_front();
+        }
+    }
+
+    /// Wakes every waiter now satisfied, and the first one still waiting (it
+    /// leads the next round).
+    fn wake_after_round(&mut self) {
+        let durable = self.durable_seq;
+        let mut next_leader_woken = false;
+        self.waiters.retain(|w| {
+            if w.target <= durable || !next_leader_woken {
+                if w.target > durable {
+                    next_leader_woken = true;
+                }
+                w.waker.wake_by_ref();
+                false
+            } else {
+                true
+            }
+        });
+    }
+}
+
+/// One step of a leader's round, decided while holding the state borrow.
+enum Step {
+    Acquire {
+        id: SegmentId,
+        size: u64,
+    },
+    Write {
+        file: Rc<DirectFile>,
+        offset: u64,
+        buf: AlignedBuf,
+        len: usize,
+        seq_end: u64,
+    },
+    Pop,
+    Done,
+}
+
+impl Wal {
+    /// Opens (creating when missing) the WAL in `<dir>/wal/`, replays every
+    /// live segment (id > `retired_through`) in order, calling `replay(lsn,
+    /// entries)` per batch, and returns a WAL that appends after the last good
+    /// record. Segments <= `retired_through` are recycled or deleted. A torn
+    /// tail of the last segment is cut (and logged); any other bad record is
+    /// [`Error::Corruption`] naming the file and offset.
+    pub async fn open(
+        dir: &Path,
+        options: WalOptions,
+        retired_through: SegmentId,
+        mut replay: impl FnMut(Lsn, Vec<(Vec<u8>, Record)>) -> Result<()>,
+    ) -> Result<Wal> {
+        let dir = dir.join("wal");
+        if options.segment_size % BLOCK_SIZE as u64 != 0 || options.segment_size < SEGMENT_SIZE_MIN
+        {
+            return Err(Error::io(
+                "open WAL",
+                &dir,
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!(
+                        "segment size {} must be a multiple of {BLOCK_SIZE} and at least {SEGMENT_SIZE_MIN}",
+                        options.segment_size
+                    ),
+                ),
+            ));
+        }
+        io::prepare_dir(&dir, false).await?;
+        let listing = list_wal_dir(&dir, options.segment_size)?;
+        let shared = Rc::new(Shared {
+            dir: dir.clone(),
+            options: options.clone(),
+            state: RefCell::new(State {
+                tails: VecDeque::new(),
+                next_lsn: 1,
+                durable_lsn: 0,
+                unsynced: VecDeque::new(),
+                appended_seq: 0,
+                durable_seq: 0,
+                in_flight: false,
+                waiters: Vec::new(),
+                next_waiter_id: 0,
+                poisoned: None,
+                closed: false,
+                live: BTreeMap::new(),
+                spares: listing.spares,
+                next_spare: listing.next_spare,
+                preparing: None,
+                last_sync: None,
+                stats: WalStats::default(),
+                inject_fault: false,
+            }),
+        });
+        let mut live: Vec<(SegmentId, u64)> = Vec::new();
+        for (id, size) in listing.segments {
+            if id <= retired_through {
+                shared.retire_file(id, size);
+            } else {
+                live.push((id, size));
+            }
+        }
+        for pair in live.windows(2) {
+            if pair[1].0 != pair[0].0 + 1 {
+                let missing = pair[0].0 + 1;
+                return Err(Error::corruption(
+                    dir.join(segment_file_name(missing)),
+                    0,
+                    format!(
+                        "WAL segment {missing} is missing between {} and {}",
+                        pair[0].0, pair[1].0
+                    ),
+                ));
+            }
+        }
+        let mut last_lsn: Option<Lsn> = None;
+        let mut continue_in: Option<(SegmentId, u64, DirectFile, SegmentScan)> = None;
+        for (i, &(id, size)) in live.iter().enumerate() {
+            let is_last = i + 1 == live.len();
+            let path = dir.join(segment_file_name(id));
+            let file = if is_last {
+                DirectFile::open_rw(&path).await?
+            } else {
+                DirectFile::open_read(&path).await?
+            };
+            let scan = replay_segment(&file, id, size, is_last, last_lsn, &mut replay).await?;
+            last_lsn = scan.last_lsn;
+            shared.state.borrow_mut().live.insert(id, size);
+            if is_last && !scan.ended {
+                continue_in = Some((id, size, file, scan));
+            } else {
+                file.close().await?;
+            }
+        }
+        let next_lsn = last_lsn.map_or(1, |l| l + 1);
+        {
+            let mut st = shared.state.borrow_mut();
+            st.next_lsn = next_lsn;
+            st.durable_lsn = next_lsn - 1;
+        }
+        let tail = match continue_in {
+            Some((id, size, file, scan)) => {
+                let buf_start = scan.good_end - scan.good_end % BLOCK_SIZE as u64;
+                let mut buf = Vec::new();
+                if scan.good_end > buf_start {
+                    let page = file.read_at(buf_start, BLOCK_SIZE).await?;
+                    let keep = (scan.good_end - buf_start) as usize;
+                    buf.extend_from_slice(&page[..keep.min(page.len())]);
+                    // A file cut inside the last frame's padding: the padding is zeros.
+                    buf.resize(keep, 0);
+                }
+                let written = buf.len();
+                Tail {
+                    id,
+                    size: size - size % BLOCK_SIZE as u64,
+                    file: Some(Rc::new(file)),
+                    buf_start,
+                    buf,
+                    written,
+                    seq_end: 0,
+                    ended: false,
+                }
+            }
+            None => {
+                let id = live.last().map_or(retired_through, |&(id, _)| id) + 1;
+                let file = shared.acquire_segment(id, options.segment_size).await?;
+                Tail {
+                    id,
+                    size: options.segment_size,
+                    file: Some(file),
+                    buf_start: 0,
+                    buf: Vec::new(),
+                    written: 0,
+                    seq_end: 0,
+                    ended: false,
+                }
+            }
+        };
+        shared.state.borrow_mut().tails.push_back(tail);
+        let flusher = if options.durability == Durability::None {
+            let weak = Rc::downgrade(&shared);
+            Some(io::spawn_background(flush_periodically(weak)))
+        } else {
+            None
+        };
+        Ok(Wal {
+            shared,
+            flusher: RefCell::new(flusher),
+        })
+    }
+
+    /// Encodes a batch into the in-memory tail and returns its LSN; no I/O.
+    /// Refuses (writing nothing) keys, values or batches over the limits, and a
+    /// batch that does not fit in one segment.
+    pub fn append(&self, entries: &[(&[u8], &Record)]) -> Result<Lsn> {
+        let mut st = self.shared.state.borrow_mut();
+        st.check()?;
+        let payload_len = batch::validate(entries)?;
+        let frame = frame_len(payload_len) as u64;
+        let end_frame = frame_len(0) as u64;
+        let segment_size = self.shared.options.segment_size;
+        if frame + end_frame > segment_size {
+            return Err(Error::BatchTooLarge {
+                entries: entries.len(),
+                entries_max: crate::limits::BATCH_ENTRIES_MAX,
+                size: payload_len,
+                size_max: (segment_size - end_frame) as usize - FRAME_HEADER_SIZE,
+            });
+        }
+        let tail = st.tails.back().expect("there is always a tail");
+        if tail.end() + frame + end_frame > tail.size {
+            st.end_segment(segment_size);
+        }
+        let lsn = st.next_lsn;
+        let tail = st.tails.back_mut().expect("there is always a tail");
+        let id = tail.id;
+        let before = tail.buf.len();
+        let start = record::begin_frame(&mut tail.buf);
+        batch::encode(entries, &mut tail.buf);
+        record::finish_frame(&mut tail.buf, start, WAL_MAGIC, KIND_BATCH, id, lsn);
+        let added = (tail.buf.len() - before) as u64;
+        st.appended_seq += added;
+        let seq = st.appended_seq;
+        st.tails.back_mut().expect("there is always a tail").seq_end = seq;
+        st.unsynced.push_back((lsn, seq));
+        st.next_lsn += 1;
+        st.stats.batches += 1;
+        let tail = st.tails.back().expect("there is always a tail");
+        let half_full = tail.end() > tail.size / 2;
+        drop(st);
+        if half_full {
+            // Ahead of need, but not at open: a fresh shard's first commits
+            // should not share the disk with 64 MiB of zeros.
+            self.shared.start_preparing();
+        }
+        Ok(lsn)
+    }
+
+    /// Returns when batch `lsn` (returned by [`Wal::append`]) is durable as
+    /// the durability mode defines it: synced (`Sync`), synced by a sync at most
+    /// one window after the previous one (`Batch`), or at once (`None`).
+    pub async fn commit(&self, lsn: Lsn) -> Result<()> {
+        let target = {
+            let st = self.shared.state.borrow();
+            st.check()?;
+            assert!(
+                lsn < st.next_lsn,
+                "commit of LSN {lsn} never appended (next is {})",
+                st.next_lsn
+            );
+            if lsn <= st.durable_lsn || self.shared.options.durability == Durability::None {
+                return Ok(());
+            }
+            let front = st
+                .unsynced
+                .front()
+                .expect("an undurable LSN is in the unsynced list")
+                .0;
+            st.unsynced[(lsn - front) as usize].1
+        };
+        self.shared.drive(target).await
+    }
+
+    /// Finishes the current segment (segment-end record, written and synced),
+    /// starts the next one and returns the finished segment's id. Every batch
+    /// appended before the call is durable when it returns.
+    pub async fn rotate(&self) -> Result<SegmentId> {
+        let (id, target) = {
+            let mut st = self.shared.state.borrow_mut();
+            st.check()?;
+            let id = st.tails.back().expect("there is always a tail").id;
+            st.end_segment(self.shared.options.segment_size);
+            (id, st.appended_seq)
+        };
+        self.shared.drive(target).await?;
+        Ok(id)
+    }
+
+    /// Declares segments `<= id` no longer needed (their batches are durable
+    /// elsewhere): they are renamed to spares for reuse or deleted. `id` must be
+    /// a finished segment (returned by [`Wal::rotate`]). Not durable by itself:
+    /// the caller records `id` (the manifest's `WalRetiredThrough`) first, and
+    /// open retires again whatever reappears.
+    pub async fn retire_through(&self, id: SegmentId) -> Result<()> {
+        let retired: Vec<(SegmentId, u64)> = {
+            let mut st = self.shared.state.borrow_mut();
+            st.check()?;
+            let first_tail = st.tails.front().expect("there is always a tail").id;
+            assert!(
+                id < first_tail,
+                "retiring WAL segment {id}, which is still being written"
+            );
+            let ids: Vec<SegmentId> = st.live.range(..=id).map(|(&k, _)| k).collect();
+            ids.into_iter()
+                .filter_map(|k| st.live.remove(&k).map(|size| (k, size)))
+                .collect()
+        };
+        for (k, size) in retired {
+            self.shared.retire_file(k, size);
+        }
+        Ok(())
+    }
+
+    /// Counters since open.
+    pub fn stats(&self) -> WalStats {
+        let st = self.shared.state.borrow();
+        WalStats {
+            live_segments: st.live.len() as u64,
+            ..st.stats
+        }
+    }
+
+    /// Highest LSN known durable.
+    pub fn durable_lsn(&self) -> Lsn {
+        self.shared.state.borrow().durable_lsn
+    }
+
+    /// Writes and syncs everything appended, stops background work and closes
+    /// the files. Later calls return [`Error::Closed`]; closing twice is a no-op.
+    pub async fn close(&self) -> Result<()> {
+        let target = {
+            let st = self.shared.state.borrow();
+            if st.closed {
+                return Ok(());
+            }
+            st.check()?;
+            st.appended_seq
+        };
+        let synced = self.shared.drive(target).await;
+        self.shared.state.borrow_mut().closed = true;
+        let flusher = self.flusher.borrow_mut().take();
+        if let Some(task) = flusher {
+            task.await;
+        }
+        let preparing = self.shared.state.borrow_mut().preparing.take();
+        if let Some(task) = preparing {
+            match task.await {
+                Ok(path) => self.shared.state.borrow_mut().spares.push(path),
+                Err(e) => tracing::warn!(error = %e, "WAL: preparing a spare segment failed"),
+            }
+        }
+        let files: Vec<Rc<DirectFile>> = {
+            let mut st = self.shared.state.borrow_mut();
+            st.tails.iter_mut().filter_map(|t| t.file.take()).collect()
+        };
+        for file in files {
+            if let Ok(file) = Rc::try_unwrap(file) {
+                file.close().await?;
+            }
+        }
+        synced
+    }
+
+    /// Test hook: the next segment write fails as if the disk returned EIO.
+    #[doc(hidden)]
+    pub fn inject_write_fault(&self) {
+        self.shared.state.borrow_mut().inject_fault = true;
+    }
+}
+
+impl Shared {
+    fn segment_path(&self, id: SegmentId) -> PathBuf {
+        self.dir.join(segment_file_name(id))
+    }
+
+    /// Makes everything appended up to `target` (a byte position) durable:
+    /// leads a round when no write is in flight, else waits for the leader.
+    async fn drive(&self, target: u64) -> Result<()> {
+        loop {
+            let lead = {
+                let mut st = self.state.borrow_mut();
+                if let Some(reason) = &st.poisoned {
+                    return Err(Error::Poisoned {
+                        reason: reason.clone(),
+                    });
+                }
+                if st.durable_seq >= target {
+                    return Ok(());
+                }
+                if st.in_flight {
+                    false
+                } else {
+                    st.in_flight = true;
+                    true
+                }
+            };
+            if !lead {
+                let id = {
+                    let mut st = self.state.borrow_mut();
+                    st.next_waiter_id += 1;
+                    st.next_waiter_id
+                };
+                Waiter {
+                    shared: self,
+                    id,
+                    target,
+                    done: false,
+                }
+                .await;
+                continue;
+            }
+            let guard = LeaderGuard { shared: self };
+            let result = self.lead().await;
+            drop(guard);
+            result?;
+        }
+    }
+
+    /// One leader round: waits for the batch window, then writes and syncs
+    /// every tail in segment order.
+    async fn lead(&self) -> Result<()> {
+        // Let every task of this reactor turn append and join this round.
+        io::yield_now().await;
+        if let Durability::Batch { window } = self.options.durability {
+            let last = self.state.borrow().last_sync;
+            if let Some(last) = last {
+                let due = last + window;
+                let now = Instant::now();
+                if due > now {
+                    io::sleep(due - now).await;
+                }
+            }
+        }
+        loop {
+            let step = self.next_step();
+            match step {
+                Step::Done => return Ok(()),
+                Step::Pop => {
+                    let tail = self.state.borrow_mut().tails.pop_front();
+                    if let Some(file) = tail.and_then(|t| t.file) {
+                        if let Ok(file) = Rc::try_unwrap(file) {
+                            self.fail_on_error(file.close().await)?;
+                        }
+                    }
+                }
+                Step::Acquire { id, size } => {
+                    let file = self.fail_on_error(self.acquire_segment(id, size).await)?;
+                    let mut st = self.state.borrow_mut();
+                    if let Some(tail) = st.tails.iter_mut().find(|t| t.id == id) {
+                        tail.file = Some(file);
+                    }
+                }
+                Step::Write {
+                    file,
+                    offset,
+                    buf,
+                    len,
+                    seq_end,
+                } => {
+                    self.fail_on_error(self.write_and_sync(&file, offset, buf).await)?;
+                    let mut st = self.state.borrow_mut();
+                    st.stats.syncs += 1;
+                    st.stats.bytes_written += io::align_up(len) as u64;
+                    st.last_sync = Some(Instant::now());
+                    let tail = st
+                        .tails
+                        .front_mut()
+                        .expect("the written tail is still queued");
+                    tail.written = tail.written.max(len);
+                    // Keep only the page holding the first byte of the next write.
+                    let whole = tail.written - tail.written % BLOCK_SIZE;
+                    tail.buf.drain(..whole);
+                    tail.buf_start += whole as u64;
+                    tail.written -= whole;
+                    st.mark_durable(seq_end);
+                }
+            }
+        }
+    }
+
+    fn next_step(&self) -> Step {
+        let st = self.state.borrow();
+        let Some(tail) = st.tails.front() else {
+            return Step::Done;
+        };
+        let Some(file) = &tail.file else {
+            return Step::Acquire {
+                id: tail.id,
+                size: tail.size,
+            };
+        };
+        if tail.buf.len() > tail.written {
+            let len = tail.buf.len();
+            let mut buf = file.alloc(len);
+            buf.as_bytes_mut()[..len].copy_from_slice(&tail.buf);
+            return Step::Write {
+                file: file.clone(),
+                offset: tail.buf_start,
+                buf,
+                len,
+                seq_end: tail.seq_end,
+            };
+        }
+        if tail.ended && st.tails.len() > 1 {
+            return Step::Pop;
+        }
+        Step::Done
+    }
+
+    async fn write_and_sync(&self, file: &DirectFile, offset: u64, buf: AlignedBuf) -> Result<()> {
+        let fault = std::mem::take(&mut self.state.borrow_mut().inject_fault);
+        if fault {
+            return Err(Error::io(
+                "write",
+                file.path(),
+                std::io::Error::other("injected write fault"),
+            ));
+        }
+        file.write_at(buf, offset).await?;
+        file.sync().await
+    }
+
+    fn fail_on_error<T>(&self, r: Result<T>) -> Result<T> {
+        if let Err(e) = &r {
+            self.state.borrow_mut().poison(e.to_string());
+        }
+        r
+    }
+
+    /// Makes segment `id` exist (a spare renamed into place, or a new file
+    /// written full of zeros), durable in the directory, and open for writing.
+    async fn acquire_segment(&self, id: SegmentId, size: u64) -> Result<Rc<DirectFile>> {
+        let path = self.segment_path(id);
+        let spare = self.state.borrow_mut().spares.pop();
+        let spare = match spare {
+            Some(p) => Some(p),
+            None => {
+                let task = self.state.borrow_mut().preparing.take();
+                match task {
+                    Some(task) => Some(task.await?),
+                    None => None,
+                }
+            }
+        };
+        let source = match spare {
+            Some(p) => p,
+            None => {
+                let name = self.take_spare_name();
+                prepare_spare(self.dir.clone(), name, size, false).await?
+            }
+        };
+        io::rename(&source, &path)?;
+        io::sync_dir(&self.dir).await?;
+        let file = DirectFile::open_rw(&path).await?;
+        self.state.borrow_mut().live.insert(id, size);
+        Ok(Rc::new(file))
+    }
+
+    fn take_spare_name(&self) -> String {
+        let mut st = self.state.borrow_mut();
+        st.next_spare += 1;
+        format!("fresh-{:020}.spare", st.next_spare)
+    }
+
+    /// Starts preparing a spare segment in the background when none is ready.
+    fn start_preparing(&self) {
+        let needed = {
+            let st = self.state.borrow();
+            st.spares.is_empty() && st.preparing.is_none() && !st.closed
+        };
+        if needed {
+            let name = self.take_spare_name();
+            let task = io::spawn_background(prepare_spare(
+                self.dir.clone(),
+                name,
+                self.options.segment_size,
+                true,
+            ));
+            self.state.borrow_mut().preparing = Some(task);
+        }
+    }
+
+    /// Recycles a retired segment as a spare, or deletes it.
+    fn retire_file(&self, id: SegmentId, size: u64) {
+        let path = self.segment_path(id);
+        let mut st = self.state.borrow_mut();
+        let result = if size == self.options.segment_size && st.spares.len() < SPARE_SEGMENTS_MAX {
+            let spare = self.dir.join(format!("recycled-{id:020}.spare"));
+            io::rename(&path, &spare).map(|()| st.spares.push(spare))
+        } else {
+            io::remove_file(&path)
+        };
+        if let Err(e) = result {
+            // Harmless: open retires whatever reappears.
+            tracing::warn!(error = %e, "WAL: retiring segment {id} failed");
+        }
+    }
+}
+
+/// Writes a spare segment full of zeros under a temporary name, syncs it and
+/// renames it to `<dir>/<name>`, pausing between chunks when `paced`.
+/// Returns the spare's path.
+async fn prepare_spare(dir: PathBuf, name: String, size: u64, paced: bool) -> Result<PathBuf> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let file = DirectFile::create_new(&tmp).await?;
+    let mut offset = 0u64;
+    while offset < size {
+        let len = (size - offset).min(PREPARE_CHUNK_SIZE as u64) as usize;
+        let buf = file.alloc(len);
+        file.write_at(buf, offset).await?;
+        offset += len as u64;
+        if paced {
+            // Leave the disk to foreground commits between chunks.
+            io::sleep(PREPARE_CHUNK_PAUSE).await;
+        }
+    }
+    file.sync().await?;
+    file.close().await?;
+    let path = dir.join(name);
+    io::rename(&tmp, &path)?;
+    Ok(path)
+}
+
+/// In [`Durability::None`] mode: writes what was appended every interval.
+async fn flush_periodically(weak: Weak<Shared>) {
+    loop {
+        io::sleep(BACKGROUND_FLUSH_INTERVAL).await;
+        let Some(shared) = weak.upgrade() else { return };
+        let target = {
+            let st = shared.state.borrow();
+            if st.closed || st.poisoned.is_some() {
+                return;
+            }
+            if st.appended_seq <= st.durable_seq || st.in_flight {
+                continue;
+            }
+            st.appended_seq
+        };
+        if let Err(e) = shared.drive(target).await {
+            tracing::error!(error = %e, "WAL background flush failed");
+            return;
+        }
+    }
+}
+
+/// Releases leadership (also when the leader's future is dropped mid-round)
+/// and wakes the next waiters.
+struct LeaderGuard<'a> {
+    shared: &'a Shared,
+}
+
+impl Drop for LeaderGuard<'_> {
+    fn drop(&mut self) {
+        let mut st = self.shared.state.borrow_mut();
+        st.in_flight = false;
+        st.wake_after_round();
+    }
+}
+
+/// A follower waiting for a leader's round.
+struct Waiter<'a> {
+    shared: &'a Shared,
+    id: u64,
+    target: u64,
+    done: bool,
+}
+
+impl Future for Waiter<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let ready = {
+            let st = self.shared.state.borrow();
+            st.poisoned.is_some() || st.durable_seq >= self.target || !st.in_flight
+        };
+        let id = self.id;
+        let mut st = self.shared.state.borrow_mut();
+        if ready {
+            st.waiters.retain(|w| w.id != id);
+            drop(st);
+            self.done = true;
+            return Poll::Ready(());
+        }
+        match st.waiters.iter_mut().find(|w| w.id == id) {
+            Some(slot) => slot.waker.clone_from(cx.waker()),
+            None => {
+                let target = self.target;
+                st.waiters.push(WaiterSlot {
+                    id,
+                    target,
+                    waker: cx.waker().clone(),
+                });
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        // Dropped while waiting: it may have been woken to lead; pass that on.
+        let mut st = self.shared.state.borrow_mut();
+        st.waiters.retain(|w| w.id != self.id);
+        if !st.in_flight {
+            st.wake_after_round();
+        }
+    }
+}
+
+struct Listing {
+    segments: Vec<(SegmentId, u64)>,
+    spares: Vec<PathBuf>,
+    next_spare: u64,
+}
+
+/// Classifies the files of the WAL directory; removes leftovers of an
+/// interrupted preparation and spares of the wrong size.
+fn list_wal_dir(dir: &Path, segment_size: u64) -> Result<Listing> {
+    let mut listing = Listing {
+        segments: Vec::new(),
+        spares: Vec::new(),
+        next_spare: 0,
+    };
+    for path in io::list_dir(dir)? {
+        let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+            continue;
+        };
+        if name.ends_with(".tmp") {
+            io::remove_file(&path)?;
+            continue;
+        }
+        let size = || -> Result<u64> {
+            std::fs::metadata(&path)
+                .map(|m| m.len())
+                .map_err(|e| Error::io("stat", &path, e))
+        };
+        if let Some(stem) = name.strip_suffix(".spare") {
+            if let Some(n) = stem
+                .strip_prefix("fresh-")
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                listing.next_spare = listing.next_spare.max(n);
+            }
+            if size()? == segment_size && listing.spares.len() < SPARE_SEGMENTS_MAX {
+                listing.spares.push(path);
+            } else {
+                io::remove_file(&path)?;
+            }
+            continue;
+        }
+        if let Some(id) = name
+            .strip_suffix(".log")
+            .filter(|s| s.len() == 20 && s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| s.parse::<u64>().ok())
+        {
+            listing.segments.push((id, size()?));
+            continue;
+        }
+        if name != io::PROBE_FILE_NAME {
+            tracing::warn!(file = %path.display(), "WAL: ignoring an unknown file");
+        }
+    }
+    listing.segments.sort_unstable();
+    Ok(listing)
+}

@@ -1,0 +1,299 @@
+//! The engine's API end to end on real O_DIRECT files: limits, last-write-wins,
+//! TTL, scans, flush, compaction, reopen, stats, and the regression test for
+//! glommio's empty-first-file trap.
+
+use ringkv_storage::engine::{Durability, Engine, Options, ScanRange, WriteBatch};
+use ringkv_storage::limits::{KEY_SIZE_MAX, VALUE_SIZE_MAX};
+use ringkv_storage::{Error, Version};
+use std::future::Future;
+use std::ops::Bound;
+use std::path::PathBuf;
+
+fn v(hlc: u64) -> Version {
+    Version { hlc, node: 1 }
+}
+
+fn small() -> Options {
+    Options {
+        durability: Durability::None,
+        memtable_size: 8 * 1024,
+        wal_segment_size: 64 * 1024,
+        level0_trigger: 2,
+        level1_size: 32 * 1024,
+        level_size_ratio: 4,
+        table_size_target: 16 * 1024,
+        compaction_rate_bytes_per_sec: 0,
+        ..Options::default()
+    }
+}
+
+fn run<F, Fut>(f: F)
+where
+    F: FnOnce(PathBuf) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let path = dir.path().to_path_buf();
+    glommio::LocalExecutorBuilder::default()
+        .make()
+        .expect("executor")
+        .run(f(path));
+}
+
+#[test]
+fn oversized_and_empty_keys_and_values_are_refused_before_anything_is_written() {
+    // A WAL segment must hold the largest batch.
+    let options = || Options {
+        wal_segment_size: 4 * 1024 * 1024,
+        ..small()
+    };
+    run(move |dir| async move {
+        let engine = Engine::open(&dir, options()).await.expect("open");
+        let big_key = vec![b'k'; KEY_SIZE_MAX + 1];
+        let err = engine
+            .put(&big_key, b"v", v(1), 0)
+            .await
+            .expect_err("key too large");
+        assert!(
+            matches!(err, Error::KeyTooLarge { size, size_max } if size == KEY_SIZE_MAX + 1 && size_max == KEY_SIZE_MAX)
+        );
+        let big_value = vec![0u8; VALUE_SIZE_MAX + 1];
+        let err = engine
+            .put(b"k", &big_value, v(1), 0)
+            .await
+            .expect_err("value too large");
+        assert!(matches!(err, Error::ValueTooLarge { .. }));
+        assert!(matches!(
+            engine.put(b"", b"v", v(1), 0).await,
+            Err(Error::KeyEmpty)
+        ));
+        // A batch with one bad entry is refused whole.
+        let mut batch = WriteBatch::new();
+        batch.put(b"good", b"v", v(2), 0);
+        batch.put(&big_key, b"v", v(2), 0);
+        assert!(engine.write(batch).await.is_err());
+        assert_eq!(engine.get(b"good", 0).await.expect("get"), None);
+        // The limits themselves are accepted.
+        engine
+            .put(
+                &vec![b'k'; KEY_SIZE_MAX],
+                &vec![1u8; VALUE_SIZE_MAX],
+                v(3),
+                0,
+            )
+            .await
+            .expect("at the limits");
+        engine.close().await.expect("close");
+        let engine = Engine::open(&dir, options()).await.expect("reopen");
+        let got = engine
+            .get(&vec![b'k'; KEY_SIZE_MAX], 0)
+            .await
+            .expect("get")
+            .expect("present");
+        assert_eq!(got.value.map(|v| v.len()), Some(VALUE_SIZE_MAX));
+        assert_eq!(engine.get(b"good", 0).await.expect("get"), None);
+        engine.close().await.expect("close");
+    });
+}
+
+#[test]
+fn the_highest_version_wins_wherever_it_is_stored() {
+    run(|dir| async move {
+        let engine = Engine::open(&dir, small()).await.expect("open");
+        engine.put(b"k", b"new", v(10), 0).await.expect("put");
+        engine.flush().await.expect("flush");
+        // An older write arrives later: it lands in the memtable but loses.
+        engine.put(b"k", b"old", v(5), 0).await.expect("put");
+        assert_eq!(
+            engine
+                .get(b"k", 0)
+                .await
+                .expect("get")
+                .and_then(|r| r.value),
+            Some(b"new".to_vec())
+        );
+        engine.delete(b"k", v(7)).await.expect("stale delete");
+        assert_eq!(
+            engine.get(b"k", 0).await.expect("get").map(|r| r.version),
+            Some(v(10))
+        );
+        engine.flush().await.expect("flush");
+        engine.compact().await.expect("compact");
+        engine.delete(b"k", v(11)).await.expect("delete");
+        assert_eq!(engine.get(b"k", 0).await.expect("get"), None);
+        assert_eq!(
+            engine
+                .get_record(b"k")
+                .await
+                .expect("get")
+                .map(|r| r.version),
+            Some(v(11))
+        );
+        engine.close().await.expect("close");
+    });
+}
+
+#[test]
+fn expired_values_read_as_absent() {
+    run(|dir| async move {
+        let engine = Engine::open(&dir, small()).await.expect("open");
+        engine.put(b"ttl", b"v", v(1), 1_000).await.expect("put");
+        assert!(engine.get(b"ttl", 999).await.expect("get").is_some());
+        assert!(engine.get(b"ttl", 1_000).await.expect("get").is_none());
+        let all = engine
+            .scan(ScanRange::Prefix(Vec::new()), 10, 2_000)
+            .await
+            .expect("scan");
+        assert!(all.is_empty());
+        engine.close().await.expect("close");
+    });
+}
+
+#[test]
+fn scans_merge_memtables_and_tables_in_key_order_with_limits() {
+    run(|dir| async move {
+        let engine = Engine::open(&dir, small()).await.expect("open");
+        for i in 0..2000u64 {
+            let k = format!("k{:05}", i);
+            engine
+                .put(k.as_bytes(), &[b'x'; 50], v(i + 1), 0)
+                .await
+                .expect("put");
+        }
+        for i in (0..2000u64).step_by(3) {
+            engine
+                .delete(format!("k{:05}", i).as_bytes(), v(10_000 + i))
+                .await
+                .expect("delete");
+        }
+        let stats = engine.stats();
+        assert!(
+            stats.flushes > 0,
+            "the tiny memtable was flushed: {stats:?}"
+        );
+        let range = ScanRange::Range {
+            start: Bound::Included(b"k00100".to_vec()),
+            end: Bound::Excluded(b"k00110".to_vec()),
+        };
+        let keys: Vec<Vec<u8>> = engine
+            .scan(range, 100, 0)
+            .await
+            .expect("scan")
+            .into_iter()
+            .map(|e| e.key)
+            .collect();
+        let want: Vec<Vec<u8>> = (100..110u64)
+            .filter(|i| i % 3 != 0)
+            .map(|i| format!("k{:05}", i).into_bytes())
+            .collect();
+        assert_eq!(keys, want);
+        let first = engine
+            .scan(ScanRange::Prefix(b"k01".to_vec()), 5, 0)
+            .await
+            .expect("scan");
+        assert_eq!(first.len(), 5);
+        assert_eq!(first[0].key, b"k01000".to_vec());
+        let inverted = ScanRange::Range {
+            start: Bound::Included(b"z".to_vec()),
+            end: Bound::Included(b"a".to_vec()),
+        };
+        assert!(engine.scan(inverted, 10, 0).await.expect("scan").is_empty());
+        engine.close().await.expect("close");
+    });
+}
+
+#[test]
+fn reopen_keeps_every_write_and_compaction_keeps_levels_within_target() {
+    run(|dir| async move {
+        let engine = Engine::open(&dir, small()).await.expect("open");
+        for i in 0..3000u64 {
+            let k = format!("k{:05}", (i * 7919) % 3000);
+            engine
+                .put(k.as_bytes(), &[b'y'; 60], v(i + 1), 0)
+                .await
+                .expect("put");
+        }
+        engine.flush().await.expect("flush");
+        engine.compact().await.expect("compact");
+        let stats = engine.stats();
+        assert!(stats.compactions > 0, "{stats:?}");
+        assert!(stats.tables_per_level[0] < 2, "L0 drained: {stats:?}");
+        assert!(stats.write_amplification > 1.0, "{stats:?}");
+        engine.close().await.expect("close");
+        let engine = Engine::open(&dir, small()).await.expect("reopen");
+        for i in 0..3000u64 {
+            let k = format!("k{:05}", i);
+            assert!(
+                engine.get(k.as_bytes(), 0).await.expect("get").is_some(),
+                "{k} lost"
+            );
+        }
+        engine.close().await.expect("close");
+    });
+}
+
+#[test]
+fn closed_engines_refuse_operations() {
+    run(|dir| async move {
+        let engine = Engine::open(&dir, small()).await.expect("open");
+        engine.close().await.expect("close");
+        assert!(matches!(
+            engine.put(b"k", b"v", v(1), 0).await,
+            Err(Error::Closed)
+        ));
+        assert!(matches!(engine.get(b"k", 0).await, Err(Error::Closed)));
+    });
+}
+
+/// Regression: glommio 0.9 marks a device pollable if the first DMA file a
+/// thread opens on it is empty, and every later O_DIRECT read fails with
+/// EOPNOTSUPP. Opening an engine on an empty directory creates empty files
+/// first; reads of real tables on a fresh thread must still work.
+#[test]
+fn direct_reads_work_after_the_first_file_opened_on_a_thread_is_empty() {
+    let root = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let tables: PathBuf = root.path().join("tables");
+    let empty: PathBuf = root.path().join("empty");
+    let build = tables.clone();
+    // Thread 1 writes real tables.
+    std::thread::spawn(move || {
+        glommio::LocalExecutorBuilder::default()
+            .make()
+            .expect("executor")
+            .run(async move {
+                let engine = Engine::open(&build, small()).await.expect("open");
+                for i in 0..500u64 {
+                    engine
+                        .put(format!("k{i:04}").as_bytes(), &[b'z'; 100], v(i + 1), 0)
+                        .await
+                        .expect("put");
+                }
+                engine.flush().await.expect("flush");
+                engine.close().await.expect("close");
+            });
+    })
+    .join()
+    .expect("writer thread");
+    // Thread 2 (fresh executor): the first engine it opens is on an empty dir.
+    std::thread::spawn(move || {
+        glommio::LocalExecutorBuilder::default()
+            .make()
+            .expect("executor")
+            .run(async move {
+                let fresh = Engine::open(&empty, small()).await.expect("open empty");
+                let reader = Engine::open(&tables, small()).await.expect("open tables");
+                for i in 0..500u64 {
+                    let got = reader
+                        .get(format!("k{i:04}").as_bytes(), 0)
+                        .await
+                        .expect("direct read");
+                    assert_eq!(got.and_then(|r| r.value), Some(vec![b'z'; 100]));
+                }
+                assert!(reader.stats().block_cache.misses > 0, "reads went to disk");
+                reader.close().await.expect("close");
+                fresh.close().await.expect("close");
+            });
+    })
+    .join()
+    .expect("reader thread");
+}

@@ -1,0 +1,739 @@
+//! WAL tests on real O_DIRECT files: round trip, group commit, torn tails,
+//! corruption, recycling, durability modes and poisoning.
+
+use rand::{Rng, SeedableRng};
+use ringkv_storage::wal::{batch, record, segment_file_name, Durability, Lsn, Wal, WalOptions};
+use ringkv_storage::{Error, Record, Version};
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+type Batch = Vec<(Vec<u8>, Record)>;
+type Replayed = Vec<(Lsn, Batch)>;
+
+fn run<T>(fut: impl std::future::Future<Output = T>) -> T {
+    glommio::LocalExecutorBuilder::default()
+        .make()
+        .expect("executor")
+        .run(fut)
+}
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir")
+}
+
+fn seed() -> u64 {
+    let seed = std::env::var("WAL_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("seed: {seed} (rerun with WAL_TEST_SEED={seed})");
+    seed
+}
+
+fn options(segment_size: u64, durability: Durability) -> WalOptions {
+    WalOptions {
+        segment_size,
+        durability,
+    }
+}
+
+/// A batch of one to three entries with values up to `value_max` bytes.
+fn make_batch(rng: &mut rand::rngs::StdRng, i: usize, value_max: usize) -> Batch {
+    let n = rng.gen_range(1..=3);
+    (0..n)
+        .map(|j| {
+            let key = format!("key-{i:06}-{j}").into_bytes();
+            let version = Version::new(1_000 + i as u64, j as u16, 7);
+            let record = if rng.gen_ratio(1, 5) {
+                Record::tombstone(version)
+            } else {
+                let len = rng.gen_range(0..=value_max);
+                Record::put(
+                    version,
+                    (0..len).map(|b| (b + i) as u8).collect(),
+                    rng.gen_range(0..3),
+                )
+            };
+            (key, record)
+        })
+        .collect()
+}
+
+fn refs(b: &Batch) -> Vec<(&[u8], &Record)> {
+    b.iter().map(|(k, r)| (k.as_slice(), r)).collect()
+}
+
+fn frame_size(b: &Batch) -> u64 {
+    record::frame_len(batch::encoded_len(&refs(b))) as u64
+}
+
+/// Bytes of a frame covered by its checksum (without the alignment padding).
+fn frame_size_unpadded(b: &Batch) -> u64 {
+    (record::FRAME_HEADER_SIZE + batch::encoded_len(&refs(b))) as u64
+}
+
+async fn open(
+    dir: &Path,
+    options: WalOptions,
+    retired: u64,
+) -> ringkv_storage::Result<(Wal, Replayed)> {
+    let replayed = Rc::new(RefCell::new(Vec::new()));
+    let sink = replayed.clone();
+    let wal = Wal::open(dir, options, retired, move |lsn, entries| {
+        sink.borrow_mut().push((lsn, entries));
+        Ok(())
+    })
+    .await?;
+    let out = replayed.borrow().clone();
+    Ok((wal, out))
+}
+
+async fn append_commit(wal: &Wal, b: &Batch) -> Lsn {
+    let lsn = wal.append(&refs(b)).unwrap();
+    wal.commit(lsn).await.unwrap();
+    lsn
+}
+
+fn segment_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join("wal").join(segment_file_name(id))
+}
+
+fn expect_corruption(result: ringkv_storage::Result<(Wal, Replayed)>) -> (PathBuf, u64, String) {
+    match result {
+        Err(Error::Corruption {
+            file,
+            offset,
+            reason,
+        }) => (file, offset, reason),
+        Err(e) => panic!("expected corruption, got {e}"),
+        Ok((_, replayed)) => panic!("expected corruption, replayed {} batches", replayed.len()),
+    }
+}
+
+#[test]
+fn wal_round_trips_batches_across_reopens() {
+    let dir = tempdir();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed());
+    run(async {
+        ringkv_storage::io::prepare_dir(dir.path(), true)
+            .await
+            .unwrap();
+        let opts = options(256 * 1024, Durability::Sync);
+        let (wal, replayed) = open(dir.path(), opts.clone(), 0).await.unwrap();
+        assert!(replayed.is_empty());
+        let mut model: Replayed = Vec::new();
+        for i in 0..200 {
+            let b = make_batch(&mut rng, i, 9000);
+            let lsn = append_commit(&wal, &b).await;
+            model.push((lsn, b));
+        }
+        assert_eq!(model.first().unwrap().0, 1);
+        wal.close().await.unwrap();
+        assert!(matches!(wal.append(&refs(&model[0].1)), Err(Error::Closed)));
+
+        let (wal, replayed) = open(dir.path(), opts.clone(), 0).await.unwrap();
+        assert_eq!(replayed, model);
+        for i in 200..260 {
+            let b = make_batch(&mut rng, i, 300);
+            let lsn = append_commit(&wal, &b).await;
+            assert_eq!(lsn, model.last().unwrap().0 + 1);
+            model.push((lsn, b));
+        }
+        wal.close().await.unwrap();
+        let (wal, replayed) = open(dir.path(), opts, 0).await.unwrap();
+        assert_eq!(replayed, model);
+        assert!(
+            wal.stats().live_segments > 1,
+            "200 batches of up to 27 KB span several 256 KiB segments"
+        );
+        wal.close().await.unwrap();
+    });
+}
+
+#[test]
+fn concurrent_commits_in_one_reactor_turn_share_one_sync() {
+    let dir = tempdir();
+    run(async {
+        ringkv_storage::io::prepare_dir(dir.path(), true)
+            .await
+            .unwrap();
+        let (wal, _) = open(dir.path(), options(1 << 20, Durability::Sync), 0)
+            .await
+            .unwrap();
+        let wal = Rc::new(wal);
+        let before = wal.stats().syncs;
+        let tasks: Vec<_> = (0..64)
+            .map(|i| {
+                let wal = wal.clone();
+                glommio::spawn_local(async move {
+                    let b: Batch = vec![(
+                        format!("k{i}").into_bytes(),
+                        Record::put(Version::new(1, 0, 1), vec![i as u8; 100], 0),
+                    )];
+                    append_commit(&wal, &b).await
+                })
+            })
+            .collect();
+        let mut lsns = Vec::new();
+        for t in tasks {
+            lsns.push(t.await);
+        }
+        let stats = wal.stats();
+        assert_eq!(
+            stats.syncs - before,
+            1,
+            "64 commits of one turn must share one fdatasync"
+        );
+        assert_eq!(stats.batches, 64);
+        assert_eq!(wal.durable_lsn(), 64);
+        lsns.sort_unstable();
+        assert_eq!(lsns, (1..=64).collect::<Vec<_>>());
+        wal.close().await.unwrap();
+    });
+}
+
+#[test]
+fn commits_arriving_while_a_write_is_in_flight_are_led_by_the_next_waiter() {
+    let dir = tempdir();
+    run(async {
+        ringkv_storage::io::prepare_dir(dir.path(), true)
+            .await
+            .unwrap();
+        let (wal, _) = open(dir.path(), options(1 << 20, Durability::Sync), 0)
+            .await
+            .unwrap();
+        let wal = Rc::new(wal);
+        let tasks: Vec<_> = (0..200)
+            .map(|i| {
+                let wal = wal.clone();
+                glommio::spawn_local(async move {
+                    // Spread the tasks over several turns.
+                    for _ in 0..(i % 7) {
+                        futures_lite::future::yield_now().await;
+                    }
+                    let b: Batch = vec![(
+                        format!("k{i}").into_bytes(),
+                        Record::tombstone(Version::new(1, 0, 1)),
+                    )];
+                    append_commit(&wal, &b).await
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await;
+        }
+        assert_eq!(wal.durable_lsn(), 200);
+        assert!(wal.stats().syncs < 200, "group commit shares syncs");
+        wal.close().await.unwrap();
+        let (wal, replayed) = open(dir.path(), options(1 << 20, Durability::Sync), 0)
+            .await
+            .unwrap();
+        assert_eq!(replayed.len(), 200);
+        wal.close().await.unwrap();
+    });
+}
+
+#[test]
+fn torn_tail_at_every_cut_of_the_last_page_is_cut_and_earlier_records_kept() {
+    let dir = tempdir();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed());
+    run(async {
+        ringkv_storage::io::prepare_dir(dir.path(), true)
+            .await
+            .unwrap();
+        let opts = options(64 * 1024, Durability::Sync);
+        let (wal, _) = open(dir.path(), opts.clone(), 0).await.unwrap();
+        let mut model: Replayed = Vec::new();
+        let mut ends = Vec::new();
+        let mut end = 0u64;
+        // Fill a little over two pages so the last record may span pages.
+        while end < 2 * 4096 + 1500 {
+            let b = make_batch(&mut rng, model.len(), 700);
+            ends.push(end + frame_size_unpadded(&b));
+            end += frame_size(&b);
+            let lsn = append_commit(&wal, &b).await;
+            model.push((lsn, b));
+        }
+        wal.close().await.unwrap();
+        let path = segment_path(dir.path(), 1);
+        let original = std::fs::read(&path).unwrap();
+        let page_start = end - end % 4096;
+        for cut in page_start..=end {
+            let mut torn = original.clone();
+            let fill = if cut % 2 == 0 { 0x00 } else { 0xA5 };
+            torn[cut as usize..(page_start + 4096) as usize].fill(fill);
+            if cut < end {
+                // A tear changes the byte at the cut (filling may rewrite equal bytes).
+                torn[cut as usize] = !original[cut as usize];
+            }
+            std::fs::write(&path, &torn).unwrap();
+            let (wal, replayed) = open(dir.path(), opts.clone(), 0)
+                .await
+                .unwrap_or_else(|e| panic!("cut {cut}: {e}"));
+            let kept = ends.iter().filter(|&&e| e <= cut).count();
+            assert_eq!(replayed.len(), kept, "cut at {cut}");
+            assert_eq!(replayed[..], model[..kept], "cut at {cut}");
+            wal.close().await.unwrap();
+        }
+        // After a cut the writer continues after the last whole record.
+        let cut = page_start + 10;
+        let mut torn = original.clone();
+        torn[cut as usize..(page_start + 4096) as usize].fill(0xA5);
+        std::fs::write(&path, &torn).unwrap();
+        let (wal, replayed) = open(dir.path(), opts.clone(), 0).await.unwrap();
+        let mut kept = replayed;
+        let b = make_batch(&mut rng, 999, 100);
+        let lsn = append_commit(&wal, &b).await;
+        assert_eq!(lsn, kept.len() as u64 + 1);
+        kept.push((lsn, b));
+        wal.close().await.unwrap();
+        let (wal, replayed) = open(dir.path(), opts, 0).await.unwrap();
+        assert_eq!(replayed, kept);
+        wal.close().await.unwrap();
+    });
+}
+
+#[test]
+fn truncated_last_segment_file_is_cut_at_the_last_whole_record() {
+    let dir = tempdir();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed());
+    run(async {
+        ringkv_storage::io::prepare_dir(dir.path(), true)
+            .await
+            .unwrap();
+        let opts = options(64 * 1024, Durability::Sync);
+        let (wal, _) = open(dir.path(), opts.clone(), 0).await.unwrap();
+        let mut model: Replayed = Vec::new();
+        let mut ends = Vec::new();
+        let mut end = 0u64;
+        while end < 6000 {
+            let b = make_batch(&mut rng, model.len(), 500);
+            ends.push(end + frame_size_unpadded(&b));
+            end += frame_size(&b);
+            model.push((append_commit(&wal, &b).await, b));
+        }
+        wal.close().await.unwrap();
+        let path = segment_path(dir.path(), 1);
+        let original = std::fs::read(&path).unwrap();
+        for cut in (0..=end).step_by(97) {
+            std::fs::write(&path, &original[..cut as usize]).unwrap();
+            let (wal, replayed) = open(dir.path(), opts.clone(), 0)
+                .await
+                .unwrap_or_else(|e| panic!("cut {cut}: {e}"));
+            let kept = ends.iter().filter(|&&e| e <= cut).count();
+            assert_eq!(replayed[..], model[..kept], "cut at {cut}");
+            wal.close().await.unwrap();
+        }
+    });
+}
+
+#[test]
+fn bit_flip_in_a_middle_record_is_corruption_naming_file_and_offset() {
+    let dir = tempdir();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed());
+    run(async {
+        ringkv_storage::io::prepare_dir(dir.path(), true)
+            .await
+            .unwrap();
+        let opts = options(64 * 1024, Durability::Sync);
+        let (wal, _) = open(dir.path(), opts.clone(), 0).await.unwrap();
+        let mut starts = Vec::new();
+        let mut end = 0u64;
+        for i in 0..20 {
+            let b = make_batch(&mut rng, i, 400);
+            starts.push(end);
+            end += frame_size(&b);
+            append_commit(&wal, &b).await;
+        }
+        wal.close().await.unwrap();
+        let path = segment_path(dir.path(), 1);
+        let original = std::fs::read(&path).unwrap();
+        for victim in [0usize, 5, 10, 18] {
+            for delta in [0u64, 3, 8, 30, 40] {
+                let at = starts[victim] + delta;
+                if at >= starts[victim + 1] {
+                    continue;
+                }
+                let mut bad = original.clone();
+                bad[at as usize] ^= 1 << rng.gen_range(0..8);
+                std::fs::write(&path, &bad).unwrap();
+                let (file, offset, reason) =
+                    expect_corruption(open(dir.path(), opts.clone(), 0).await);
+                assert_eq!(file, path, "{reason}");
+                assert_eq!(offset, starts[victim], "flip at {at}: {reason}");
+            }
+        }
+    });
+}
+
+#[test]
+fn bad_record_in_a_finished_segment_is_corruption() {
+    let dir = tempdir();
+    run(async {
+        ringkv_storage::io::prepare_dir(dir.path(), true)
+            .await
+            .unwrap();
+        let opts = options(64 * 1024, Durability::Sync);
+        let (wal, _) = open(dir.path(), opts.clone(), 0).await.unwrap();
+        let b: Batch = vec![(
+            b"k".to_vec(),
+            Record::put(Version::new(1, 0, 1), vec![1; 50], 0),
+        )];
+        append_commit(&wal, &b).await;
+        append_commit(&wal, &b).await;
+        assert_eq!(wal.rotate().await.unwrap(), 1);
+        append_commit(&wal, &b).await;
+        wal.close().await.unwrap();
+        // Flip a byte in the last record of segment 1: a torn tail would be
+        // cut, but segment 1 is finished, so this is corruption.
+        let path = segment_path(dir.path(), 1);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let second = frame_size(&b);
+        bytes[(second + 40) as usize] ^= 0x10;
+        std::fs::write(&path, &bytes).unwrap();
+        let (file, offset, _) = expect_corruption(open(dir.path(), opts.clone(), 0).await);
+        assert_eq!((file, offset), (path.clone(), second));
+        // A whole missing segment in the middle is corruption too.
+        bytes[(second + 40) as usize] ^= 0x10;
+        std::fs::write(&path, &bytes).unwrap();
+        let (wal, replayed) = open(dir.path(), opts.clone(), 0).await.unwrap();
+        assert_eq!(replayed.len(), 3);
+        wal.rotate().await.unwrap();
+        wal.close().await.unwrap();
+        std::fs::remove_file(segment_path(dir.path(), 2)).unwrap();
+        let (file, _, _) = expect_corruption(open(dir.path(), opts, 0).await);
+        assert_eq!(file, segment_path(dir.path(), 2));
+    });
+}
+
+#[test]
+fn rotate_and_retire_through_recycle_segments_and_stale_data_is_never_replayed() {
+    let dir = tempdir();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed());
+    run(async {
+        ringkv_storage::io::prepare_dir(dir.path(), true)
+            .await
+            .unwrap();
+        let opts = options(32 * 1024, Durability::Sync);
+        let (wal, _) = open(dir.path(), opts.clone(), 0).await.unwrap();
+        for round in 0..4 {
+            for i in 0..10 {
+                append_commit(&wal, &make_batch(&mut rng, round * 10 + i, 500)).await;
+            }
+            let finished = wal.rotate().await.unwrap();
+            assert_eq!(finished, round as u64 + 1);
+        }
+        assert_eq!(wal.stats().live_segments, 5);
+        wal.retire_through(3).await.unwrap();
+        assert_eq!(wal.stats().live_segments, 2);
+        assert!(!segment_path(dir.path(), 1).exists());
+        assert!(!segment_path(dir.path(), 3).exists());
+        let spares = std::fs::read_dir(dir.path().join("wal"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("recycled-")
+            })
+            .count();
+        assert!(
+            (1..=2).contains(&spares),
+            "retired segments are recycled as spares ({spares})"
+        );
+        // New segments now come from recycled files full of stale frames.
+        let mut kept: Replayed = Vec::new();
+        for i in 0..3 {
+            let b = make_batch(&mut rng, 100 + i, 200);
+            kept.push((append_commit(&wal, &b).await, b));
+        }
+        wal.rotate().await.unwrap(); // 5 finished; 6 is a recycled file
+        let b = make_batch(&mut rng, 200, 200);
+        kept.push((append_commit(&wal, &b).await, b));
+        wal.close().await.unwrap();
+        let (wal, replayed) = open(dir.path(), opts.clone(), 3).await.unwrap();
+        // Segment 4 (10 batches) is still live: replayed first.
+        assert_eq!(replayed.len(), 10 + kept.len());
+        assert_eq!(replayed[10..], kept[..]);
+        assert_eq!(replayed[0].0, 31);
+        wal.close().await.unwrap();
+        // Opening with a higher retired_through retires what is left over.
+        let (wal, replayed) = open(dir.path(), opts, 5).await.unwrap();
+        assert_eq!(replayed, kept[3..]);
+        assert!(!segment_path(dir.path(), 4).exists());
+        wal.close().await.unwrap();
+    });
+}
+
+#[test]
+fn appends_that_overflow_a_segment_rotate_by_themselves() {
+    let dir = tempdir();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed());
+    run(async {
+        ringkv_storage::io::prepare_dir(dir.path(), true)
+            .await
+            .unwrap();
+        let opts = options(16 * 1024, Durability::Sync);
+        let (wal, _) = open(dir.path(), opts.clone(), 0).await.unwrap();
+        let mut model = Vec::new();
+        let mut lsns = Vec::new();
+        // Many appends before one commit: the tail crosses several segments.
+        for i in 0..60 {
+            let b = make_batch(&mut rng, i, 2000);
+            lsns.push(wal.append(&refs(&b)).unwrap());
+            model.push(b);
+        }
+        wal.commit(*lsns.last().unwrap()).await.unwrap();
+        assert!(wal.stats().live_segments > 3);
+        wal.close().await.unwrap();
+        let (wal, replayed) = open(dir.path(), opts, 0).await.unwrap();
+        assert_eq!(
+            replayed.into_iter().map(|(_, b)| b).collect::<Vec<_>>(),
+            model
+        );
+        // A batch that cannot fit in one segment is refused.
+        let huge: Batch = vec![(
+            b"k".to_vec(),
+            Record::put(Version::ZERO, vec![0; 20_000], 0),
+        )];
+        assert!(matches!(
+            wal.append(&refs(&huge)),
+            Err(Error::BatchTooLarge { .. })
+        ));
+        let too_big: Batch = vec![(vec![0; 2000], Record::tombstone(Version::ZERO))];
+        assert!(matches!(
+            wal.append(&refs(&too_big)),
+            Err(Error::KeyTooLarge { .. })
+        ));
+        wal.close().await.unwrap();
+    });
+}
+
+#[test]
+fn batch_mode_syncs_at_most_once_per_window() {
+    let dir = tempdir();
+    run(async {
+        ringkv_storage::io::prepare_dir(dir.path(), true)
+            .await
+            .unwrap();
+        let window = Duration::from_millis(40);
+        let opts = options(1 << 20, Durability::Batch { window });
+        let (wal, _) = open(dir.path(), opts.clone(), 0).await.unwrap();
+        let b: Batch = vec![(
+            b"k".to_vec(),
+            Record::put(Version::new(1, 0, 1), vec![1; 10], 0),
+        )];
+        let start = Instant::now();
+        for _ in 0..5 {
+            append_commit(&wal, &b).await;
+        }
+        let elapsed = start.elapsed();
+        assert_eq!(wal.stats().syncs, 5);
+        assert!(
+            elapsed >= window * 4,
+            "5 sequential commits took {elapsed:?}, window {window:?}"
+        );
+        // Commits of one window share a sync.
+        let wal = Rc::new(wal);
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let wal = wal.clone();
+                let b = b.clone();
+                glommio::spawn_local(async move { append_commit(&wal, &b).await })
+            })
+            .collect();
+        for t in tasks {
+            t.await;
+        }
+        assert_eq!(wal.stats().syncs, 6);
+        wal.close().await.unwrap();
+        let (wal, replayed) = open(dir.path(), opts, 0).await.unwrap();
+        assert_eq!(replayed.len(), 25);
+        wal.close().await.unwrap();
+    });
+}
+
+#[test]
+fn none_mode_commits_at_once_and_writes_in_the_background() {
+    let dir = tempdir();
+    run(async {
+        ringkv_storage::io::prepare_dir(dir.path(), true)
+            .await
+            .unwrap();
+        let opts = options(1 << 20, Durability::None);
+        let (wal, _) = open(dir.path(), opts.clone(), 0).await.unwrap();
+        let b: Batch = vec![(
+            b"k".to_vec(),
+            Record::put(Version::new(1, 0, 1), vec![1; 10], 0),
+        )];
+        let start = Instant::now();
+        for _ in 0..10 {
+            append_commit(&wal, &b).await;
+        }
+        assert!(start.elapsed() < Duration::from_millis(5));
+        assert_eq!(wal.stats().syncs, 0);
+        assert_eq!(wal.durable_lsn(), 0);
+        ringkv_storage::io::sleep(Duration::from_millis(60)).await;
+        assert!(
+            wal.stats().syncs >= 1,
+            "the background flush wrote within 60 ms"
+        );
+        assert_eq!(wal.durable_lsn(), 10);
+        append_commit(&wal, &b).await;
+        wal.close().await.unwrap();
+        let (wal, replayed) = open(dir.path(), opts, 0).await.unwrap();
+        assert_eq!(replayed.len(), 11, "close writes what was appended");
+        wal.close().await.unwrap();
+    });
+}
+
+#[test]
+fn a_failed_write_poisons_the_wal_and_reopen_recovers_what_was_durable() {
+    let dir = tempdir();
+    run(async {
+        ringkv_storage::io::prepare_dir(dir.path(), true)
+            .await
+            .unwrap();
+        let opts = options(1 << 20, Durability::Sync);
+        let (wal, _) = open(dir.path(), opts.clone(), 0).await.unwrap();
+        let b: Batch = vec![(
+            b"k".to_vec(),
+            Record::put(Version::new(1, 0, 1), vec![1; 10], 0),
+        )];
+        append_commit(&wal, &b).await;
+        wal.inject_write_fault();
+        let wal = Rc::new(wal);
+        let follower = {
+            let wal = wal.clone();
+            let b = b.clone();
+            glommio::spawn_local(async move {
+                let lsn = wal.append(&refs(&b)).unwrap();
+                wal.commit(lsn).await
+            })
+        };
+        let lsn = wal.append(&refs(&b)).unwrap();
+        let mine = wal.commit(lsn).await;
+        let theirs = follower.await;
+        // Whichever led saw the I/O error; the other one found the WAL poisoned.
+        let (io, poisoned) = if matches!(mine, Err(Error::Io { .. })) {
+            (mine, theirs)
+        } else {
+            (theirs, mine)
+        };
+        assert!(matches!(io, Err(Error::Io { .. })), "{io:?}");
+        assert!(
+            matches!(poisoned, Err(Error::Poisoned { .. })),
+            "{poisoned:?}"
+        );
+        assert!(matches!(wal.append(&refs(&b)), Err(Error::Poisoned { .. })));
+        assert!(matches!(wal.commit(1).await, Err(Error::Poisoned { .. })));
+        assert!(matches!(wal.rotate().await, Err(Error::Poisoned { .. })));
+        assert!(matches!(wal.close().await, Err(Error::Poisoned { .. })));
+        drop(wal);
+        let (wal, replayed) = open(dir.path(), opts, 0).await.unwrap();
+        assert_eq!(replayed.len(), 1);
+        wal.close().await.unwrap();
+    });
+}
+
+#[test]
+fn replay_errors_from_the_caller_stop_open() {
+    let dir = tempdir();
+    run(async {
+        ringkv_storage::io::prepare_dir(dir.path(), true)
+            .await
+            .unwrap();
+        let opts = options(64 * 1024, Durability::Sync);
+        let (wal, _) = open(dir.path(), opts.clone(), 0).await.unwrap();
+        append_commit(
+            &wal,
+            &vec![(b"k".to_vec(), Record::tombstone(Version::ZERO))],
+        )
+        .await;
+        wal.close().await.unwrap();
+        let r = Wal::open(dir.path(), opts, 0, |_, _| Err(Error::Closed)).await;
+        assert!(matches!(r, Err(Error::Closed)));
+    });
+}
+
+#[test]
+fn a_commit_dropped_mid_round_does_not_block_later_commits() {
+    let dir = tempdir();
+    run(async {
+        ringkv_storage::io::prepare_dir(dir.path(), true)
+            .await
+            .unwrap();
+        let opts = options(1 << 20, Durability::Sync);
+        let (wal, _) = open(dir.path(), opts.clone(), 0).await.unwrap();
+        let b: Batch = vec![(b"k".to_vec(), Record::tombstone(Version::new(1, 0, 1)))];
+        let first = wal.append(&refs(&b)).unwrap();
+        {
+            // Poll the leader once (it yields to gather the turn), then drop it.
+            let mut leader = Box::pin(wal.commit(first));
+            assert!(futures_lite::future::poll_once(&mut leader).await.is_none());
+        }
+        let second = wal.append(&refs(&b)).unwrap();
+        wal.commit(second).await.unwrap();
+        assert_eq!(wal.durable_lsn(), second);
+        wal.close().await.unwrap();
+        let (wal, replayed) = open(dir.path(), opts, 0).await.unwrap();
+        assert_eq!(replayed.len(), 2);
+        wal.close().await.unwrap();
+    });
+}
+
+#[test]
+fn reopening_with_another_segment_size_keeps_old_segments_and_uses_the_new_size() {
+    let dir = tempdir();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed());
+    run(async {
+        ringkv_storage::io::prepare_dir(dir.path(), true)
+            .await
+            .unwrap();
+        let small = options(16 * 1024, Durability::Sync);
+        let large = options(64 * 1024, Durability::Sync);
+        let (wal, _) = open(dir.path(), small, 0).await.unwrap();
+        let mut model = Vec::new();
+        for i in 0..30 {
+            let b = make_batch(&mut rng, i, 1500);
+            append_commit(&wal, &b).await;
+            model.push(b);
+        }
+        wal.close().await.unwrap();
+        let (wal, replayed) = open(dir.path(), large.clone(), 0).await.unwrap();
+        assert_eq!(
+            replayed.iter().map(|(_, b)| b.clone()).collect::<Vec<_>>(),
+            model
+        );
+        for i in 30..90 {
+            let b = make_batch(&mut rng, i, 1500);
+            append_commit(&wal, &b).await;
+            model.push(b);
+        }
+        wal.close().await.unwrap();
+        let (wal, replayed) = open(dir.path(), large, 0).await.unwrap();
+        assert_eq!(
+            replayed.iter().map(|(_, b)| b.clone()).collect::<Vec<_>>(),
+            model
+        );
+        let sizes: Vec<u64> = std::fs::read_dir(dir.path().join("wal"))
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+            .map(|e| e.metadata().unwrap().len())
+            .collect();
+        assert!(
+            sizes.contains(&(16 * 1024)) && sizes.contains(&(64 * 1024)),
+            "{sizes:?}"
+        );
+        wal.close().await.unwrap();
+    });
+}

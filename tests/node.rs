@@ -1,0 +1,680 @@
+//! End-to-end tests of a real `ringkv serve` process on 127.0.0.1 (issue 3):
+//! every operation through ringctl and through the client library, restart,
+//! forwarding, bad input at the byte level, shutdown by SIGTERM and SIGKILL.
+
+mod common;
+
+use common::{ctl, ctl_ok, key_owned_by, temp_dir, Node, OwnedAnswer, Raw};
+use ringkv_net::client::{CasExpectOwned, CasOutcome, ScanSpec};
+use ringkv_net::client_frame::{PairList, Request, Status, TtlState};
+use std::time::Duration;
+
+#[test]
+fn every_operation_works_through_ringctl_and_survives_a_restart() {
+    let dir = temp_dir();
+    let data = dir.path().join("data");
+    let mut node = Node::start(&data, 2, &[]);
+
+    assert!(ctl_ok(&node, &["ping"]).starts_with("PONG"));
+    assert!(ctl_ok(&node, &["put", "alpha", "one"]).starts_with("OK "));
+    assert_eq!(ctl_ok(&node, &["get", "alpha"]), "one");
+    let missing = node.ctl(&["get", "nope"]);
+    assert_eq!(
+        missing.status.code(),
+        Some(1),
+        "get of a missing key exits 1"
+    );
+    assert!(ctl_ok(&node, &["put", "temp", "t", "--ttl", "1h"]).starts_with("OK "));
+    let ttl: i64 = ctl_ok(&node, &["ttl", "temp"]).trim().parse().unwrap();
+    assert!(ttl > 3_500_000 && ttl <= 3_600_000, "ttl {ttl}");
+    assert_eq!(ctl_ok(&node, &["ttl", "alpha"]).trim(), "-1");
+    assert_eq!(ctl_ok(&node, &["ttl", "nope"]).trim(), "-2");
+    assert_eq!(
+        ctl_ok(&node, &["mput", "k1", "v1", "k2", "v2", "k3", "v3"]).trim(),
+        "OK"
+    );
+    assert_eq!(
+        ctl_ok(&node, &["mget", "k1", "nope", "k3"]),
+        "v1\n(nil)\nv3\n"
+    );
+    assert_eq!(
+        ctl_ok(&node, &["scan", "--prefix", "k"]),
+        "k1\tv1\nk2\tv2\nk3\tv3\n"
+    );
+    assert_eq!(
+        ctl_ok(&node, &["scan", "--start", "k2", "--end", "k3"]),
+        "k2\tv2\n"
+    );
+    assert_eq!(
+        ctl_ok(&node, &["scan", "--prefix", "k", "--limit", "2"]),
+        "k1\tv1\nk2\tv2\n"
+    );
+    assert_eq!(ctl_ok(&node, &["incr", "counter", "5"]).trim(), "5");
+    assert_eq!(ctl_ok(&node, &["decr", "counter", "2"]).trim(), "3");
+    assert_eq!(
+        node.ctl(&["incr", "alpha"]).status.code(),
+        Some(3),
+        "INCR of text fails"
+    );
+    assert!(ctl_ok(&node, &["cas", "lock", "a", "--expect-absent"]).starts_with("OK "));
+    assert_eq!(
+        node.ctl(&["cas", "lock", "b", "--expect-absent"])
+            .status
+            .code(),
+        Some(1)
+    );
+    assert!(ctl_ok(&node, &["cas", "lock", "b", "--expect-value", "a"]).starts_with("OK "));
+    let json = ctl_ok(&node, &["--json", "get", "lock"]);
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(doc["value"], "b");
+    let version = format!("{}:{}", doc["version"]["hlc"], doc["version"]["node"]);
+    assert!(ctl_ok(&node, &["cas", "lock", "c", "--expect-version", &version]).starts_with("OK "));
+    assert_eq!(ctl_ok(&node, &["exists", "lock"]).trim(), "true");
+    assert!(ctl_ok(&node, &["del", "lock"]).starts_with("OK "));
+    assert_eq!(ctl_ok(&node, &["exists", "lock"]).trim(), "false");
+    let stats = ctl_ok(&node, &["stats"]);
+    assert!(
+        stats.contains("# shard 0") && stats.contains("# shard 1"),
+        "{stats}"
+    );
+
+    assert!(node.terminate().success(), "log:\n{}", node.log_text());
+    let node = Node::start(&data, 2, &[]);
+    assert_eq!(ctl_ok(&node, &["get", "alpha"]), "one");
+    assert_eq!(ctl_ok(&node, &["get", "temp"]), "t");
+    assert_eq!(ctl_ok(&node, &["mget", "k1", "k2", "k3"]), "v1\nv2\nv3\n");
+    assert_eq!(
+        ctl_ok(&node, &["get", "counter"]).as_bytes(),
+        3i64.to_le_bytes()
+    );
+    assert_eq!(
+        node.ctl(&["get", "lock"]).status.code(),
+        Some(1),
+        "the delete survives"
+    );
+}
+
+#[test]
+fn every_operation_works_through_the_library_and_survives_a_restart() {
+    let dir = temp_dir();
+    let data = dir.path().join("data");
+    let mut node = Node::start(&data, 2, &[]);
+    let mut c = node.client();
+    assert_eq!(c.shard_count(), 2);
+    c.ping().unwrap();
+
+    let keys: Vec<Vec<u8>> = (0..200)
+        .map(|i| format!("lib-{i:04}").into_bytes())
+        .collect();
+    for (i, k) in keys.iter().enumerate() {
+        c.put(k, format!("value-{i}").as_bytes(), None).unwrap();
+    }
+    let v1 = c.put(b"same", b"1", None).unwrap();
+    let v2 = c.put(b"same", b"2", None).unwrap();
+    assert!(v2 > v1, "a later write has a higher version");
+    assert_eq!(c.get(b"lib-0007").unwrap().unwrap().value, b"value-7");
+    assert!(c.get(b"absent").unwrap().is_none());
+    assert!(c.exists(b"lib-0001").unwrap());
+    c.delete(b"lib-0001").unwrap();
+    assert!(!c.exists(b"lib-0001").unwrap());
+
+    let pairs: Vec<(Vec<u8>, Vec<u8>)> = (0..50)
+        .map(|i| (format!("m{i:02}").into_bytes(), vec![i as u8; 100]))
+        .collect();
+    let refs: Vec<(&[u8], &[u8])> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_slice(), v.as_slice()))
+        .collect();
+    c.mput(&refs, None).unwrap();
+    let ks: Vec<&[u8]> = pairs
+        .iter()
+        .map(|(k, _)| k.as_slice())
+        .chain([b"nope".as_slice()])
+        .collect();
+    let got = c.mget(&ks).unwrap();
+    assert_eq!(got.len(), 51);
+    for (i, g) in got.iter().take(50).enumerate() {
+        assert_eq!(g.as_ref().unwrap().value, vec![i as u8; 100]);
+    }
+    assert!(got[50].is_none());
+
+    let mut spec = ScanSpec {
+        start: b"lib-".to_vec(),
+        prefix: true,
+        limit: 64,
+        ..ScanSpec::default()
+    };
+    let mut seen = Vec::new();
+    loop {
+        let page = c.scan(&spec).unwrap();
+        seen.extend(page.entries.into_iter().map(|e| e.key));
+        if page.next_after.is_empty() {
+            break;
+        }
+        spec.after = page.next_after;
+    }
+    let mut expected: Vec<Vec<u8>> = keys
+        .iter()
+        .filter(|k| k.as_slice() != b"lib-0001")
+        .cloned()
+        .collect();
+    expected.sort();
+    assert_eq!(
+        seen, expected,
+        "scan pages cover every live key once, in order"
+    );
+
+    assert_eq!(c.incr(b"n", 10).unwrap(), 10);
+    assert_eq!(c.incr(b"n", -3).unwrap(), 7);
+    c.put(b"big", &i64::MAX.to_le_bytes(), None).unwrap();
+    match c.incr(b"big", 1) {
+        Err(ringkv_net::ClientError::Server { status, .. }) => assert_eq!(status, Status::Overflow),
+        other => panic!("expected Overflow, got {other:?}"),
+    }
+    match c.incr(b"lib-0002", 1) {
+        Err(ringkv_net::ClientError::Server { status, .. }) => {
+            assert_eq!(status, Status::NotAnInteger)
+        }
+        other => panic!("expected NotAnInteger, got {other:?}"),
+    }
+    assert!(matches!(
+        c.cas(b"c", CasExpectOwned::Absent, b"x", None).unwrap(),
+        CasOutcome::Written(_)
+    ));
+    match c
+        .cas(b"c", CasExpectOwned::Value(b"y".to_vec()), b"z", None)
+        .unwrap()
+    {
+        CasOutcome::Mismatch {
+            current: Some((v, _)),
+        } => assert_eq!(v, b"x"),
+        other => panic!("expected a mismatch, got {other:?}"),
+    }
+    let cur = c.get(b"c").unwrap().unwrap();
+    assert!(matches!(
+        c.cas(b"c", CasExpectOwned::Version(cur.version), b"z", None)
+            .unwrap(),
+        CasOutcome::Written(_)
+    ));
+    c.put(b"short", b"s", Some(Duration::from_millis(300)))
+        .unwrap();
+    assert!(matches!(c.ttl(b"short").unwrap(), TtlState::RemainingMs(ms) if ms <= 300));
+    assert_eq!(c.ttl(b"absent").unwrap(), TtlState::Missing);
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(
+        c.get(b"short").unwrap().is_none(),
+        "an expired key reads as absent"
+    );
+    assert!(c.stats().unwrap().contains("requests"));
+    drop(c);
+
+    assert!(node.terminate().success(), "log:\n{}", node.log_text());
+    let node = Node::start(&data, 2, &[]);
+    let mut c = node.client();
+    for (i, k) in keys.iter().enumerate() {
+        let got = c.get(k).unwrap();
+        if k.as_slice() == b"lib-0001" {
+            assert!(got.is_none());
+        } else {
+            assert_eq!(got.unwrap().value, format!("value-{i}").as_bytes());
+        }
+    }
+    assert_eq!(c.get(b"same").unwrap().unwrap().value, b"2");
+    assert_eq!(c.get(b"c").unwrap().unwrap().value, b"z");
+    assert_eq!(c.incr(b"n", 0).unwrap(), 7);
+    assert_eq!(
+        c.mget(&[b"m07".as_slice()]).unwrap()[0]
+            .as_ref()
+            .unwrap()
+            .value,
+        vec![7u8; 100]
+    );
+}
+
+#[test]
+fn a_request_sent_to_the_wrong_shard_port_is_forwarded_and_answered() {
+    let dir = temp_dir();
+    let node = Node::start(&dir.path().join("data"), 2, &[]);
+    let key0 = key_owned_by(0, 2, "fwd");
+    let key1 = key_owned_by(1, 2, "fwd");
+    // Write each key through the port of the shard that does NOT own it.
+    let mut to_shard1 = Raw::connect(node.shard_port(1));
+    let mut to_shard0 = Raw::connect(node.shard_port(0));
+    assert_eq!(
+        to_shard1.call(
+            1,
+            &Request::Put {
+                key: &key0,
+                value: b"zero",
+                ttl_ms: 0
+            }
+        ),
+        OwnedAnswer::Written
+    );
+    assert_eq!(
+        to_shard0.call(
+            2,
+            &Request::Put {
+                key: &key1,
+                value: b"one",
+                ttl_ms: 0
+            }
+        ),
+        OwnedAnswer::Written
+    );
+    assert_eq!(
+        to_shard1.call(3, &Request::Get { key: &key0 }),
+        OwnedAnswer::Value(b"zero".to_vec())
+    );
+    assert_eq!(
+        to_shard0.call(4, &Request::Get { key: &key1 }),
+        OwnedAnswer::Value(b"one".to_vec())
+    );
+    // The owners have them: read through the right ports too.
+    assert_eq!(
+        to_shard0.call(5, &Request::Get { key: &key0 }),
+        OwnedAnswer::Value(b"zero".to_vec())
+    );
+    // A multi-key request on one shard port reaching both shards.
+    let pairs = [
+        (key0.as_slice(), b"a".as_slice()),
+        (key1.as_slice(), b"b".as_slice()),
+    ];
+    assert_eq!(
+        to_shard0.call(
+            6,
+            &Request::MPut {
+                pairs: PairList::new(&pairs),
+                ttl_ms: 0
+            }
+        ),
+        OwnedAnswer::Written
+    );
+    assert_eq!(
+        to_shard1.call(7, &Request::Get { key: &key0 }),
+        OwnedAnswer::Value(b"a".to_vec())
+    );
+    let stats = ctl_ok(&node, &["stats"]);
+    assert!(
+        stats
+            .lines()
+            .any(|l| l.starts_with("forwarded_in ") && l != "forwarded_in 0"),
+        "{stats}"
+    );
+    // The node port spreads connections and forwards as needed as well.
+    let mut shared = Raw::connect(node.port);
+    assert_eq!(
+        shared.call(8, &Request::Get { key: &key1 }),
+        OwnedAnswer::Value(b"b".to_vec())
+    );
+}
+
+#[test]
+fn pipelined_requests_on_one_connection_are_all_answered_by_id() {
+    let dir = temp_dir();
+    let node = Node::start(&dir.path().join("data"), 2, &[]);
+    let mut raw = Raw::connect(node.port);
+    let keys: Vec<Vec<u8>> = (0..300).map(|i| format!("pipe-{i}").into_bytes()).collect();
+    let mut bytes = Vec::new();
+    for (i, k) in keys.iter().enumerate() {
+        let req = Request::Put {
+            key: k,
+            value: k,
+            ttl_ms: 0,
+        };
+        ringkv_net::client_frame::encode_request(&common::header(i as u64 + 1), &req, &mut bytes);
+    }
+    raw.send_bytes(&bytes);
+    let mut ids: Vec<u64> = (0..keys.len())
+        .map(|_| {
+            let (id, a) = raw.recv().expect("answer");
+            assert_eq!(a, OwnedAnswer::Written);
+            id
+        })
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (1..=keys.len() as u64).collect::<Vec<_>>());
+    let mut c = node.client();
+    assert_eq!(c.get(b"pipe-299").unwrap().unwrap().value, b"pipe-299");
+}
+
+/// Sends `bytes` on a fresh connection and returns the answers until the
+/// server closes it (or `answers_max` arrive).
+fn answers_to(port: u16, bytes: &[u8], answers_max: usize) -> (Vec<(u64, OwnedAnswer)>, bool) {
+    let mut raw = Raw::connect(port);
+    raw.send_bytes(bytes);
+    let mut answers = Vec::new();
+    while answers.len() < answers_max {
+        match raw.recv() {
+            Some(a) => answers.push(a),
+            None => return (answers, true),
+        }
+    }
+    (answers, false)
+}
+
+#[test]
+fn bad_input_gets_its_status_and_harms_neither_other_connections_nor_data() {
+    let dir = temp_dir();
+    let node = Node::start(&dir.path().join("data"), 2, &["--max-frame-size", "2MiB"]);
+    let mut healthy = Raw::connect(node.port);
+    assert_eq!(
+        healthy.call(
+            1,
+            &Request::Put {
+                key: b"safe",
+                value: b"data",
+                ttl_ms: 0
+            }
+        ),
+        OwnedAnswer::Written
+    );
+    let check_healthy = |healthy: &mut Raw, id: u64| {
+        assert_eq!(
+            healthy.call(id, &Request::Get { key: b"safe" }),
+            OwnedAnswer::Value(b"data".to_vec())
+        );
+    };
+
+    // Unknown opcode: answered under its id, the connection goes on.
+    let mut good = Vec::new();
+    ringkv_net::client_frame::encode_request(&common::header(7), &Request::Ping, &mut good);
+    let mut unknown = good.clone();
+    unknown[5] = 0xEE;
+    let (answers, _) = answers_to(node.port, &[unknown, good.clone()].concat(), 2);
+    assert_eq!(answers[0], (7, OwnedAnswer::Error(Status::UnknownOpcode)));
+    assert_eq!(
+        answers[1],
+        (7, OwnedAnswer::Pong),
+        "the connection survives an unknown opcode"
+    );
+    check_healthy(&mut healthy, 2);
+
+    // Key over 1 KiB.
+    let long_key = vec![b'k'; 1025];
+    let mut bytes = Vec::new();
+    ringkv_net::client_frame::encode_request(
+        &common::header(8),
+        &Request::Get { key: &long_key },
+        &mut bytes,
+    );
+    bytes.extend_from_slice(&good);
+    let (answers, _) = answers_to(node.port, &bytes, 2);
+    assert_eq!(answers[0], (8, OwnedAnswer::Error(Status::KeyTooLarge)));
+    assert_eq!(answers[1], (7, OwnedAnswer::Pong));
+    check_healthy(&mut healthy, 3);
+
+    // Value over 1 MiB.
+    let big = vec![b'v'; 1024 * 1024 + 1];
+    let mut bytes = Vec::new();
+    ringkv_net::client_frame::encode_request(
+        &common::header(9),
+        &Request::Put {
+            key: b"safe",
+            value: &big,
+            ttl_ms: 0,
+        },
+        &mut bytes,
+    );
+    bytes.extend_from_slice(&good);
+    let (answers, _) = answers_to(node.port, &bytes, 2);
+    assert_eq!(answers[0], (9, OwnedAnswer::Error(Status::ValueTooLarge)));
+    assert_eq!(answers[1], (7, OwnedAnswer::Pong));
+    check_healthy(&mut healthy, 4);
+
+    // Frame over the configured maximum: refused from its header, id 0, closed.
+    let mut header_only = Vec::new();
+    header_only.extend_from_slice(&(3u32 << 20).to_le_bytes());
+    header_only.extend_from_slice(&good[4..]);
+    let (answers, closed) = answers_to(node.port, &header_only, 2);
+    assert_eq!(
+        answers,
+        vec![(0, OwnedAnswer::Error(Status::FrameTooLarge))]
+    );
+    assert!(closed, "the connection is closed after an oversize frame");
+    check_healthy(&mut healthy, 5);
+
+    // Truncated frame, then the client closes: nothing is answered or applied.
+    let mut put = Vec::new();
+    ringkv_net::client_frame::encode_request(
+        &common::header(10),
+        &Request::Put {
+            key: b"safe",
+            value: b"torn",
+            ttl_ms: 0,
+        },
+        &mut put,
+    );
+    let mut raw = Raw::connect(node.port);
+    raw.send_bytes(&put[..put.len() - 3]);
+    raw.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    assert!(raw.recv().is_none(), "a truncated frame gets no answer");
+    check_healthy(&mut healthy, 6);
+
+    // Random garbage (seeded): an error frame or a close, never a crash.
+    let seed = 0x5eed_u64;
+    let mut rng = <rand::rngs::SmallRng as rand::SeedableRng>::seed_from_u64(seed);
+    for round in 0..20 {
+        let len = rand::Rng::gen_range(&mut rng, 1..4096);
+        let garbage: Vec<u8> = (0..len).map(|_| rand::Rng::gen(&mut rng)).collect();
+        let mut raw = Raw::connect(node.port);
+        raw.send_bytes(&garbage);
+        let _ = raw.stream.shutdown(std::net::Shutdown::Write);
+        while let Some((_, answer)) = raw.recv() {
+            assert!(
+                matches!(answer, OwnedAnswer::Error(_)),
+                "seed {seed} round {round}: {answer:?}"
+            );
+        }
+        check_healthy(&mut healthy, 100 + round);
+    }
+
+    // Unsupported protocol version: error frame, closed.
+    let mut v2 = good.clone();
+    v2[4] = 2;
+    let (answers, closed) = answers_to(node.port, &v2, 2);
+    assert_eq!(
+        answers,
+        vec![(0, OwnedAnswer::Error(Status::UnsupportedVersion))]
+    );
+    assert!(closed);
+
+    check_healthy(&mut healthy, 200);
+    let mut c = node.client();
+    assert_eq!(
+        c.get(b"safe").unwrap().unwrap().value,
+        b"data",
+        "stored data is intact"
+    );
+}
+
+#[test]
+fn connections_over_the_limit_are_refused_with_overloaded() {
+    let dir = temp_dir();
+    let node = Node::start(&dir.path().join("data"), 1, &["--max-connections", "2"]);
+    // The start probe's connections are released asynchronously: retry until admitted.
+    let admitted = || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut r = Raw::connect(node.port);
+            r.send(1, &Request::Ping);
+            if r.recv() == Some((1, OwnedAnswer::Pong)) {
+                return r;
+            }
+            assert!(std::time::Instant::now() < deadline, "never admitted");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let a = admitted();
+    let _b = admitted();
+    let mut c = Raw::connect(node.port);
+    assert_eq!(c.recv(), Some((0, OwnedAnswer::Error(Status::Overloaded))));
+    assert_eq!(c.recv(), None);
+    drop(a);
+    // The slot is released when a connection ends.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut d = Raw::connect(node.port);
+        d.send(5, &Request::Ping);
+        match d.recv() {
+            Some((5, OwnedAnswer::Pong)) => break,
+            _ => assert!(
+                std::time::Instant::now() < deadline,
+                "the slot was never released"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigterm_stops_the_node_cleanly_and_sigkill_loses_no_acknowledged_write() {
+    let dir = temp_dir();
+    let data = dir.path().join("data");
+    let mut node = Node::start(&data, 2, &[]);
+    let mut c = node.client();
+    for i in 0..100 {
+        c.put(format!("term-{i}").as_bytes(), b"x", None).unwrap();
+    }
+    drop(c);
+    let status = node.terminate();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "SIGTERM exits 0; log:\n{}",
+        node.log_text()
+    );
+
+    let mut node = Node::start(&data, 2, &[]);
+    let mut c = node.client();
+    for i in 0..100 {
+        assert!(
+            c.get(format!("term-{i}").as_bytes()).unwrap().is_some(),
+            "term-{i} survives SIGTERM"
+        );
+    }
+    // Every write acknowledged before SIGKILL must survive it (sync durability).
+    let mut acked = Vec::new();
+    for i in 0..300 {
+        let k = format!("kill-{i}");
+        c.put(k.as_bytes(), k.as_bytes(), None).unwrap();
+        acked.push(k);
+    }
+    c.incr(b"kill-counter", 42).unwrap();
+    node.kill();
+    drop(c);
+
+    let node = Node::start(&data, 2, &[]);
+    let mut c = node.client();
+    for k in &acked {
+        assert_eq!(
+            c.get(k.as_bytes()).unwrap().map(|v| v.value),
+            Some(k.clone().into_bytes()),
+            "{k} survives SIGKILL"
+        );
+    }
+    assert_eq!(c.incr(b"kill-counter", 0).unwrap(), 42);
+}
+
+#[test]
+fn a_memlock_limit_below_the_minimum_exits_with_the_limit_and_the_fix() {
+    let dir = temp_dir();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -l 64 && exec {} serve --data-dir {} --port {}",
+            env!("CARGO_BIN_EXE_ringkv"),
+            dir.path().join("data").display(),
+            common::free_base_port(4)
+        ))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("65536"), "names the limit seen: {stderr}");
+    assert!(
+        stderr.contains("524288"),
+        "names the limit needed: {stderr}"
+    );
+    assert!(
+        stderr.contains("ulimit -l unlimited") && stderr.contains("LimitMEMLOCK=infinity"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_data_dir_made_with_another_shard_count_is_refused() {
+    let dir = temp_dir();
+    let data = dir.path().join("data");
+    let mut node = Node::start(&data, 2, &[]);
+    assert!(node.terminate().success());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ringkv"))
+        .args([
+            "serve",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--shards",
+            "1",
+        ])
+        .args(["--port", &common::free_base_port(1).to_string()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--shards 2"), "{stderr}");
+    // ringctl reports a node that is not there with a non-zero status.
+    let out = ctl(
+        &format!("127.0.0.1:{}", common::free_base_port(1)),
+        &["ping"],
+    );
+    assert_eq!(out.status.code(), Some(3));
+}
+
+#[test]
+fn concurrent_increments_and_cas_from_many_connections_never_interleave() {
+    let dir = temp_dir();
+    let node = Node::start(&dir.path().join("data"), 2, &[]);
+    let threads = 4;
+    let rounds = 100;
+    let ports: Vec<u16> = vec![node.port, node.shard_port(0), node.shard_port(1), node.port];
+    let handles: Vec<_> = ports
+        .into_iter()
+        .take(threads)
+        .map(|port| {
+            std::thread::spawn(move || {
+                let mut raw = Raw::connect(port);
+                let mut cas_wins = 0;
+                for i in 0..rounds {
+                    match raw.call(
+                        i,
+                        &Request::Incr {
+                            key: b"hot",
+                            delta: 1,
+                        },
+                    ) {
+                        OwnedAnswer::Other(s) => assert!(s.starts_with("Integer"), "{s}"),
+                        other => panic!("INCR answered {other:?}"),
+                    }
+                    let req = Request::Cas {
+                        key: b"owner",
+                        expect: ringkv_net::client_frame::CasExpect::Absent,
+                        value: b"me",
+                        ttl_ms: 0,
+                    };
+                    if raw.call(1000 + i, &req) == OwnedAnswer::Written {
+                        cas_wins += 1;
+                    }
+                }
+                cas_wins
+            })
+        })
+        .collect();
+    let wins: u32 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(wins, 1, "exactly one CAS on an absent key wins");
+    let mut c = node.client();
+    assert_eq!(c.incr(b"hot", 0).unwrap(), (threads as i64) * rounds as i64);
+}
