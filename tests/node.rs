@@ -678,3 +678,103 @@ fn concurrent_increments_and_cas_from_many_connections_never_interleave() {
     let mut c = node.client();
     assert_eq!(c.incr(b"hot", 0).unwrap(), (threads as i64) * rounds as i64);
 }
+
+#[test]
+fn writes_beyond_the_memtable_are_flushed_and_read_back_after_a_restart() {
+    let dir = temp_dir();
+    let data = dir.path().join("data");
+    let mut node = Node::start(&data, 2, &[]);
+    let mut c = node.client();
+    // 10 MiB through 4 MiB memtables: several flushes to tables per shard.
+    let value = |i: usize| vec![(i % 251) as u8; 20 * 1024];
+    let keys: Vec<Vec<u8>> = (0..512)
+        .map(|i| format!("bulk-{i:04}").into_bytes())
+        .collect();
+    for chunk in keys.chunks(32).enumerate() {
+        let (n, ks) = chunk;
+        let vals: Vec<Vec<u8>> = (0..ks.len()).map(|j| value(n * 32 + j)).collect();
+        let pairs: Vec<(&[u8], &[u8])> = ks
+            .iter()
+            .zip(&vals)
+            .map(|(k, v)| (k.as_slice(), v.as_slice()))
+            .collect();
+        c.mput(&pairs, None).unwrap();
+    }
+    drop(c);
+    assert!(node.terminate().success(), "log:\n{}", node.log_text());
+    let node = Node::start(&data, 2, &[]);
+    let mut c = node.client();
+    let refs: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
+    for (n, chunk) in refs.chunks(64).enumerate() {
+        for (j, got) in c.mget(chunk).unwrap().into_iter().enumerate() {
+            assert_eq!(
+                got.map(|v| v.value),
+                Some(value(n * 64 + j)),
+                "key {}",
+                n * 64 + j
+            );
+        }
+    }
+    let stats = c.stats().unwrap();
+    assert!(
+        stats
+            .lines()
+            .any(|l| l.starts_with("storage_level0_tables ")
+                || l.starts_with("storage_level1_tables ")),
+        "{stats}"
+    );
+}
+
+#[test]
+fn sigterm_during_a_write_stream_answers_or_refuses_and_keeps_every_acknowledged_write() {
+    let dir = temp_dir();
+    let data = dir.path().join("data");
+    let mut node = Node::start(&data, 2, &[]);
+    let addr = node.addr();
+    let writer = std::thread::spawn(move || {
+        let mut c = ringkv_net::client::Client::connect(
+            &[addr],
+            ringkv_net::client::ClientOptions::default(),
+        )
+        .unwrap();
+        let mut acked = Vec::new();
+        for i in 0..100_000 {
+            let k = format!("stream-{i}");
+            match c.put(k.as_bytes(), b"v", None) {
+                Ok(_) => acked.push(k),
+                Err(_) => break,
+            }
+        }
+        acked
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let status = node.terminate();
+    assert_eq!(status.code(), Some(0), "log:\n{}", node.log_text());
+    let acked = writer.join().unwrap();
+    assert!(!acked.is_empty());
+    let node = Node::start(&data, 2, &[]);
+    let mut c = node.client();
+    for k in &acked {
+        assert!(
+            c.get(k.as_bytes()).unwrap().is_some(),
+            "{k} was acknowledged before SIGTERM"
+        );
+    }
+}
+
+#[test]
+fn with_no_data_dir_flag_the_node_keeps_its_data_in_ringkv_data_under_the_working_directory() {
+    let dir = temp_dir();
+    let mut node = Node::start_in(Some(dir.path()), &dir.path().join("ringkv-data"), 2, &[]);
+    assert!(ctl_ok(&node, &["put", "k", "v"]).starts_with("OK "));
+    assert!(node.terminate().success(), "log:\n{}", node.log_text());
+    assert!(dir.path().join("ringkv-data/NODE").exists());
+    assert!(dir.path().join("ringkv-data/shard-1").is_dir());
+    let node = Node::start_in(
+        Some(dir.path()),
+        &dir.path().join("ringkv-data"),
+        2,
+        &["--data-dir", "ringkv-data"],
+    );
+    assert_eq!(ctl_ok(&node, &["get", "k"]), "v");
+}

@@ -7,6 +7,8 @@
 //! - [`client`]: the blocking shard-aware [`client::Client`] and the
 //!   pipelined [`client::AsyncConnection`].
 //! - [`error`]: [`FrameError`] and [`ClientError`].
+//! - [`resp`]: the Redis protocol (RESP2/RESP3): request parser, typed
+//!   commands, command table and reply encoder.
 //!
 //! This crate knows nothing of storage or executors; the async client is
 //! generic over `futures-lite` I/O traits.
@@ -17,6 +19,7 @@ pub mod client;
 pub mod client_frame;
 pub mod error;
 pub mod limits;
+pub mod resp;
 pub mod routing;
 
 pub use error::{ClientError, FrameError};

@@ -71,3 +71,56 @@ const _: () = assert!(BATCH_KEYS_MAX <= u16::MAX as usize);
 const _: () = assert!(2 + KEY_SIZE_MAX + 4 + VALUE_SIZE_MAX <= CLIENT_BATCH_SIZE_MAX);
 const _: () = assert!(ERROR_MESSAGE_SIZE_MAX <= u16::MAX as usize);
 const _: () = assert!(SHARD_COUNT_MAX as usize <= u16::MAX as usize);
+
+// ---- RESP (Redis protocol) limits. See `crate::resp` and docs/resp.md. ----
+
+/// Largest inline command line (as telnet and redis-cli send), and largest
+/// `*<count>` or `$<len>` header line, in bytes. Redis's
+/// `PROTO_INLINE_MAX_SIZE`. A longer line is a protocol error.
+pub const RESP_INLINE_SIZE_MAX: usize = 64 * 1024;
+
+/// Bytes a RESP bulk string may exceed [`VALUE_SIZE_MAX`] by and still be
+/// buffered, so that a value slightly over the limit gets a command error
+/// ("value too large") and the connection stays usable.
+pub const RESP_BULK_SIZE_SLACK: usize = 64 * 1024;
+
+/// Largest RESP bulk string accepted (Redis: 512 MiB). A larger declared
+/// length is a protocol error before any of it is buffered.
+pub const RESP_BULK_SIZE_MAX: usize = VALUE_SIZE_MAX + RESP_BULK_SIZE_SLACK;
+
+/// Largest number of arguments (array elements) of one RESP command,
+/// command name included. More is a protocol error before anything is
+/// allocated for them.
+pub const RESP_ARGS_MAX: usize = 64 * 1024;
+
+/// Largest RESP command on the wire (all its bulk strings and headers), in
+/// bytes. A command declaring more is a protocol error before its body is
+/// buffered, so one command never holds more than this in a receive buffer.
+pub const RESP_COMMAND_SIZE_MAX: usize = 64 * 1024 * 1024;
+
+/// Largest array length an unauthenticated RESP connection may send (Redis's
+/// limit, which keeps a client that has not sent AUTH from making the server
+/// buffer much).
+pub const RESP_UNAUTHENTICATED_ARGS_MAX: usize = 10;
+
+/// Largest bulk string an unauthenticated RESP connection may send (Redis's
+/// limit).
+pub const RESP_UNAUTHENTICATED_BULK_SIZE_MAX: usize = 16 * 1024;
+
+/// Fewest bytes one RESP bulk string takes on the wire: `$0\r\n\r\n`. Used for
+/// the lower bound of bytes still needed by an incomplete command.
+pub const RESP_BULK_WIRE_SIZE_MIN: usize = 6;
+
+/// Largest client name (CLIENT SETNAME, HELLO SETNAME) and client library
+/// attribute (CLIENT SETINFO), in bytes.
+pub const RESP_CLIENT_NAME_SIZE_MAX: usize = 256;
+
+const _: () = assert!(RESP_BULK_SIZE_MAX > VALUE_SIZE_MAX);
+const _: () = assert!(RESP_BULK_SIZE_MAX > KEY_SIZE_MAX);
+// One SET of a maximal bulk key and value always fits in one command.
+const _: () = assert!(
+    16 + 2 * (RESP_INLINE_SIZE_MAX + 2 + RESP_BULK_SIZE_MAX + 2) <= RESP_COMMAND_SIZE_MAX
+);
+const _: () = assert!(RESP_UNAUTHENTICATED_ARGS_MAX <= RESP_ARGS_MAX);
+const _: () = assert!(RESP_UNAUTHENTICATED_BULK_SIZE_MAX <= RESP_BULK_SIZE_MAX);
+const _: () = assert!(RESP_ARGS_MAX as u64 <= i32::MAX as u64);

@@ -687,3 +687,88 @@ fn a_connection_level_error_frame_is_reported_as_a_server_error() {
     let e = Client::connect(&[addr.to_string()], options()).unwrap_err();
     assert!(e.to_string().contains("UNSUPPORTED_VERSION"), "{e}");
 }
+
+#[test]
+fn an_answer_with_an_unknown_id_is_a_protocol_error() {
+    // Answers HELLO (shard ports announced where nothing listens, so the
+    // client falls back to this port), then answers everything under a wrong id.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    let gone = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    thread::spawn(move || {
+        for stream in listener.incoming().take(4) {
+            let mut stream = stream.unwrap();
+            thread::spawn(move || {
+                let mut buf = vec![0u8; 4096];
+                let mut filled = 0;
+                loop {
+                    let Ok(n) = stream.read(&mut buf[filled..]) else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    filled += n;
+                    while let Ok(Decoded::Frame { frame: (h, r), len }) =
+                        decode_request(&buf[..filled], 4096)
+                    {
+                        let mut out = Vec::new();
+                        let response = if r == Request::Hello {
+                            Response::Hello {
+                                node_id: 1,
+                                shard_count: 1,
+                                base_port: gone - 1,
+                                protocol_version: 1,
+                            }
+                        } else {
+                            Response::NotFound
+                        };
+                        let id = if r == Request::Hello {
+                            h.id
+                        } else {
+                            h.id + 1000
+                        };
+                        encode_response(id, &response, &mut out);
+                        let _ = stream.write_all(&out);
+                        buf.copy_within(len..filled, 0);
+                        filled -= len;
+                    }
+                }
+            });
+        }
+    });
+    let opts = ClientOptions {
+        read_retries: 0,
+        ..options()
+    };
+    let mut client = Client::connect(&[addr.to_string()], opts).unwrap();
+    let e = client.get(b"k").unwrap_err();
+    assert!(
+        matches!(e, ClientError::Protocol(ref m) if m.contains("unexpected id")),
+        "{e}"
+    );
+}
+
+#[test]
+fn batches_larger_than_one_frame_go_out_in_waves_and_keep_their_order() {
+    let fake = Fake::start(1, true);
+    let mut client = Client::connect(std::slice::from_ref(&fake.addr), options()).unwrap();
+    let ks = keys(2500); // three MPUT/MGET frames on the single shard
+    let pairs: Vec<(&[u8], &[u8])> = ks.iter().map(|k| (k.as_slice(), k.as_slice())).collect();
+    client.mput(&pairs, None).unwrap();
+    let refs: Vec<&[u8]> = ks.iter().rev().map(Vec::as_slice).collect();
+    let got = client.mget(&refs).unwrap();
+    for (key, value) in refs.iter().zip(&got) {
+        assert_eq!(value.as_ref().map(|v| v.value.as_slice()), Some(*key));
+    }
+    let mputs = fake
+        .log()
+        .iter()
+        .filter(|(_, op, _)| *op == opcode::MPUT)
+        .count();
+    assert_eq!(mputs, 3);
+}

@@ -32,7 +32,8 @@ fn label_for(x: &f64) -> String {
     }
 }
 
-/// Writes both charts into `dir` (created if missing) and returns their paths.
+/// Writes both charts into `dir` (created if missing) and returns their paths. Pass only whole
+/// seconds in `intervals` (the last, partial second of a run would read as a throughput drop).
 pub fn write_charts(
     dir: &Path,
     title: &str,
@@ -58,9 +59,13 @@ fn spectrum_chart(path: &Path, title: &str, per_op: &[Histogram<u64>]) -> Result
             continue;
         }
         let mut points = Vec::new();
-        for v in h.iter_quantiles(2) {
+        for v in h.iter_quantiles(8) {
             let q = v.quantile_iterated_to();
-            let x = if q >= 1.0 { SPECTRUM_X_MAX } else { (1.0 / (1.0 - q)).min(SPECTRUM_X_MAX) };
+            let x = if q >= 1.0 {
+                SPECTRUM_X_MAX
+            } else {
+                (1.0 / (1.0 - q)).min(SPECTRUM_X_MAX)
+            };
             let y = (v.value_iterated_to() as f64 / 1000.0).max(0.001);
             y_min = y_min.min(y);
             y_max = y_max.max(y);
@@ -73,8 +78,12 @@ fn spectrum_chart(path: &Path, title: &str, per_op: &[Histogram<u64>]) -> Result
     }
     let y_range = (y_min * 0.8).max(0.001)..(y_max * 1.25);
     let mut chart = ChartBuilder::on(&root)
-        .caption(format!("{title}: latency by percentile"), ("sans-serif", 28))
+        .caption(
+            format!("{title}: latency by percentile"),
+            ("sans-serif", 28),
+        )
         .margin(20)
+        .margin_right(60)
         .x_label_area_size(50)
         .y_label_area_size(80)
         .build_cartesian_2d((1.0..SPECTRUM_X_MAX).log_scale(), y_range.log_scale())
@@ -84,6 +93,7 @@ fn spectrum_chart(path: &Path, title: &str, per_op: &[Histogram<u64>]) -> Result
         .x_desc("percentile")
         .y_desc("latency (us)")
         .x_label_formatter(&label_for)
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .label_style(("sans-serif", 18))
         .draw()
         .map_err(err)?;
@@ -93,7 +103,9 @@ fn spectrum_chart(path: &Path, title: &str, per_op: &[Histogram<u64>]) -> Result
             .draw_series(LineSeries::new(points, color.stroke_width(3)))
             .map_err(err)?
             .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))
+            });
     }
     chart
         .configure_series_labels()
@@ -128,7 +140,12 @@ fn time_chart(path: &Path, title: &str, intervals: &[IntervalPoint]) -> Result<(
         .draw()
         .map_err(err)?;
     chart
-        .draw_series(LineSeries::new(intervals.iter().map(|i| (i.second as f64 + 0.5, i.ops as f64)), BLUE.stroke_width(3)))
+        .draw_series(LineSeries::new(
+            intervals
+                .iter()
+                .map(|i| (i.second as f64 + 0.5, i.ops as f64)),
+            BLUE.stroke_width(3),
+        ))
         .map_err(err)?;
     let lat_max = intervals.iter().map(|i| i.p99_us).fold(1.0f64, f64::max) * 1.15;
     let mut chart = ChartBuilder::on(&bottom)
@@ -142,16 +159,24 @@ fn time_chart(path: &Path, title: &str, intervals: &[IntervalPoint]) -> Result<(
         .configure_mesh()
         .x_desc("second")
         .y_desc("latency (us)")
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .label_style(("sans-serif", 16))
         .draw()
         .map_err(err)?;
     for (name, color, pick) in [("p50", GREEN, 0), ("p99", RED, 1)] {
-        let points = intervals.iter().map(move |i| (i.second as f64 + 0.5, if pick == 0 { i.p50_us } else { i.p99_us }));
+        let points = intervals.iter().map(move |i| {
+            (
+                i.second as f64 + 0.5,
+                if pick == 0 { i.p50_us } else { i.p99_us },
+            )
+        });
         chart
             .draw_series(LineSeries::new(points, color.stroke_width(3)))
             .map_err(err)?
             .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))
+            });
     }
     chart
         .configure_series_labels()
@@ -180,14 +205,21 @@ mod tests {
 
     #[test]
     fn charts_are_written_as_png_files() {
-        let dir = tempfile::tempdir_in(concat!(env!("CARGO_MANIFEST_DIR"), "/../target")).expect("tempdir");
+        let dir = tempfile::tempdir_in(concat!(env!("CARGO_MANIFEST_DIR"), "/../target"))
+            .expect("tempdir");
         let mut per_op: Vec<Histogram<u64>> = (0..OP_KINDS).map(|_| latency_histogram()).collect();
         for i in 1..10_000u64 {
             per_op[0].saturating_record(20_000 + i * 7);
             per_op[1].saturating_record(40_000 + i * 11);
         }
         let points: Vec<IntervalPoint> = (0..10)
-            .map(|s| IntervalPoint { second: s, ops: 1000 + s * 10, errors: 0, p50_us: 30.0, p99_us: 90.0 })
+            .map(|s| IntervalPoint {
+                second: s,
+                ops: 1000 + s * 10,
+                errors: 0,
+                p50_us: 30.0,
+                p99_us: 90.0,
+            })
             .collect();
         let paths = write_charts(dir.path(), "test", &per_op, &points).expect("charts render");
         for p in paths {

@@ -40,7 +40,13 @@ pub struct IntervalPoint {
 impl IntervalPoint {
     /// Summarises one interval.
     pub fn from_interval(i: &Interval) -> Self {
-        Self { second: i.second, ops: i.ops(), errors: i.errors, p50_us: i.quantile_us(0.5), p99_us: i.quantile_us(0.99) }
+        Self {
+            second: i.second,
+            ops: i.ops(),
+            errors: i.errors,
+            p50_us: i.quantile_us(0.5),
+            p99_us: i.quantile_us(0.99),
+        }
     }
 }
 
@@ -86,8 +92,13 @@ pub fn write_hdr_log<W: Write>(
         for kind in OpKind::ALL {
             let h = &interval.per_op[kind.index()];
             if !h.is_empty() {
-                log.write_histogram(h, Duration::from_secs(interval.second), Duration::from_secs(1), Tag::new(kind.name()))
-                    .map_err(io_error)?;
+                log.write_histogram(
+                    h,
+                    Duration::from_secs(interval.second),
+                    Duration::from_secs(1),
+                    Tag::new(kind.name()),
+                )
+                .map_err(io_error)?;
             }
         }
     }
@@ -95,7 +106,8 @@ pub fn write_hdr_log<W: Write>(
         let h = &totals.per_op[kind.index()];
         if !h.is_empty() {
             let tag = format!("{}-total", kind.name());
-            log.write_histogram(h, Duration::ZERO, elapsed, Tag::new(&tag)).map_err(io_error)?;
+            log.write_histogram(h, Duration::ZERO, elapsed, Tag::new(&tag))
+                .map_err(io_error)?;
         }
     }
     Ok(())
@@ -114,8 +126,16 @@ mod tests {
         let start = Instant::now();
         let mut r = Recorder::new(0, start, Some(tx));
         for i in 0..30u64 {
-            r.record(OpKind::Read, Duration::from_micros(50 + i), start + Duration::from_millis(i * 100));
-            r.record(OpKind::Update, Duration::from_micros(80), start + Duration::from_millis(i * 100));
+            r.record(
+                OpKind::Read,
+                Duration::from_micros(50 + i),
+                start + Duration::from_millis(i * 100),
+            );
+            r.record(
+                OpKind::Update,
+                Duration::from_micros(80),
+                start + Duration::from_millis(i * 100),
+            );
         }
         let totals = r.finish();
         let mut merger = crate::stats::IntervalMerger::new(1);
@@ -123,7 +143,14 @@ mod tests {
         merger.finish_thread(0);
         let intervals = merger.take_complete();
         let mut out = Vec::new();
-        write_hdr_log(&mut out, "test", &intervals, &totals, Duration::from_secs(3)).expect("in-memory write");
+        write_hdr_log(
+            &mut out,
+            "test",
+            &intervals,
+            &totals,
+            Duration::from_secs(3),
+        )
+        .expect("in-memory write");
         let mut tags = Vec::new();
         for entry in IntervalLogIterator::new(&out) {
             if let Ok(LogEntry::Interval(h)) = entry {
@@ -132,6 +159,8 @@ mod tests {
         }
         assert_eq!(tags.iter().filter(|t| *t == "read").count(), 3);
         assert_eq!(tags.iter().filter(|t| *t == "update").count(), 3);
-        assert!(tags.contains(&"read-total".to_string()) && tags.contains(&"update-total".to_string()));
+        assert!(
+            tags.contains(&"read-total".to_string()) && tags.contains(&"update-total".to_string())
+        );
     }
 }

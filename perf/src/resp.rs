@@ -106,8 +106,13 @@ fn write_header(out: &mut Vec<u8>, tag: u8, n: usize) {
 pub fn decode_reply(buf: &[u8]) -> Result<Decoded<Reply<'_>>, RespError> {
     let mut cursor = Cursor { buf, pos: 0 };
     match cursor.reply(0)? {
-        Some(reply) => Ok(Decoded::Frame { frame: reply, len: cursor.pos }),
-        None => Ok(Decoded::Incomplete { needed: cursor.pos.saturating_sub(buf.len()).max(1) }),
+        Some(reply) => Ok(Decoded::Frame {
+            frame: reply,
+            len: cursor.pos,
+        }),
+        None => Ok(Decoded::Incomplete {
+            needed: cursor.pos.saturating_sub(buf.len()).max(1),
+        }),
     }
 }
 
@@ -118,14 +123,21 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn error<T>(&self, offset: usize, reason: impl Into<String>) -> Result<T, RespError> {
-        Err(RespError { offset, reason: reason.into() })
+        Err(RespError {
+            offset,
+            reason: reason.into(),
+        })
     }
 
     /// One reply at `pos`; `Ok(None)` if the buffer ends first.
     fn reply(&mut self, depth: usize) -> Result<Option<Reply<'a>>, RespError> {
         let start = self.pos;
-        let Some(&tag) = self.buf.get(start) else { return Ok(None) };
-        let Some(line) = self.line(start + 1)? else { return Ok(None) };
+        let Some(&tag) = self.buf.get(start) else {
+            return Ok(None);
+        };
+        let Some(line) = self.line(start + 1)? else {
+            return Ok(None);
+        };
         match tag {
             b'+' => Ok(Some(Reply::Simple(line))),
             b'-' => Ok(Some(Reply::Error(line))),
@@ -137,7 +149,10 @@ impl<'a> Cursor<'a> {
                     return Ok(Some(Reply::Bulk(None)));
                 }
                 if len < 0 || len as u64 > RESP_REPLY_SIZE_MAX as u64 {
-                    return self.error(start + 1, format!("bulk length {len} not in 0..={RESP_REPLY_SIZE_MAX}"));
+                    return self.error(
+                        start + 1,
+                        format!("bulk length {len} not in 0..={RESP_REPLY_SIZE_MAX}"),
+                    );
                 }
                 let body = self.pos;
                 let end = body + len as usize;
@@ -157,17 +172,24 @@ impl<'a> Cursor<'a> {
                     return Ok(Some(Reply::Array(None)));
                 }
                 if !(0..=RESP_ARRAY_LEN_MAX).contains(&n) {
-                    return self.error(start + 1, format!("array length {n} not in 0..={RESP_ARRAY_LEN_MAX}"));
+                    return self.error(
+                        start + 1,
+                        format!("array length {n} not in 0..={RESP_ARRAY_LEN_MAX}"),
+                    );
                 }
                 if depth + 1 >= RESP_DEPTH_MAX {
-                    return self.error(start, format!("arrays nested deeper than {RESP_DEPTH_MAX}"));
+                    return self
+                        .error(start, format!("arrays nested deeper than {RESP_DEPTH_MAX}"));
                 }
                 for _ in 0..n {
                     if self.reply(depth + 1)?.is_none() {
                         return Ok(None);
                     }
                     if self.pos - start > RESP_REPLY_SIZE_MAX {
-                        return self.error(start, format!("reply larger than {RESP_REPLY_SIZE_MAX} bytes"));
+                        return self.error(
+                            start,
+                            format!("reply larger than {RESP_REPLY_SIZE_MAX} bytes"),
+                        );
                     }
                 }
                 Ok(Some(Reply::Array(Some(n as usize))))
@@ -202,7 +224,10 @@ impl<'a> Cursor<'a> {
         let text = std::str::from_utf8(line).ok();
         match text.and_then(|t| t.parse::<i64>().ok()) {
             Some(n) if !line.starts_with(b"+") => Ok(n),
-            _ => self.error(offset, format!("not an integer: {:?}", String::from_utf8_lossy(line))),
+            _ => self.error(
+                offset,
+                format!("not an integer: {:?}", String::from_utf8_lossy(line)),
+            ),
         }
     }
 }
@@ -231,18 +256,31 @@ mod tests {
         (b"$4\r\na\r\nb\r\n", Reply::Bulk(Some(b"a\r\nb"))),
         (b"*-1\r\n", Reply::Array(None)),
         (b"*0\r\n", Reply::Array(Some(0))),
-        (b"*3\r\n$1\r\na\r\n$-1\r\n*2\r\n:1\r\n+x\r\n", Reply::Array(Some(3))),
+        (
+            b"*3\r\n$1\r\na\r\n$-1\r\n*2\r\n:1\r\n+x\r\n",
+            Reply::Array(Some(3)),
+        ),
         (b"_\r\n", Reply::Null),
     ];
 
     #[test]
     fn every_sample_reply_decodes_whole_and_every_prefix_is_incomplete() {
         for (bytes, want) in SAMPLES {
-            assert_eq!(decode_reply(bytes), Ok(Decoded::Frame { frame: *want, len: bytes.len() }), "{bytes:?}");
+            assert_eq!(
+                decode_reply(bytes),
+                Ok(Decoded::Frame {
+                    frame: *want,
+                    len: bytes.len()
+                }),
+                "{bytes:?}"
+            );
             for cut in 0..bytes.len() {
                 match decode_reply(&bytes[..cut]) {
                     Ok(Decoded::Incomplete { needed }) => {
-                        assert!(needed >= 1 && cut + needed <= bytes.len(), "{bytes:?} cut {cut} needed {needed}")
+                        assert!(
+                            needed >= 1 && cut + needed <= bytes.len(),
+                            "{bytes:?} cut {cut} needed {needed}"
+                        )
                     }
                     other => panic!("{bytes:?} cut at {cut}: {other:?}"),
                 }
@@ -252,21 +290,20 @@ mod tests {
 
     #[test]
     fn a_pipelined_stream_decodes_reply_by_reply_at_every_split_point() {
-        let stream: Vec<u8> = SAMPLES.iter().flat_map(|(b, _)| b.iter().copied()).collect();
+        let stream: Vec<u8> = SAMPLES
+            .iter()
+            .flat_map(|(b, _)| b.iter().copied())
+            .collect();
         for split in 0..=stream.len() {
             // Feed the stream in two parts, as two socket reads would deliver it.
             let mut buf = Vec::new();
             let mut decoded = Vec::new();
             for part in [&stream[..split], &stream[split..]] {
                 buf.extend_from_slice(part);
-                loop {
-                    match decode_reply(&buf).expect("valid stream") {
-                        Decoded::Frame { frame, len } => {
-                            decoded.push(format!("{frame:?}"));
-                            buf.drain(..len);
-                        }
-                        Decoded::Incomplete { .. } => break,
-                    }
+                while let Decoded::Frame { frame, len } = decode_reply(&buf).expect("valid stream")
+                {
+                    decoded.push(format!("{frame:?}"));
+                    buf.drain(..len);
                 }
             }
             let want: Vec<String> = SAMPLES.iter().map(|(_, r)| format!("{r:?}")).collect();
@@ -291,7 +328,11 @@ mod tests {
             b"_x\r\n",
         ];
         for bytes in bad {
-            assert!(decode_reply(bytes).is_err(), "{bytes:?} decoded as {:?}", decode_reply(bytes));
+            assert!(
+                decode_reply(bytes).is_err(),
+                "{bytes:?} decoded as {:?}",
+                decode_reply(bytes)
+            );
         }
         let err = decode_reply(b"*2\r\n:1\r\n%\r\n").expect_err("bad type byte");
         assert_eq!(err.offset, 8);
@@ -301,7 +342,10 @@ mod tests {
     fn limits_bound_lines_nesting_and_sizes() {
         let mut long = vec![b'+'];
         long.resize(RESP_LINE_SIZE_MAX + 10, b'a');
-        assert!(decode_reply(&long).is_err(), "an endless line is refused before its end arrives");
+        assert!(
+            decode_reply(&long).is_err(),
+            "an endless line is refused before its end arrives"
+        );
         let deep: Vec<u8> = b"*1\r\n".repeat(RESP_DEPTH_MAX + 1);
         assert!(decode_reply(&deep).is_err());
         let huge = format!("${}\r\n", RESP_REPLY_SIZE_MAX + 1);
@@ -316,7 +360,13 @@ mod tests {
         for _ in 0..20_000 {
             let len = rng.gen_range(0..40);
             let bytes: Vec<u8> = (0..len)
-                .map(|_| if rng.gen_bool(0.9) { alphabet[rng.gen_range(0..alphabet.len())] } else { rng.gen() })
+                .map(|_| {
+                    if rng.gen_bool(0.9) {
+                        alphabet[rng.gen_range(0..alphabet.len())]
+                    } else {
+                        rng.gen()
+                    }
+                })
                 .collect();
             if let Ok(Decoded::Frame { len, .. }) = decode_reply(&bytes) {
                 assert!(len <= bytes.len(), "seed {seed}: {bytes:?}");

@@ -230,7 +230,10 @@ pub fn run_phase(
         on_progress(progress, &fresh);
         intervals.extend(fresh);
         let seen = progress.completed + progress.errors;
-        if !aborted && seen >= ERRORS_BEFORE_ABORT_MIN && progress.errors as f64 > config.error_threshold * seen as f64 {
+        if !aborted
+            && seen >= ERRORS_BEFORE_ABORT_MIN
+            && progress.errors as f64 > config.error_threshold * seen as f64
+        {
             aborted = true;
             shared.stop.store(true, Ordering::Relaxed);
         }
@@ -244,7 +247,11 @@ pub fn run_phase(
     interval_rx.try_iter().for_each(|r| merger.add(r));
     let rest = merger.take_complete();
     on_progress(
-        Progress { elapsed, completed: shared.completed.load(Ordering::Relaxed), errors: shared.errors.load(Ordering::Relaxed) },
+        Progress {
+            elapsed,
+            completed: shared.completed.load(Ordering::Relaxed),
+            errors: shared.errors.load(Ordering::Relaxed),
+        },
         &rest,
     );
     intervals.extend(rest);
@@ -255,7 +262,13 @@ pub fn run_phase(
         shared.note_error(e.clone());
     }
     let first_error = shared.first_error.lock().ok().and_then(|s| s.clone());
-    Ok(PhaseResult { totals, elapsed, intervals, first_error, aborted })
+    Ok(PhaseResult {
+        totals,
+        elapsed,
+        intervals,
+        first_error,
+        aborted,
+    })
 }
 
 struct ThreadCtx {
@@ -276,7 +289,9 @@ async fn thread_main(ctx: ThreadCtx) -> Result<Totals, String> {
     for _ in 0..ctx.config.connections {
         let target = ctx.config.target.clone();
         let consistency = ctx.config.consistency;
-        connecting.push(glommio::spawn_local(async move { Conn::connect(&target, consistency).await }));
+        connecting.push(glommio::spawn_local(async move {
+            Conn::connect(&target, consistency).await
+        }));
     }
     let mut conns = Vec::new();
     let mut connect_error = None;
@@ -295,7 +310,11 @@ async fn thread_main(ctx: ThreadCtx) -> Result<Totals, String> {
         return Err(connect_error.unwrap_or_else(|| "no connections".into()));
     }
     let start = Instant::now();
-    let recorder = Rc::new(RefCell::new(Recorder::new(ctx.thread, start, Some(ctx.interval_tx.clone()))));
+    let recorder = Rc::new(RefCell::new(Recorder::new(
+        ctx.thread,
+        start,
+        Some(ctx.interval_tx.clone()),
+    )));
     let total_conns = ctx.config.threads * ctx.config.connections;
     let mut tasks = Vec::new();
     for (i, conn) in conns.into_iter().enumerate() {
@@ -337,7 +356,11 @@ async fn thread_main(ctx: ThreadCtx) -> Result<Totals, String> {
             let mut driver = driver;
             let result = match pacing {
                 Pacing::Closed => driver.closed_loop().await,
-                Pacing::Open { rate } => driver.open_loop(rate / total_conns as f64, phase_offset).await,
+                Pacing::Open { rate } => {
+                    driver
+                        .open_loop(rate / total_conns as f64, phase_offset)
+                        .await
+                }
             };
             if let Err(e) = result {
                 driver.fail_in_flight(e);
@@ -347,7 +370,8 @@ async fn thread_main(ctx: ThreadCtx) -> Result<Totals, String> {
     for task in tasks {
         task.await;
     }
-    let recorder = Rc::try_unwrap(recorder).map_err(|_| "recorder still shared after every task ended".to_string())?;
+    let recorder = Rc::try_unwrap(recorder)
+        .map_err(|_| "recorder still shared after every task ended".to_string())?;
     Ok(recorder.into_inner().finish())
 }
 
@@ -356,20 +380,35 @@ enum Source {
     /// The workload generator (run phase).
     Workload(Generator),
     /// Keys `next, next + step, ...` below `end`, each inserted once (load phase).
-    Load { next: u64, step: u64, end: u64, rng: SmallRng },
+    Load {
+        next: u64,
+        step: u64,
+        end: u64,
+        rng: SmallRng,
+    },
 }
 
 impl Source {
     fn next_op(&mut self, spec: &WorkloadSpec) -> Option<Op> {
         match self {
             Source::Workload(g) => Some(g.next_op()),
-            Source::Load { next, step, end, rng } => {
+            Source::Load {
+                next,
+                step,
+                end,
+                rng,
+            } => {
                 if *next >= *end {
                     return None;
                 }
                 let key = *next;
                 *next += *step;
-                Some(Op { kind: OpKind::Insert, key, value: draw_value(spec.value_size, rng), scan_len: 0 })
+                Some(Op {
+                    kind: OpKind::Insert,
+                    key,
+                    value: draw_value(spec.value_size, rng),
+                    scan_len: 0,
+                })
             }
         }
     }
@@ -389,8 +428,12 @@ impl Conn {
             Ok::<_, std::io::Error>(stream)
         };
         match target {
-            TargetAddr::Redis(addr) => Ok(Conn::Resp(RespConnection::new(open(addr.clone()).await?))),
-            TargetAddr::Ringkv(addr) => Ok(Conn::Ringkv(RingkvConnection::connect(addr, consistency, open).await?)),
+            TargetAddr::Redis(addr) => {
+                Ok(Conn::Resp(RespConnection::new(open(addr.clone()).await?)))
+            }
+            TargetAddr::Ringkv(addr) => Ok(Conn::Ringkv(
+                RingkvConnection::connect(addr, consistency, open).await?,
+            )),
         }
     }
 
@@ -448,14 +491,23 @@ impl Driver {
 
     /// Queues the requests of `op`; returns false if the source is exhausted.
     fn push(&mut self, since: Instant) -> Result<bool, ConnError> {
-        let Some(op) = self.source.next_op(&self.spec) else { return Ok(false) };
+        let Some(op) = self.source.next_op(&self.spec) else {
+            return Ok(false);
+        };
         let key = render_key(op.key, &mut self.key);
         let value = &self.values[op.value.0..op.value.0 + op.value.1];
         let mut send = |req: Req<'_>, record: bool| -> Result<(), ConnError> {
             let id = self.next_id;
             self.next_id += 1;
             self.conn.queue(id, req)?;
-            self.in_flight.insert(id, InFlight { kind: op.kind, record, since });
+            self.in_flight.insert(
+                id,
+                InFlight {
+                    kind: op.kind,
+                    record,
+                    since,
+                },
+            );
             Ok(())
         };
         match op.kind {
@@ -475,7 +527,9 @@ impl Driver {
         let (id, answer) = self.conn.recv().await?;
         let now = Instant::now();
         let Some(f) = self.in_flight.remove(&id) else {
-            return Err(ConnError::Protocol(format!("answer to request id {id}, which is not in flight")));
+            return Err(ConnError::Protocol(format!(
+                "answer to request id {id}, which is not in flight"
+            )));
         };
         let mut recorder = self.recorder.borrow_mut();
         match answer {
@@ -490,7 +544,8 @@ impl Driver {
             Answer::Refused(message) => {
                 recorder.record_error(f.kind, now);
                 self.shared.errors.fetch_add(1, Ordering::Relaxed);
-                self.shared.note_error(format!("{} refused: {message}", f.kind.name()));
+                self.shared
+                    .note_error(format!("{} refused: {message}", f.kind.name()));
             }
         }
         Ok(())
@@ -538,7 +593,10 @@ impl Driver {
                     sending = false;
                     break;
                 }
-                let Some(intended) = schedule.take_due(now.saturating_duration_since(self.start)) else { break };
+                let Some(intended) = schedule.take_due(now.saturating_duration_since(self.start))
+                else {
+                    break;
+                };
                 if self.shared.claim(1) == 0 || !self.push(self.start + intended)? {
                     sending = false;
                     break;
@@ -551,7 +609,8 @@ impl Driver {
             if !self.in_flight.is_empty() {
                 self.complete_one().await?;
             } else if sending {
-                let wait = (self.start + schedule.next_due()).saturating_duration_since(Instant::now());
+                let wait =
+                    (self.start + schedule.next_due()).saturating_duration_since(Instant::now());
                 glommio::timer::sleep(wait).await;
             } else {
                 return Ok(());

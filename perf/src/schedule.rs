@@ -24,8 +24,15 @@ impl OpenLoop {
     /// A connection sending `rate` requests per second, its first due at `phase` (spread phases
     /// over `0..period` across connections so they do not all fire at once). `rate > 0`.
     pub fn new(rate: f64, phase: Duration) -> Self {
-        assert!(rate > 0.0 && rate.is_finite(), "open-loop rate must be positive");
-        Self { period_ns: 1e9 / rate, phase_ns: phase.as_nanos() as f64, sent: 0 }
+        assert!(
+            rate > 0.0 && rate.is_finite(),
+            "open-loop rate must be positive"
+        );
+        Self {
+            period_ns: 1e9 / rate,
+            phase_ns: phase.as_nanos() as f64,
+            sent: 0,
+        }
     }
 
     /// The period between two requests.
@@ -81,7 +88,9 @@ mod tests {
         }
         // Due at 0.25 ms, 1.25 ms, ..., 9.25 ms: ten of them.
         assert_eq!(taken.len(), 10);
-        assert!(taken.windows(2).all(|w| w[1] - w[0] == Duration::from_millis(1)));
+        assert!(taken
+            .windows(2)
+            .all(|w| w[1] - w[0] == Duration::from_millis(1)));
         assert_eq!(s.next_due(), Duration::from_micros(10_250));
         assert_eq!(s.sent(), 10);
     }
@@ -126,7 +135,13 @@ mod tests {
     fn latency_from_intended_send_time_exposes_a_stall_that_closed_loop_hides() {
         let naive = p99_with_a_stall(false);
         let corrected = p99_with_a_stall(true);
-        assert!(naive < 100, "measured from the actual send, the stall is one sample: p99 {naive} us");
-        assert!(corrected > 50_000, "from the intended time, ~200 requests waited: p99 {corrected} us");
+        assert!(
+            naive < 100,
+            "measured from the actual send, the stall is one sample: p99 {naive} us"
+        );
+        assert!(
+            corrected > 50_000,
+            "from the intended time, ~200 requests waited: p99 {corrected} us"
+        );
     }
 }

@@ -63,7 +63,11 @@ pub struct Recorder {
 
 impl Recorder {
     /// A recorder for `thread`, whose seconds count from `start`; intervals go to `sink` if any.
-    pub fn new(thread: usize, start: Instant, sink: Option<std::sync::mpsc::Sender<IntervalReport>>) -> Self {
+    pub fn new(
+        thread: usize,
+        start: Instant,
+        sink: Option<std::sync::mpsc::Sender<IntervalReport>>,
+    ) -> Self {
         Self {
             thread,
             start,
@@ -108,7 +112,10 @@ impl Recorder {
     fn flush_interval(&mut self) {
         let empty = self.interval.iter().all(|h| h.is_empty()) && self.interval_errors == 0;
         if let (Some(sink), false) = (&self.sink, empty) {
-            let per_op = std::mem::replace(&mut self.interval, (0..OP_KINDS).map(|_| interval_histogram()).collect());
+            let per_op = std::mem::replace(
+                &mut self.interval,
+                (0..OP_KINDS).map(|_| interval_histogram()).collect(),
+            );
             // The receiver outlives the threads; if it is gone the run is ending and intervals no longer matter.
             let _ = sink.send(IntervalReport {
                 thread: self.thread,
@@ -125,7 +132,11 @@ impl Recorder {
     /// Sends the last interval and returns the whole-run totals.
     pub fn finish(mut self) -> Totals {
         self.flush_interval();
-        Totals { per_op: self.totals, errors: self.errors, misses: self.misses }
+        Totals {
+            per_op: self.totals,
+            errors: self.errors,
+            misses: self.misses,
+        }
     }
 }
 
@@ -143,7 +154,11 @@ pub struct Totals {
 impl Totals {
     /// Empty totals.
     pub fn new() -> Self {
-        Self { per_op: (0..OP_KINDS).map(|_| latency_histogram()).collect(), errors: [0; OP_KINDS], misses: [0; OP_KINDS] }
+        Self {
+            per_op: (0..OP_KINDS).map(|_| latency_histogram()).collect(),
+            errors: [0; OP_KINDS],
+            misses: [0; OP_KINDS],
+        }
     }
 
     /// Adds another thread's totals.
@@ -174,7 +189,13 @@ impl Totals {
             .iter()
             .filter(|k| self.per_op[k.index()].len() + self.errors[k.index()] > 0)
             .map(|k| {
-                OpSummary::new(k.name(), &self.per_op[k.index()], self.errors[k.index()], self.misses[k.index()], elapsed)
+                OpSummary::new(
+                    k.name(),
+                    &self.per_op[k.index()],
+                    self.errors[k.index()],
+                    self.misses[k.index()],
+                    elapsed,
+                )
             })
             .collect();
         if rows.len() > 1 {
@@ -182,7 +203,13 @@ impl Totals {
             for h in &self.per_op {
                 let _ = all.add(h);
             }
-            rows.push(OpSummary::new("all", &all, self.error_count(), self.misses.iter().sum(), elapsed));
+            rows.push(OpSummary::new(
+                "all",
+                &all,
+                self.error_count(),
+                self.misses.iter().sum(),
+                elapsed,
+            ));
         }
         rows
     }
@@ -225,8 +252,20 @@ pub struct OpSummary {
 
 impl OpSummary {
     /// The summary of `hist` (ns) over `elapsed`.
-    pub fn new(op: &str, hist: &Histogram<u64>, errors: u64, misses: u64, elapsed: Duration) -> Self {
-        let us = |q: f64| if hist.is_empty() { 0.0 } else { hist.value_at_quantile(q) as f64 / 1000.0 };
+    pub fn new(
+        op: &str,
+        hist: &Histogram<u64>,
+        errors: u64,
+        misses: u64,
+        elapsed: Duration,
+    ) -> Self {
+        let us = |q: f64| {
+            if hist.is_empty() {
+                0.0
+            } else {
+                hist.value_at_quantile(q) as f64 / 1000.0
+            }
+        };
         let secs = elapsed.as_secs_f64().max(1e-9);
         Self {
             op: op.to_string(),
@@ -234,13 +273,21 @@ impl OpSummary {
             errors,
             misses,
             ops_per_s: hist.len() as f64 / secs,
-            mean_us: if hist.is_empty() { 0.0 } else { hist.mean() / 1000.0 },
+            mean_us: if hist.is_empty() {
+                0.0
+            } else {
+                hist.mean() / 1000.0
+            },
             p50_us: us(0.5),
             p90_us: us(0.9),
             p99_us: us(0.99),
             p999_us: us(0.999),
             p9999_us: us(0.9999),
-            max_us: if hist.is_empty() { 0.0 } else { hist.max() as f64 / 1000.0 },
+            max_us: if hist.is_empty() {
+                0.0
+            } else {
+                hist.max() as f64 / 1000.0
+            },
         }
     }
 }
@@ -249,7 +296,18 @@ impl OpSummary {
 pub fn render_table(rows: &[OpSummary]) -> String {
     let mut out = format!(
         "{:<7} {:>11} {:>12} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
-        "op", "requests", "ops/s", "errors", "misses", "p50 us", "p90 us", "p99 us", "p99.9 us", "p99.99 us", "max us", "mean us"
+        "op",
+        "requests",
+        "ops/s",
+        "errors",
+        "misses",
+        "p50 us",
+        "p90 us",
+        "p99 us",
+        "p99.9 us",
+        "p99.99 us",
+        "max us",
+        "mean us"
     );
     for r in rows {
         out.push_str(&format!(
@@ -303,16 +361,23 @@ pub struct IntervalMerger {
 impl IntervalMerger {
     /// A merger for `threads` threads.
     pub fn new(threads: usize) -> Self {
-        Self { progress: vec![None; threads], finished: vec![false; threads], pending: BTreeMap::new() }
+        Self {
+            progress: vec![None; threads],
+            finished: vec![false; threads],
+            pending: BTreeMap::new(),
+        }
     }
 
     /// Adds one report. Reports of one thread arrive in increasing `second`.
     pub fn add(&mut self, report: IntervalReport) {
-        let entry = self.pending.entry(report.second).or_insert_with(|| Interval {
-            second: report.second,
-            per_op: (0..OP_KINDS).map(|_| interval_histogram()).collect(),
-            errors: 0,
-        });
+        let entry = self
+            .pending
+            .entry(report.second)
+            .or_insert_with(|| Interval {
+                second: report.second,
+                per_op: (0..OP_KINDS).map(|_| interval_histogram()).collect(),
+                errors: 0,
+            });
         for (mine, theirs) in entry.per_op.iter_mut().zip(&report.per_op) {
             let _ = mine.add(theirs);
         }
@@ -361,7 +426,11 @@ mod tests {
         let start = Instant::now();
         let mut r = Recorder::new(0, start, Some(tx));
         for i in 0..100u64 {
-            r.record(OpKind::Read, Duration::from_micros(100 + i), start + Duration::from_millis(i * 25));
+            r.record(
+                OpKind::Read,
+                Duration::from_micros(100 + i),
+                start + Duration::from_millis(i * 25),
+            );
         }
         r.record_error(OpKind::Update, start + Duration::from_millis(2600));
         r.record_miss(OpKind::Read);
@@ -369,12 +438,21 @@ mod tests {
         let reports: Vec<IntervalReport> = rx.try_iter().collect();
         let seconds: Vec<u64> = reports.iter().map(|r| r.second).collect();
         assert_eq!(seconds, [0, 1, 2]);
-        assert_eq!(reports.iter().map(|r| r.per_op[0].len()).collect::<Vec<_>>(), [40, 40, 20]);
+        assert_eq!(
+            reports
+                .iter()
+                .map(|r| r.per_op[0].len())
+                .collect::<Vec<_>>(),
+            [40, 40, 20]
+        );
         assert_eq!(reports[2].errors, 1);
         assert_eq!(totals.per_op[0].len(), 100);
         assert_eq!(totals.requests(), 101);
         let rows = totals.summaries(Duration::from_secs(2));
-        assert_eq!(rows.iter().map(|r| r.op.as_str()).collect::<Vec<_>>(), ["read", "update", "all"]);
+        assert_eq!(
+            rows.iter().map(|r| r.op.as_str()).collect::<Vec<_>>(),
+            ["read", "update", "all"]
+        );
         assert_eq!(rows[0].misses, 1);
         assert!((rows[0].ops_per_s - 50.0).abs() < 1e-9);
         assert!((rows[0].p50_us - 149.0).abs() <= 1.0, "{}", rows[0].p50_us);
@@ -394,23 +472,41 @@ mod tests {
     #[test]
     fn merger_releases_a_second_only_when_every_thread_moved_past_it() {
         let report = |thread, second, n: u64| {
-            let mut per_op: Vec<Histogram<u64>> = (0..OP_KINDS).map(|_| interval_histogram()).collect();
+            let mut per_op: Vec<Histogram<u64>> =
+                (0..OP_KINDS).map(|_| interval_histogram()).collect();
             per_op[0].record_n(1000, n).expect("in range");
-            IntervalReport { thread, second, per_op, errors: 0 }
+            IntervalReport {
+                thread,
+                second,
+                per_op,
+                errors: 0,
+            }
         };
         let mut m = IntervalMerger::new(2);
         m.add(report(0, 0, 5));
         m.add(report(0, 1, 5));
-        assert!(m.take_complete().is_empty(), "thread 1 has not reported second 0 yet");
+        assert!(
+            m.take_complete().is_empty(),
+            "thread 1 has not reported second 0 yet"
+        );
         m.add(report(1, 0, 7));
-        assert!(m.take_complete().is_empty(), "thread 1 may still add to second 0");
+        assert!(
+            m.take_complete().is_empty(),
+            "thread 1 may still add to second 0"
+        );
         m.add(report(1, 2, 1));
         let done = m.take_complete();
-        assert_eq!(done.iter().map(|i| (i.second, i.ops())).collect::<Vec<_>>(), [(0, 12)]);
+        assert_eq!(
+            done.iter().map(|i| (i.second, i.ops())).collect::<Vec<_>>(),
+            [(0, 12)]
+        );
         m.finish_thread(0);
         m.finish_thread(1);
         let rest = m.take_complete();
-        assert_eq!(rest.iter().map(|i| (i.second, i.ops())).collect::<Vec<_>>(), [(1, 5), (2, 1)]);
+        assert_eq!(
+            rest.iter().map(|i| (i.second, i.ops())).collect::<Vec<_>>(),
+            [(1, 5), (2, 1)]
+        );
         assert!((rest[0].quantile_us(0.99) - 1.0).abs() < 0.02);
     }
 }

@@ -33,7 +33,7 @@ use std::sync::Arc;
 
 /// Runs a node until SIGTERM/SIGINT (or a shard failure). Blocks the calling
 /// thread. Returns `Ok` after a clean shutdown: every engine flushed and closed.
-pub fn run(config: NodeConfig) -> Result<(), Error> {
+pub fn run(mut config: NodeConfig) -> Result<(), Error> {
     config.validate()?;
     let report = memlock::ensure_memlock(0)?;
     let wanted = memlock::memlock_wanted(config.shards, config.io_memory);
@@ -53,6 +53,12 @@ pub fn run(config: NodeConfig) -> Result<(), Error> {
             node_id: config.node_id,
         },
     )?;
+    // glommio opens directories relative to nothing (a relative path fails
+    // with EBADF in `Directory::open`), so every path handed on is absolute.
+    config.data_dir = std::fs::canonicalize(&config.data_dir).map_err(|e| Error::DataDir {
+        path: config.data_dir.clone(),
+        reason: format!("cannot resolve the absolute path: {e}"),
+    })?;
     let node = Arc::new(NodeShared::default());
     start_signal_thread(node.clone())?;
     run_shards(Arc::new(config), node)

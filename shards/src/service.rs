@@ -182,6 +182,15 @@ fn stamp(shard: &Shard, session: Version, floor: Option<Version>) -> Result<Vers
         .map_err(|e| Outcome::Error(Status::BadRequest, e.to_string()))
 }
 
+/// The highest-version record of `key` (storage errors become an outcome).
+async fn read(shard: &Shard, key: &[u8]) -> Result<Option<Record>, Outcome> {
+    shard
+        .store
+        .get_record(key)
+        .await
+        .map_err(|e| storage_failure(shard, &e))
+}
+
 /// Executes a single-key request on the shard that owns the key.
 pub async fn execute_key(shard: &Shard, header: &RequestHeader, req: &Request<'_>) -> Outcome {
     match execute_key_inner(shard, header, req).await {
@@ -196,28 +205,18 @@ async fn execute_key_inner(
 ) -> Result<Outcome, Outcome> {
     let session = unwire(header.session);
     let now = now_ms();
-    let read = |key: &[u8]| {
-        let key = key.to_vec();
-        async move {
-            shard
-                .store
-                .get_record(&key)
-                .await
-                .map_err(|e| storage_failure(shard, &e))
-        }
-    };
     match *req {
         Request::Get { key } => {
             check_sizes(shard, key, None)?;
-            Ok(live(read(key).await?, now).map_or(Outcome::NotFound, Outcome::Value))
+            Ok(live(read(shard, key).await?, now).map_or(Outcome::NotFound, Outcome::Value))
         }
         Request::Exists { key } => {
             check_sizes(shard, key, None)?;
-            Ok(Outcome::Bool(live(read(key).await?, now).is_some()))
+            Ok(Outcome::Bool(live(read(shard, key).await?, now).is_some()))
         }
         Request::Ttl { key } => {
             check_sizes(shard, key, None)?;
-            let state = match live(read(key).await?, now) {
+            let state = match live(read(shard, key).await?, now) {
                 None => TtlState::Missing,
                 Some(r) if r.expires_at_ms == 0 => TtlState::NoExpiry,
                 Some(r) => TtlState::RemainingMs(r.expires_at_ms.saturating_sub(now)),
@@ -254,7 +253,7 @@ async fn execute_key_inner(
         } => {
             check_sizes(shard, key, Some(value))?;
             let _guard = shard.locks.lock(key).await;
-            let record = read(key).await?;
+            let record = read(shard, key).await?;
             let floor = record.as_ref().map(|r| r.version);
             let current = live(record, now_ms());
             let matches = match (&expect, &current) {
@@ -279,7 +278,7 @@ async fn execute_key_inner(
         Request::Incr { key, delta } => {
             check_sizes(shard, key, None)?;
             let _guard = shard.locks.lock(key).await;
-            let record = read(key).await?;
+            let record = read(shard, key).await?;
             let floor = record.as_ref().map(|r| r.version);
             let (current, expires) = match live(record, now_ms()) {
                 None => (0i64, 0u64),

@@ -61,7 +61,13 @@ impl Store {
     }
 
     /// Writes a value; durable per the configured mode when this returns.
-    pub async fn put(&self, key: &[u8], value: &[u8], version: Version, expires_at_ms: u64) -> Result<()> {
+    pub async fn put(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        version: Version,
+        expires_at_ms: u64,
+    ) -> Result<()> {
         self.engine.put(key, value, version, expires_at_ms).await
     }
 
@@ -101,20 +107,55 @@ impl Store {
     pub fn stats(&self) -> Vec<(String, String)> {
         let s = self.engine.stats();
         let mut out = vec![
-            ("storage_keys_estimate".to_string(), s.keys_estimate.to_string()),
-            ("storage_memtable_bytes".into(), s.memtable_bytes.to_string()),
-            ("storage_write_amplification".into(), format!("{:.3}", s.write_amplification)),
+            (
+                "storage_keys_estimate".to_string(),
+                s.keys_estimate.to_string(),
+            ),
+            (
+                "storage_memtable_bytes".into(),
+                s.memtable_bytes.to_string(),
+            ),
+            (
+                "storage_write_amplification".into(),
+                format!("{:.3}", s.write_amplification),
+            ),
             ("storage_compactions".into(), s.compactions.to_string()),
-            ("storage_compaction_time_ms".into(), s.compaction_time.as_millis().to_string()),
-            ("storage_compaction_bytes_read".into(), s.compaction_bytes_read.to_string()),
-            ("storage_compaction_bytes_written".into(), s.compaction_bytes_written.to_string()),
+            (
+                "storage_compaction_time_ms".into(),
+                s.compaction_time.as_millis().to_string(),
+            ),
+            (
+                "storage_compaction_bytes_read".into(),
+                s.compaction_bytes_read.to_string(),
+            ),
+            (
+                "storage_compaction_bytes_written".into(),
+                s.compaction_bytes_written.to_string(),
+            ),
             ("storage_wal_syncs".into(), s.wal_syncs.to_string()),
-            ("storage_index_bloom_bytes".into(), s.index_bloom_bytes.to_string()),
-            ("storage_block_cache_hits".into(), s.block_cache.hits.to_string()),
-            ("storage_block_cache_misses".into(), s.block_cache.misses.to_string()),
-            ("storage_block_cache_bytes".into(), s.block_cache.bytes.to_string()),
+            (
+                "storage_index_bloom_bytes".into(),
+                s.index_bloom_bytes.to_string(),
+            ),
+            (
+                "storage_block_cache_hits".into(),
+                s.block_cache.hits.to_string(),
+            ),
+            (
+                "storage_block_cache_misses".into(),
+                s.block_cache.misses.to_string(),
+            ),
+            (
+                "storage_block_cache_bytes".into(),
+                s.block_cache.bytes.to_string(),
+            ),
         ];
-        for (level, (bytes, tables)) in s.bytes_per_level.iter().zip(&s.tables_per_level).enumerate() {
+        for (level, (bytes, tables)) in s
+            .bytes_per_level
+            .iter()
+            .zip(&s.tables_per_level)
+            .enumerate()
+        {
             out.push((format!("storage_level{level}_bytes"), bytes.to_string()));
             out.push((format!("storage_level{level}_tables"), tables.to_string()));
         }

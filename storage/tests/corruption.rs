@@ -132,7 +132,19 @@ fn files_of(dir: &Path, kind: Kind) -> Vec<PathBuf> {
         }
     }
     out.sort();
+    if kind == Kind::Wal {
+        // Only the live segment holds the records; spares hold stale bytes.
+        out.retain(|p| tail_record_start(&std::fs::read(p).unwrap_or_default()).is_some());
+    }
     out
+}
+
+/// Where the record holding the tail value starts, at the earliest: the tail
+/// value is a long run of b't' and its headers and key sit just before it.
+fn tail_record_start(bytes: &[u8]) -> Option<usize> {
+    let run = [b't'; 1024];
+    let at = bytes.windows(run.len()).position(|w| w == run)?;
+    Some(at.saturating_sub(TAIL_RECORD_HEADER_MARGIN))
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -154,14 +166,7 @@ fn flip(file: &Path, kind: Kind, rng: &mut rand::rngs::StdRng) -> Vec<usize> {
     let mut bytes = std::fs::read(file).expect("read file");
     let mut end = bytes.len();
     if kind == Kind::Wal {
-        // The last record is the one holding the tail value (a long run of
-        // b't'); its header sits just before the run. Recycled segments may
-        // hold stale bytes after it, so search for the run itself.
-        let run = [b't'; 1024];
-        end = bytes
-            .windows(run.len())
-            .position(|w| w == run)
-            .map_or(0, |at| at.saturating_sub(TAIL_RECORD_HEADER_MARGIN));
+        end = tail_record_start(&bytes).unwrap_or(0);
     }
     if end == 0 {
         return Vec::new();

@@ -317,3 +317,28 @@ fn an_interrupted_first_creation_is_cleaned_up() {
             .exists());
     });
 }
+
+#[test]
+fn a_failed_manifest_write_poisons_it_and_reopen_recovers_what_was_durable() {
+    let dir = tempdir();
+    run(async {
+        let (mut m, _) = Manifest::open(dir.path()).await.unwrap();
+        m.apply(&[ManifestEdit::AddTable(table(1, 0, 4))])
+            .await
+            .unwrap();
+        m.inject_write_fault();
+        let r = m.apply(&[ManifestEdit::AddTable(table(2, 0, 4))]).await;
+        assert!(matches!(r, Err(Error::Io { .. })), "{r:?}");
+        assert_eq!(
+            m.state().tables,
+            vec![table(1, 0, 4)],
+            "a failed record is not applied"
+        );
+        let r = m.apply(&[ManifestEdit::NextFileId(50)]).await;
+        assert!(matches!(r, Err(Error::Poisoned { .. })), "{r:?}");
+        m.close().await.unwrap();
+        let (mut m, state) = Manifest::open(dir.path()).await.unwrap();
+        assert_eq!(state.tables, vec![table(1, 0, 4)]);
+        m.close().await.unwrap();
+    });
+}

@@ -322,8 +322,21 @@ async fn check_scan(
         .collect();
     let want = model.scan(range.start(), &range, limit, now);
     if got != want {
-        prop_assert_eq!(summary(&got), summary(&want), "step {}: scan {:?} limit {}", step, range, limit);
-        prop_assert!(false, "step {}: scan {:?} limit {}: values differ", step, range, limit);
+        prop_assert_eq!(
+            summary(&got),
+            summary(&want),
+            "step {}: scan {:?} limit {}",
+            step,
+            range,
+            limit
+        );
+        prop_assert!(
+            false,
+            "step {}: scan {:?} limit {}: values differ",
+            step,
+            range,
+            limit
+        );
     }
     Ok(())
 }
@@ -334,7 +347,12 @@ fn summary(entries: &[(Vec<u8>, Record)]) -> Vec<String> {
         .iter()
         .map(|(k, r)| {
             let v = r.value.as_ref().map_or(-1, |v| v.len() as i64);
-            format!("{}@{}.{}:{v}", String::from_utf8_lossy(k), r.version.hlc, r.version.node)
+            format!(
+                "{}@{}.{}:{v}",
+                String::from_utf8_lossy(k),
+                r.version.hlc,
+                r.version.node
+            )
         })
         .collect()
 }

@@ -578,15 +578,27 @@ fn none_mode_commits_at_once_and_writes_in_the_background() {
         for _ in 0..10 {
             append_commit(&wal, &b).await;
         }
-        assert!(start.elapsed() < Duration::from_millis(5));
+        assert!(
+            start.elapsed() < Duration::from_millis(100),
+            "no commit waited for I/O"
+        );
         assert_eq!(wal.stats().syncs, 0);
         assert_eq!(wal.durable_lsn(), 0);
-        ringkv_storage::io::sleep(Duration::from_millis(60)).await;
-        assert!(
-            wal.stats().syncs >= 1,
-            "the background flush wrote within 60 ms"
+        // The background flush runs every 10 ms; allow for a loaded machine.
+        let waited = Instant::now();
+        while wal.durable_lsn() < 10 && waited.elapsed() < Duration::from_secs(2) {
+            ringkv_storage::io::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            wal.durable_lsn(),
+            10,
+            "the background flush wrote the appends"
         );
-        assert_eq!(wal.durable_lsn(), 10);
+        assert!(wal.stats().syncs >= 1);
+        eprintln!(
+            "background flush made 10 appends durable after {:?}",
+            waited.elapsed()
+        );
         append_commit(&wal, &b).await;
         wal.close().await.unwrap();
         let (wal, replayed) = open(dir.path(), opts, 0).await.unwrap();
@@ -734,6 +746,30 @@ fn reopening_with_another_segment_size_keeps_old_segments_and_uses_the_new_size(
             sizes.contains(&(16 * 1024)) && sizes.contains(&(64 * 1024)),
             "{sizes:?}"
         );
+        wal.close().await.unwrap();
+    });
+}
+
+#[test]
+fn a_missing_first_live_segment_is_corruption() {
+    let dir = tempdir();
+    run(async {
+        ringkv_storage::io::prepare_dir(dir.path(), true)
+            .await
+            .unwrap();
+        let opts = options(32 * 1024, Durability::Sync);
+        let (wal, _) = open(dir.path(), opts.clone(), 0).await.unwrap();
+        let b: Batch = vec![(b"k".to_vec(), Record::tombstone(Version::new(1, 0, 1)))];
+        append_commit(&wal, &b).await;
+        wal.rotate().await.unwrap();
+        append_commit(&wal, &b).await;
+        wal.close().await.unwrap();
+        std::fs::remove_file(segment_path(dir.path(), 1)).unwrap();
+        let (file, _, reason) = expect_corruption(open(dir.path(), opts.clone(), 0).await);
+        assert_eq!(file, segment_path(dir.path(), 1), "{reason}");
+        // Once segment 1 is retired, the same directory opens fine.
+        let (wal, replayed) = open(dir.path(), opts, 1).await.unwrap();
+        assert_eq!(replayed.len(), 1);
         wal.close().await.unwrap();
     });
 }

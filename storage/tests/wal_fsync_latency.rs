@@ -106,3 +106,47 @@ fn wal_commit_latency_on_a_prepared_segment_is_measured() {
             wal.close().await.unwrap();
         });
 }
+
+#[test]
+fn wal_group_commit_throughput_with_concurrent_writers_is_measured() {
+    use ringkv_storage::wal::{Durability, Wal, WalOptions};
+    use ringkv_storage::{Record, Version};
+    use std::rc::Rc;
+    const WRITERS: usize = 64;
+    const COMMITS: usize = 100;
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    glommio::LocalExecutorBuilder::default().make().unwrap().run(async {
+        prepare_dir(dir.path(), true).await.unwrap();
+        let options = WalOptions {
+            segment_size: 64 * 1024 * 1024,
+            durability: Durability::Sync,
+        };
+        let wal = Rc::new(Wal::open(dir.path(), options, 0, |_, _| Ok(())).await.unwrap());
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let wal = wal.clone();
+                glommio::spawn_local(async move {
+                    let record = Record::put(Version::new(1, 0, 1), vec![7; 100], 0);
+                    for i in 0..COMMITS {
+                        let key = format!("w{w:03}-{i:06}");
+                        let lsn = wal.append(&[(key.as_bytes(), &record)]).unwrap();
+                        wal.commit(lsn).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await;
+        }
+        let elapsed = start.elapsed();
+        let stats = wal.stats();
+        eprintln!(
+            "{WRITERS} writers x {COMMITS} sync commits of a 100-byte put: {:.0} commits/s, {:.1} batches per fdatasync",
+            (WRITERS * COMMITS) as f64 / elapsed.as_secs_f64(),
+            stats.batches as f64 / stats.syncs as f64
+        );
+        assert_eq!(stats.batches as usize, WRITERS * COMMITS);
+        wal.close().await.unwrap();
+    });
+}

@@ -69,12 +69,27 @@ impl Node {
     /// Starts a node with `--shards shards` on free ports and waits until
     /// every port accepts connections.
     pub fn start(data_dir: &Path, shards: u32, extra: &[&str]) -> Node {
+        let dir_arg = data_dir.to_str().expect("utf-8 path");
+        Node::start_in(
+            None,
+            data_dir,
+            shards,
+            &[&["--data-dir", dir_arg], extra].concat(),
+        )
+    }
+
+    /// Starts a node in working directory `cwd` (if given) whose data ends up
+    /// in `data_dir`; `args` say how (e.g. `--data-dir`, or nothing for the default).
+    pub fn start_in(cwd: Option<&Path>, data_dir: &Path, shards: u32, args: &[&str]) -> Node {
         let port = free_base_port(shards);
         let log = data_dir.with_extension(format!("{port}.log"));
         let log_file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_ringkv"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringkv"));
+        if let Some(cwd) = cwd {
+            cmd.current_dir(cwd);
+        }
+        let child = cmd
             .arg("serve")
-            .args(["--data-dir", data_dir.to_str().expect("utf-8 path")])
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--shards", &shards.to_string()])
             .args([
@@ -85,7 +100,7 @@ impl Node {
                 "--block-cache-size",
                 "8MiB",
             ])
-            .args(extra)
+            .args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

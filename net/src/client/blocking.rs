@@ -6,8 +6,11 @@
 //! shard (`routing::shard_for(token(key))`) and sent on that shard's own
 //! connection (`base_port + 1 + shard`, opened lazily, TCP_NODELAY; if that
 //! port cannot be reached, the node's base address is used, where the server
-//! forwards). MGET/MPUT/SCAN/STATS are split per shard, written to every shard
-//! first and then read back (pipelined), answers matched by id.
+//! forwards). MGET/MPUT/SCAN/STATS are split per shard (and into frames of at
+//! most `BATCH_KEYS_MAX` keys), written to every shard first and then read
+//! back (pipelined across shards), answers matched by id; a shard gets at
+//! most one frame per wave, so a huge batch cannot deadlock two full socket
+//! buffers.
 //!
 //! Invariants: a connection with unread answers is never reused after an
 //! error (it is dropped); every request has a deadline of `options.timeout`;

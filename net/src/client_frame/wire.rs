@@ -18,6 +18,7 @@ pub(crate) struct BodyError {
 }
 
 impl BodyError {
+    #[cold]
     pub(crate) fn new(status: Status, message: impl Into<String>) -> Self {
         BodyError {
             status,
@@ -25,6 +26,8 @@ impl BodyError {
         }
     }
 
+    #[cold]
+    #[inline(never)]
     fn short(what: &str, needed: usize, remaining: usize) -> Self {
         BodyError::new(
             Status::BadRequest,
@@ -58,6 +61,7 @@ impl<'a> Reader<'a> {
         &self.buf[start..self.pos]
     }
 
+    #[inline]
     pub(crate) fn bytes(&mut self, len: usize, what: &str) -> Result<&'a [u8], BodyError> {
         if len > self.remaining() {
             return Err(BodyError::short(what, len, self.remaining()));
@@ -67,6 +71,7 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
+    #[inline]
     fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], BodyError> {
         let bytes = self.bytes(N, what)?;
         let mut out = [0u8; N];
@@ -74,26 +79,32 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
+    #[inline]
     pub(crate) fn u8(&mut self, what: &str) -> Result<u8, BodyError> {
         Ok(self.array::<1>(what)?[0])
     }
 
+    #[inline]
     pub(crate) fn u16(&mut self, what: &str) -> Result<u16, BodyError> {
         Ok(u16::from_le_bytes(self.array(what)?))
     }
 
+    #[inline]
     pub(crate) fn u32(&mut self, what: &str) -> Result<u32, BodyError> {
         Ok(u32::from_le_bytes(self.array(what)?))
     }
 
+    #[inline]
     pub(crate) fn u64(&mut self, what: &str) -> Result<u64, BodyError> {
         Ok(u64::from_le_bytes(self.array(what)?))
     }
 
+    #[inline]
     pub(crate) fn i64(&mut self, what: &str) -> Result<i64, BodyError> {
         Ok(i64::from_le_bytes(self.array(what)?))
     }
 
+    #[inline]
     pub(crate) fn version(&mut self, what: &str) -> Result<WireVersion, BodyError> {
         let hlc = self.u64(what)?;
         let node = self.u32(what)?;
@@ -113,25 +124,21 @@ impl<'a> Reader<'a> {
     }
 
     /// A key: `u16` length (at most `KEY_SIZE_MAX`) then the bytes.
+    #[inline]
     pub(crate) fn key(&mut self, what: &str) -> Result<&'a [u8], BodyError> {
         let len = usize::from(self.u16(what)?);
         if len > KEY_SIZE_MAX {
-            return Err(BodyError::new(
-                Status::KeyTooLarge,
-                format!("{what} of {len} bytes exceeds the limit of {KEY_SIZE_MAX} bytes"),
-            ));
+            return Err(too_large(Status::KeyTooLarge, what, len, KEY_SIZE_MAX));
         }
         self.bytes(len, what)
     }
 
     /// A value: `u32` length (at most `VALUE_SIZE_MAX`) then the bytes.
+    #[inline]
     pub(crate) fn value(&mut self, what: &str) -> Result<&'a [u8], BodyError> {
         let len = self.u32(what)? as usize;
         if len > VALUE_SIZE_MAX {
-            return Err(BodyError::new(
-                Status::ValueTooLarge,
-                format!("{what} of {len} bytes exceeds the limit of {VALUE_SIZE_MAX} bytes"),
-            ));
+            return Err(too_large(Status::ValueTooLarge, what, len, VALUE_SIZE_MAX));
         }
         self.bytes(len, what)
     }
@@ -195,6 +202,15 @@ impl<'a> Reader<'a> {
         }
         Ok(())
     }
+}
+
+#[cold]
+#[inline(never)]
+fn too_large(status: Status, what: &str, len: usize, len_max: usize) -> BodyError {
+    BodyError::new(
+        status,
+        format!("{what} of {len} bytes exceeds the limit of {len_max} bytes"),
+    )
 }
 
 pub(crate) fn put_u8(out: &mut Vec<u8>, v: u8) {

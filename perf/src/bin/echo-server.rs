@@ -47,7 +47,10 @@ fn main() -> ExitCode {
         }
     };
     if cli.value_size > VALUE_SIZE_MAX {
-        eprintln!("echo-server: --value-size {} over {VALUE_SIZE_MAX}", cli.value_size);
+        eprintln!(
+            "echo-server: --value-size {} over {VALUE_SIZE_MAX}",
+            cli.value_size
+        );
         return ExitCode::from(1);
     }
     if let Some(cpu) = cli.cpu {
@@ -64,7 +67,11 @@ fn main() -> ExitCode {
         }
     };
     eprintln!("echo-server: {} on {}:{}", cli.protocol, cli.bind, cli.port);
-    match serve(listener, Canned::new(protocol, cli.value_size), Arc::new(AtomicBool::new(false))) {
+    match serve(
+        listener,
+        Canned::new(protocol, cli.value_size),
+        Arc::new(AtomicBool::new(false)),
+    ) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("echo-server: {e}");

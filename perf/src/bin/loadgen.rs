@@ -110,7 +110,10 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     } else {
         (t, 1.0)
     };
-    let value: f64 = number.trim().parse().map_err(|e| format!("duration {text:?}: {e}"))?;
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|e| format!("duration {text:?}: {e}"))?;
     if !(value > 0.0 && value.is_finite()) {
         return Err(format!("duration {text:?} must be positive"));
     }
@@ -120,7 +123,11 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 fn parse_cpus(text: &str) -> Result<Vec<usize>, String> {
     let mut cpus = Vec::new();
     for part in text.split(',').filter(|p| !p.trim().is_empty()) {
-        let parse = |s: &str| s.trim().parse::<usize>().map_err(|e| format!("cpus {text:?}: {e}"));
+        let parse = |s: &str| {
+            s.trim()
+                .parse::<usize>()
+                .map_err(|e| format!("cpus {text:?}: {e}"))
+        };
         match part.split_once('-') {
             Some((a, b)) => cpus.extend(parse(a)?..=parse(b)?),
             None => cpus.push(parse(part)?),
@@ -133,8 +140,14 @@ fn parse_cpus(text: &str) -> Result<Vec<usize>, String> {
 }
 
 fn parse_ratio(text: &str) -> Result<(u32, u32), String> {
-    let (r, w) = text.split_once(':').ok_or_else(|| format!("ratio {text:?}: expected READS:WRITES"))?;
-    let p = |s: &str| s.trim().parse::<u32>().map_err(|e| format!("ratio {text:?}: {e}"));
+    let (r, w) = text
+        .split_once(':')
+        .ok_or_else(|| format!("ratio {text:?}: expected READS:WRITES"))?;
+    let p = |s: &str| {
+        s.trim()
+            .parse::<u32>()
+            .map_err(|e| format!("ratio {text:?}: {e}"))
+    };
     Ok((p(r)?, p(w)?))
 }
 
@@ -146,23 +159,42 @@ struct Setup {
 fn setup(cli: &Cli) -> Result<Setup, String> {
     let target = TargetAddr::parse(&cli.target)?;
     if !(1..=THREADS_MAX).contains(&cli.threads) {
-        return Err(format!("--threads {} not in 1..={THREADS_MAX}", cli.threads));
+        return Err(format!(
+            "--threads {} not in 1..={THREADS_MAX}",
+            cli.threads
+        ));
     }
     if !(1..=CONNECTIONS_PER_THREAD_MAX).contains(&cli.connections) {
-        return Err(format!("--connections {} not in 1..={CONNECTIONS_PER_THREAD_MAX}", cli.connections));
+        return Err(format!(
+            "--connections {} not in 1..={CONNECTIONS_PER_THREAD_MAX}",
+            cli.connections
+        ));
     }
     if !(1..=PIPELINE_DEPTH_MAX).contains(&cli.pipeline) {
-        return Err(format!("--pipeline {} not in 1..={PIPELINE_DEPTH_MAX}", cli.pipeline));
+        return Err(format!(
+            "--pipeline {} not in 1..={PIPELINE_DEPTH_MAX}",
+            cli.pipeline
+        ));
     }
     let distribution = match cli.distribution.as_deref() {
         None => None,
         Some("uniform") => Some(KeyDistribution::Uniform),
         Some("zipfian") => Some(KeyDistribution::Zipfian { theta: cli.theta }),
         Some("latest") => Some(KeyDistribution::Latest { theta: cli.theta }),
-        Some(other) => return Err(format!("--distribution {other:?}: uniform, zipfian or latest")),
+        Some(other) => {
+            return Err(format!(
+                "--distribution {other:?}: uniform, zipfian or latest"
+            ))
+        }
     };
     let value_size = ValueSize::parse(&cli.value_size)?;
-    let spec = WorkloadSpec::named(&cli.workload, parse_ratio(&cli.ratio)?, distribution, cli.keyspace, value_size)?;
+    let spec = WorkloadSpec::named(
+        &cli.workload,
+        parse_ratio(&cli.ratio)?,
+        distribution,
+        cli.keyspace,
+        value_size,
+    )?;
     let pacing = match cli.rate {
         Some(rate) if rate > 0.0 && rate.is_finite() => Pacing::Open { rate },
         Some(rate) => return Err(format!("--rate {rate} must be positive")),
@@ -178,10 +210,17 @@ fn setup(cli: &Cli) -> Result<Setup, String> {
         "one" => Consistency::One,
         "quorum" => Consistency::Quorum,
         "all" => Consistency::All,
-        other => return Err(format!("--consistency {other:?}: default, one, quorum or all")),
+        other => {
+            return Err(format!(
+                "--consistency {other:?}: default, one, quorum or all"
+            ))
+        }
     };
     if !(0.0..=1.0).contains(&cli.error_threshold) {
-        return Err(format!("--error-threshold {} not in 0..=1", cli.error_threshold));
+        return Err(format!(
+            "--error-threshold {} not in 0..=1",
+            cli.error_threshold
+        ));
     }
     let cpus = match &cli.cpus {
         Some(text) => parse_cpus(text)?,
@@ -200,7 +239,10 @@ fn setup(cli: &Cli) -> Result<Setup, String> {
         consistency,
         seed: cli.seed,
     };
-    Ok(Setup { config, spec: Arc::new(spec) })
+    Ok(Setup {
+        config,
+        spec: Arc::new(spec),
+    })
 }
 
 fn progress_bar(cli: &Cli, config: &RunConfig, phase: &str) -> ProgressBar {
@@ -212,36 +254,58 @@ fn progress_bar(cli: &Cli, config: &RunConfig, phase: &str) -> ProgressBar {
         (_, Some(n)) if phase == "run" => (n, "req"),
         _ => (0, "req"),
     };
-    let bar = if len > 0 { ProgressBar::new(len) } else { ProgressBar::new_spinner() };
-    let template = format!("{phase:>4} {{elapsed_precise}} [{{bar:30.cyan/blue}}] {{pos}}/{{len}} {unit} {{msg}}");
+    let bar = if len > 0 {
+        ProgressBar::new(len)
+    } else {
+        ProgressBar::new_spinner()
+    };
+    let template = format!(
+        "{phase:>4} {{elapsed_precise}} [{{bar:30.cyan/blue}}] {{pos}}/{{len}} {unit} {{msg}}"
+    );
     if let Ok(style) = ProgressStyle::with_template(&template) {
         bar.set_style(style.progress_chars("=> "));
     }
     bar
 }
 
-fn run(cli: &Cli, setup: &Setup, phase: Phase, name: &str, inserted: &Arc<AtomicU64>) -> Result<PhaseResult, String> {
+fn run(
+    cli: &Cli,
+    setup: &Setup,
+    phase: Phase,
+    name: &str,
+    inserted: &Arc<AtomicU64>,
+) -> Result<PhaseResult, String> {
     let values = value_pool(setup.config.seed);
     let bar = progress_bar(cli, &setup.config, name);
     let by_time = setup.config.duration.is_some() && name == "run";
     let mut last = (Duration::ZERO, 0u64);
     let mut last_p99 = 0.0;
-    let result = run_phase(&setup.config, phase, &setup.spec, inserted, &values, |p, fresh| {
-        if let Some(i) = fresh.last() {
-            last_p99 = i.quantile_us(0.99);
-        }
-        if by_time {
-            bar.set_position(p.elapsed.as_millis() as u64);
-        } else {
-            bar.set_position(p.completed + p.errors);
-        }
-        let window = p.elapsed.saturating_sub(last.0);
-        if window >= Duration::from_millis(500) {
-            let rate = (p.completed - last.1) as f64 / window.as_secs_f64();
-            bar.set_message(format!("{rate:>10.0} ops/s  p99 {last_p99:.0} us  errors {}", p.errors));
-            last = (p.elapsed, p.completed);
-        }
-    });
+    let result = run_phase(
+        &setup.config,
+        phase,
+        &setup.spec,
+        inserted,
+        &values,
+        |p, fresh| {
+            if let Some(i) = fresh.last() {
+                last_p99 = i.quantile_us(0.99);
+            }
+            if by_time {
+                bar.set_position(p.elapsed.as_millis() as u64);
+            } else {
+                bar.set_position(p.completed + p.errors);
+            }
+            let window = p.elapsed.saturating_sub(last.0);
+            if window >= Duration::from_millis(500) {
+                let rate = (p.completed - last.1) as f64 / window.as_secs_f64();
+                bar.set_message(format!(
+                    "{rate:>10.0} ops/s  p99 {last_p99:.0} us  errors {}",
+                    p.errors
+                ));
+                last = (p.elapsed, p.completed);
+            }
+        },
+    );
     bar.finish_and_clear();
     result
 }
@@ -250,11 +314,16 @@ fn phase_report(name: &str, r: &PhaseResult) -> PhaseReport {
     PhaseReport {
         phase: name.to_string(),
         elapsed_s: r.elapsed.as_secs_f64(),
-        ops_per_s: (r.totals.requests() - r.totals.error_count()) as f64 / r.elapsed.as_secs_f64().max(1e-9),
+        ops_per_s: (r.totals.requests() - r.totals.error_count()) as f64
+            / r.elapsed.as_secs_f64().max(1e-9),
         requests: r.totals.requests() - r.totals.error_count(),
         errors: r.totals.error_count(),
         ops: r.totals.summaries(r.elapsed),
-        intervals: r.intervals.iter().map(IntervalPoint::from_interval).collect(),
+        intervals: r
+            .intervals
+            .iter()
+            .map(IntervalPoint::from_interval)
+            .collect(),
         first_error: r.first_error.clone(),
     }
 }
@@ -295,18 +364,39 @@ fn main() -> ExitCode {
             report.elapsed_s,
             report.ops_per_s,
             report.errors,
-            result.first_error.as_ref().map(|e| format!(" (first: {e})")).unwrap_or_default()
+            result
+                .first_error
+                .as_ref()
+                .map(|e| format!(" (first: {e})"))
+                .unwrap_or_default()
         ));
         table.push_str(&render_table(&report.ops));
         let requests = report.requests + report.errors;
-        if result.aborted || (requests > 0 && report.errors as f64 > cli.error_threshold * requests as f64) || requests == 0 {
+        if result.aborted
+            || (requests > 0 && report.errors as f64 > cli.error_threshold * requests as f64)
+            || requests == 0
+        {
             failed = true;
+            if let Some(e) = &result.first_error {
+                eprintln!("loadgen: {name} phase: first error: {e}");
+            }
         }
         if name == "run" {
-            let title = format!("{} {} P{}", setup.config.target.addr(), setup.spec.name, setup.config.pipeline);
+            let title = format!(
+                "{} {} P{}",
+                setup.config.target.addr(),
+                setup.spec.name,
+                setup.config.pipeline
+            );
             if let Some(path) = &cli.hdr_log {
                 let written = std::fs::File::create(path).and_then(|mut f| {
-                    write_hdr_log(&mut f, &title, &result.intervals, &result.totals, result.elapsed)?;
+                    write_hdr_log(
+                        &mut f,
+                        &title,
+                        &result.intervals,
+                        &result.totals,
+                        result.elapsed,
+                    )?;
                     f.flush()
                 });
                 if let Err(e) = written {
@@ -315,8 +405,22 @@ fn main() -> ExitCode {
                 }
             }
             if let Some(dir) = &cli.plot {
-                match ringkv_perf::plot::write_charts(dir, &title, &result.totals.per_op, &report.intervals) {
-                    Ok(paths) => paths.iter().for_each(|p| eprintln!("loadgen: wrote {}", p.display())),
+                let whole = result.elapsed.as_secs();
+                let points: Vec<IntervalPoint> = report
+                    .intervals
+                    .iter()
+                    .filter(|i| i.second < whole)
+                    .cloned()
+                    .collect();
+                let points = if points.is_empty() {
+                    report.intervals.clone()
+                } else {
+                    points
+                };
+                match ringkv_perf::plot::write_charts(dir, &title, &result.totals.per_op, &points) {
+                    Ok(paths) => paths
+                        .iter()
+                        .for_each(|p| eprintln!("loadgen: wrote {}", p.display())),
                     Err(e) => {
                         eprintln!("loadgen: --plot: {e}");
                         failed = true;
@@ -342,7 +446,10 @@ fn main() -> ExitCode {
         print!("{table}");
     }
     if failed {
-        eprintln!("loadgen: errors passed the threshold ({}) or nothing completed", cli.error_threshold);
+        eprintln!(
+            "loadgen: errors passed the threshold ({}) or nothing completed",
+            cli.error_threshold
+        );
         return ExitCode::from(2);
     }
     ExitCode::SUCCESS

@@ -23,13 +23,13 @@
 use clap::Parser;
 use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng};
-use ringkv_storage::engine::{Durability, Engine, Options};
 use ringkv_storage::cache::BlockCache;
+use ringkv_storage::engine::{Durability, Engine, Options};
 use ringkv_storage::sstable::{Table, TableOptions, TableWriter};
 use ringkv_storage::{Record, Version};
-use std::rc::Rc;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 #[global_allocator]
@@ -80,6 +80,10 @@ struct Args {
     /// cold cache. Prints no ratio line.
     #[arg(long)]
     table_only: bool,
+    /// Microseconds the executor spins waiting for I/O completions before it
+    /// parks (glommio `spin_before_park`; thread-per-core servers poll). 0 parks at once.
+    #[arg(long, default_value_t = 0)]
+    spin_us: u64,
     /// Seed of the key sequence.
     #[arg(long, default_value_t = 301)]
     seed: u64,
@@ -224,8 +228,9 @@ async fn run_ringkv(args: Args) -> Result<(Results, f64), BoxError> {
     let distinct: u64 = written.iter().map(|w| u64::from(w.count_ones())).sum();
     let bytes_per_key = stats.index_bloom_bytes as f64 / distinct.max(1) as f64;
     eprintln!(
-        "ringkv flush + compact: {:.1} s; tables per level {:?}, bytes per level {:?}, write amplification {:.2}, \
+        "ringkv fillrandom {:.1} s + flush and compact {:.1} s; tables per level {:?}, bytes per level {:?}, write amplification {:.2}, \
          index+bloom {} bytes for {distinct} distinct keys ({bytes_per_key:.2} bytes/key)",
+        args.num as f64 / fill.ops_per_sec,
         t.elapsed().as_secs_f64(),
         stats.tables_per_level,
         stats.bytes_per_level,
@@ -246,9 +251,12 @@ async fn run_ringkv(args: Args) -> Result<(Results, f64), BoxError> {
     let engine = Engine::open(&dir, options(&args, args.cold_cache_mb)).await?;
     let (cold, found, wrong3) =
         read_pass(&engine, &args, &written, args.cold_reads, args.seed + 3).await?;
+    let cache = engine.stats().block_cache;
     eprintln!(
-        "ringkv readrandom cold: {:.0} ops/s ({found} of {} found)",
-        cold.ops_per_sec, args.cold_reads
+        "ringkv readrandom cold: {:.0} ops/s ({found} of {} found), {:.2} block reads per get, cache {cache:?}",
+        cold.ops_per_sec,
+        args.cold_reads,
+        cache.misses as f64 / args.cold_reads.max(1) as f64
     );
     engine.close().await?;
     let wrong = wrong1 + wrong2 + wrong3;
@@ -386,6 +394,9 @@ fn run_rocksdb(args: &Args) -> Result<Results, BoxError> {
         .last()
         .copied()
         .ok_or("no readrandom result in db_bench output")?;
+    for line in fill_out.lines().filter(|l| l.starts_with("compact")) {
+        eprintln!("rocksdb {line}");
+    }
     for line in warm_out
         .lines()
         .chain(cold_out.lines())
@@ -421,7 +432,19 @@ async fn run_table_only(args: Args) -> Result<(), BoxError> {
     for n in 0..args.num {
         encode_key(n, args.key_size, &mut key);
         let value: Vec<u8> = (0..args.value_size).map(|_| rng.gen()).collect();
-        writer.add(&key, &Record::put(Version { hlc: n + 1, node: 1 }, value, 0)).await?;
+        writer
+            .add(
+                &key,
+                &Record::put(
+                    Version {
+                        hlc: n + 1,
+                        node: 1,
+                    },
+                    value,
+                    0,
+                ),
+            )
+            .await?;
     }
     let meta = writer.finish().await?;
     let secs = t.elapsed().as_secs_f64();
@@ -432,8 +455,15 @@ async fn run_table_only(args: Args) -> Result<(), BoxError> {
         meta.entry_count as f64 / secs,
         meta.size as f64 / secs / 1e6
     );
-    println!("{:<18} {:>12} {:>10} {:>10}", "table get", "ops/s", "p50_us", "p99_us");
-    for (name, cache_mb, reads) in [("warm_first", args.warm_cache_mb, args.reads), ("warm", args.warm_cache_mb, args.reads), ("cold", args.cold_cache_mb, args.cold_reads)] {
+    println!(
+        "{:<18} {:>12} {:>10} {:>10}",
+        "table get", "ops/s", "p50_us", "p99_us"
+    );
+    for (name, cache_mb, reads) in [
+        ("warm_first", args.warm_cache_mb, args.reads),
+        ("warm", args.warm_cache_mb, args.reads),
+        ("cold", args.cold_cache_mb, args.cold_reads),
+    ] {
         let cache = Rc::new(BlockCache::new(cache_mb << 20));
         let table = Table::open(&path, 1, 1, Rc::clone(&cache)).await?;
         if name == "warm" {
@@ -455,7 +485,13 @@ async fn run_table_only(args: Args) -> Result<(), BoxError> {
             }
         }
         let p = rec.finish();
-        println!("{name:<18} {:>12.0} {:>10.2} {:>10.2}   cache {:?}", p.ops_per_sec, p.p50_us, p.p99_us, cache.stats());
+        println!(
+            "{name:<18} {:>12.0} {:>10.2} {:>10.2}   cache {:?}",
+            p.ops_per_sec,
+            p.p50_us,
+            p.p99_us,
+            cache.stats()
+        );
         if name == "cold" {
             println!(
                 "index+bloom: {} bytes for {} keys = {:.2} bytes/key",
@@ -490,6 +526,7 @@ fn main() -> Result<(), BoxError> {
     let ringkv_args = args.clone();
     let (ours, bytes_per_key) = glommio::LocalExecutorBuilder::default()
         .name("storage-bench")
+        .spin_before_park(Duration::from_micros(args.spin_us))
         .make()?
         .run(run_ringkv(ringkv_args))?;
     let theirs = if !args.skip_rocksdb && db_bench_available(&args.db_bench) {

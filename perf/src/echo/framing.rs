@@ -12,7 +12,9 @@
 //! that can never be valid is an error and the server closes the connection. Sizes are bounded
 //! by `limits::RESP_*` and ringkv's frame maximum.
 
-use ringkv_net::client_frame::{decode_request, encode_response, Decoded, Request, Response, WireVersion, PROTOCOL_VERSION};
+use ringkv_net::client_frame::{
+    decode_request, encode_response, Decoded, Request, Response, WireVersion, PROTOCOL_VERSION,
+};
 use ringkv_net::limits::FRAME_SIZE_MAX_DEFAULT;
 
 use crate::limits::{RESP_ARRAY_LEN_MAX, RESP_LINE_SIZE_MAX, RESP_REPLY_SIZE_MAX};
@@ -44,7 +46,11 @@ impl Canned {
         let mut resp_get = format!("${value_size}\r\n").into_bytes();
         resp_get.extend_from_slice(&value);
         resp_get.extend_from_slice(b"\r\n");
-        Self { protocol, value, resp_get }
+        Self {
+            protocol,
+            value,
+            resp_get,
+        }
     }
 }
 
@@ -61,14 +67,26 @@ pub fn answer(canned: &Canned, input: &[u8], out: &mut Vec<u8>) -> Result<usize,
     }
 }
 
-fn answer_ringkv(canned: &Canned, port: u16, input: &[u8], out: &mut Vec<u8>) -> Result<usize, BadRequest> {
+fn answer_ringkv(
+    canned: &Canned,
+    port: u16,
+    input: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<usize, BadRequest> {
     let version = WireVersion { hlc: 1, node: 1 };
     let mut consumed = 0;
     while consumed < input.len() {
         match decode_request(&input[consumed..], FRAME_SIZE_MAX_DEFAULT) {
-            Ok(Decoded::Frame { frame: (header, request), len }) => {
+            Ok(Decoded::Frame {
+                frame: (header, request),
+                len,
+            }) => {
                 let response = match request {
-                    Request::Get { .. } => Response::Value { value: &canned.value, version, expires_at_ms: 0 },
+                    Request::Get { .. } => Response::Value {
+                        value: &canned.value,
+                        version,
+                        expires_at_ms: 0,
+                    },
                     Request::Hello => Response::Hello {
                         node_id: 0,
                         shard_count: 1,
@@ -82,7 +100,12 @@ fn answer_ringkv(canned: &Canned, port: u16, input: &[u8], out: &mut Vec<u8>) ->
                 consumed += len;
             }
             Ok(Decoded::Incomplete { .. }) => break,
-            Err(e) => return Err(BadRequest(format!("ringkv frame at byte {consumed}: {}", e.message))),
+            Err(e) => {
+                return Err(BadRequest(format!(
+                    "ringkv frame at byte {consumed}: {}",
+                    e.message
+                )))
+            }
         }
     }
     Ok(consumed)
@@ -90,7 +113,9 @@ fn answer_ringkv(canned: &Canned, port: u16, input: &[u8], out: &mut Vec<u8>) ->
 
 fn answer_resp(canned: &Canned, input: &[u8], out: &mut Vec<u8>) -> Result<usize, BadRequest> {
     let mut consumed = 0;
-    while let Some((len, is_get)) = resp_command(&input[consumed..]).map_err(|e| BadRequest(format!("RESP at byte {}: {e}", consumed)))? {
+    while let Some((len, is_get)) = resp_command(&input[consumed..])
+        .map_err(|e| BadRequest(format!("RESP at byte {}: {e}", consumed)))?
+    {
         out.extend_from_slice(if is_get { &canned.resp_get } else { b"+OK\r\n" });
         consumed += len;
     }
@@ -103,11 +128,18 @@ fn resp_command(buf: &[u8]) -> Result<Option<(usize, bool)>, String> {
         return Ok(None);
     }
     if buf[0] != b'*' {
-        return Err(format!("expected '*', got 0x{:02x} (inline commands are not supported)", buf[0]));
+        return Err(format!(
+            "expected '*', got 0x{:02x} (inline commands are not supported)",
+            buf[0]
+        ));
     }
-    let Some((argc, mut pos)) = number_line(buf, 1)? else { return Ok(None) };
+    let Some((argc, mut pos)) = number_line(buf, 1)? else {
+        return Ok(None);
+    };
     if !(1..=RESP_ARRAY_LEN_MAX).contains(&argc) {
-        return Err(format!("argument count {argc} not in 1..={RESP_ARRAY_LEN_MAX}"));
+        return Err(format!(
+            "argument count {argc} not in 1..={RESP_ARRAY_LEN_MAX}"
+        ));
     }
     let mut is_get = false;
     for arg in 0..argc {
@@ -116,9 +148,13 @@ fn resp_command(buf: &[u8]) -> Result<Option<(usize, bool)>, String> {
             Some(b'$') => {}
             Some(other) => return Err(format!("expected '$' at {pos}, got 0x{other:02x}")),
         }
-        let Some((len, body)) = number_line(buf, pos + 1)? else { return Ok(None) };
+        let Some((len, body)) = number_line(buf, pos + 1)? else {
+            return Ok(None);
+        };
         if !(0..=RESP_REPLY_SIZE_MAX as i64).contains(&len) {
-            return Err(format!("bulk length {len} not in 0..={RESP_REPLY_SIZE_MAX}"));
+            return Err(format!(
+                "bulk length {len} not in 0..={RESP_REPLY_SIZE_MAX}"
+            ));
         }
         let end = body + len as usize;
         if buf.len() < end + 2 {
@@ -143,15 +179,22 @@ fn number_line(buf: &[u8], from: usize) -> Result<Option<(i64, usize)>, String> 
     let rest = buf.get(from..).unwrap_or(&[]);
     let window = &rest[..rest.len().min(RESP_LINE_SIZE_MAX)];
     let Some(cr) = window.iter().position(|&b| b == b'\r') else {
-        return if window.len() >= 21 { Err(format!("number at {from} too long")) } else { Ok(None) };
+        return if window.len() >= 21 {
+            Err(format!("number at {from} too long"))
+        } else {
+            Ok(None)
+        };
     };
     match rest.get(cr + 1) {
         None => return Ok(None),
         Some(b'\n') => {}
         Some(_) => return Err(format!("CR without LF at {}", from + cr)),
     }
-    let text = std::str::from_utf8(&rest[..cr]).map_err(|_| format!("number at {from} is not ASCII"))?;
-    let n = text.parse::<i64>().map_err(|_| format!("not a number at {from}: {text:?}"))?;
+    let text =
+        std::str::from_utf8(&rest[..cr]).map_err(|_| format!("number at {from} is not ASCII"))?;
+    let n = text
+        .parse::<i64>()
+        .map_err(|_| format!("not a number at {from}: {text:?}"))?;
     Ok(Some((n, from + cr + 2)))
 }
 
@@ -171,7 +214,11 @@ mod tests {
         let mut want = canned.resp_get.clone();
         want.extend_from_slice(b"+OK\r\n");
         want.extend_from_slice(&canned.resp_get);
-        assert_eq!(canned.resp_get.len(), 108, "same size as Redis' answer for a 100-byte value");
+        assert_eq!(
+            canned.resp_get.len(),
+            108,
+            "same size as Redis' answer for a 100-byte value"
+        );
         for split in 0..=stream.len() {
             let mut pending = Vec::new();
             let mut out = Vec::new();
@@ -188,20 +235,43 @@ mod tests {
     #[test]
     fn resp_garbage_is_refused() {
         let canned = Canned::new(Protocol::Resp, 10);
-        for bad in [&b"PING\r\n"[..], b"*0\r\n", b"*1\r\n:1\r\n", b"*1\r\n$3\r\nGETX\r\n", b"*x\r\n", b"*1\r\n$-1\r\n", b"*1\r\n$3\rGET"] {
+        for bad in [
+            &b"PING\r\n"[..],
+            b"*0\r\n",
+            b"*1\r\n:1\r\n",
+            b"*1\r\n$3\r\nGETX\r\n",
+            b"*x\r\n",
+            b"*1\r\n$-1\r\n",
+            b"*1\r\n$3\rGET",
+        ] {
             assert!(answer(&canned, bad, &mut Vec::new()).is_err(), "{bad:?}");
         }
-        assert!(answer(&canned, &[b'*'; 40], &mut Vec::new()).is_err(), "an endless number line");
+        assert!(
+            answer(&canned, &[b'*'; 40], &mut Vec::new()).is_err(),
+            "an endless number line"
+        );
     }
 
     #[test]
     fn ringkv_requests_get_replies_with_their_own_ids() {
         let canned = Canned::new(Protocol::Ringkv { port: 7001 }, 100);
-        let header = |id| RequestHeader { id, consistency: Consistency::Default, session: WireVersion::ZERO };
+        let header = |id| RequestHeader {
+            id,
+            consistency: Consistency::Default,
+            session: WireVersion::ZERO,
+        };
         let mut stream = Vec::new();
         encode_request(&header(7), &Request::Hello, &mut stream);
         encode_request(&header(8), &Request::Get { key: b"k" }, &mut stream);
-        encode_request(&header(9), &Request::Put { key: b"k", value: b"v", ttl_ms: 0 }, &mut stream);
+        encode_request(
+            &header(9),
+            &Request::Put {
+                key: b"k",
+                value: b"v",
+                ttl_ms: 0,
+            },
+            &mut stream,
+        );
         let mut out = Vec::new();
         let n = answer(&canned, &stream[..stream.len() - 1], &mut out).expect("valid frames");
         assert!(n < stream.len() - 1, "the truncated last frame waits");
@@ -211,9 +281,19 @@ mod tests {
         let mut ids = Vec::new();
         while pos < out.len() {
             match decode_response(&out[pos..], FRAME_SIZE_MAX_DEFAULT).expect("our own frames") {
-                Decoded::Frame { frame: (id, response), len } => {
+                Decoded::Frame {
+                    frame: (id, response),
+                    len,
+                } => {
                     match (id, response) {
-                        (7, Response::Hello { base_port, shard_count, .. }) => assert_eq!((base_port, shard_count), (7000, 1)),
+                        (
+                            7,
+                            Response::Hello {
+                                base_port,
+                                shard_count,
+                                ..
+                            },
+                        ) => assert_eq!((base_port, shard_count), (7000, 1)),
                         (8, Response::Value { value, .. }) => assert_eq!(value.len(), 100),
                         (9, Response::Written { .. }) => {}
                         other => panic!("unexpected {other:?}"),

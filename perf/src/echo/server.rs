@@ -78,7 +78,10 @@ impl BufRing {
         };
         // SAFETY: `entries` is a live mapping of BUF_COUNT entries that outlives the ring's use
         // (unregistered implicitly when the ring is dropped, which happens before `this`).
-        unsafe { ring.submitter().register_buf_ring_with_flags(ptr as u64, BUF_COUNT, BUF_GROUP, 0)? };
+        unsafe {
+            ring.submitter()
+                .register_buf_ring_with_flags(ptr as u64, BUF_COUNT, BUF_GROUP, 0)?
+        };
         for bid in 0..BUF_COUNT {
             this.recycle(bid);
         }
@@ -108,7 +111,9 @@ impl BufRing {
         // SAFETY: the tail field lives in entry 0 of the mapping; AtomicU16 has u16's layout;
         // release ordering publishes the entry written above.
         unsafe {
-            let tail = BufRingEntry::tail(self.entries).cast_mut().cast::<AtomicU16>();
+            let tail = BufRingEntry::tail(self.entries)
+                .cast_mut()
+                .cast::<AtomicU16>();
             (*tail).store(self.tail, Ordering::Release);
         }
     }
@@ -160,13 +165,21 @@ impl Server {
     }
 
     fn arm_accept(&mut self) -> io::Result<()> {
-        self.push(opcode::AcceptMulti::new(Fd(self.listener_fd)).build().user_data(OP_ACCEPT))
+        self.push(
+            opcode::AcceptMulti::new(Fd(self.listener_fd))
+                .build()
+                .user_data(OP_ACCEPT),
+        )
     }
 
     fn arm_recv(&mut self, slot: usize) -> io::Result<()> {
-        let Some(conn) = self.conns[slot].as_mut() else { return Ok(()) };
+        let Some(conn) = self.conns[slot].as_mut() else {
+            return Ok(());
+        };
         conn.recv_active = true;
-        let entry = opcode::RecvMulti::new(Fd(conn.fd), BUF_GROUP).build().user_data(user_data(conn.generation, slot, OP_RECV));
+        let entry = opcode::RecvMulti::new(Fd(conn.fd), BUF_GROUP)
+            .build()
+            .user_data(user_data(conn.generation, slot, OP_RECV));
         self.push(entry)
     }
 
@@ -176,7 +189,13 @@ impl Server {
             let one: libc::c_int = 1;
             // SAFETY: fd is a socket we own; the option value is a c_int of the given size.
             unsafe {
-                libc::setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, (&one as *const libc::c_int).cast(), 4);
+                libc::setsockopt(
+                    fd,
+                    libc::IPPROTO_TCP,
+                    libc::TCP_NODELAY,
+                    (&one as *const libc::c_int).cast(),
+                    4,
+                );
             }
             let slot = match self.free.pop() {
                 Some(s) => s,
@@ -187,7 +206,11 @@ impl Server {
                 None => {
                     // SAFETY: closing the fd we were just given.
                     unsafe { libc::close(fd) };
-                    return if cqueue::more(flags) { Ok(()) } else { self.arm_accept() };
+                    return if cqueue::more(flags) {
+                        Ok(())
+                    } else {
+                        self.arm_accept()
+                    };
                 }
             };
             self.generation = self.generation.wrapping_add(1);
@@ -228,7 +251,8 @@ impl Server {
             if let Some(bid) = bid {
                 let data = bufs.buffer(bid, result as usize);
                 let outcome = if conn.pending.is_empty() {
-                    answer(canned, data, &mut conn.out).map(|n| conn.pending.extend_from_slice(&data[n..]))
+                    answer(canned, data, &mut conn.out)
+                        .map(|n| conn.pending.extend_from_slice(&data[n..]))
                 } else {
                     conn.pending.extend_from_slice(data);
                     answer(canned, &conn.pending, &mut conn.out).map(|n| {
@@ -262,7 +286,9 @@ impl Server {
     }
 
     fn on_send(&mut self, ud: u64, result: i32) -> io::Result<()> {
-        let Some((slot, conn)) = self.conn_for(ud) else { return Ok(()) };
+        let Some((slot, conn)) = self.conn_for(ud) else {
+            return Ok(());
+        };
         conn.send_in_flight = false;
         if result < 0 {
             start_close(conn);
@@ -283,7 +309,9 @@ impl Server {
         dirty.sort_unstable();
         dirty.dedup();
         for &slot in &dirty {
-            let Some(conn) = self.conns[slot].as_mut() else { continue };
+            let Some(conn) = self.conns[slot].as_mut() else {
+                continue;
+            };
             if conn.send_in_flight {
                 continue;
             }
@@ -333,7 +361,10 @@ fn start_close(conn: &mut Conn) {
 
 /// Serves `listener` until `stop` is set (checked at least every 100 ms).
 pub fn serve(listener: TcpListener, canned: Canned, stop: Arc<AtomicBool>) -> io::Result<()> {
-    let ring = IoUring::builder().setup_single_issuer().setup_coop_taskrun().build(RING_ENTRIES)?;
+    let ring = IoUring::builder()
+        .setup_single_issuer()
+        .setup_coop_taskrun()
+        .build(RING_ENTRIES)?;
     let mut bufs = BufRing::new(&ring)?;
     let mut server = Server {
         ring,
@@ -351,12 +382,19 @@ pub fn serve(listener: TcpListener, canned: Canned, stop: Arc<AtomicBool>) -> io
         let args = SubmitArgs::new().timespec(&timeout);
         match server.ring.submitter().submit_with_args(1, &args) {
             Ok(_) => {}
-            Err(e) if e.raw_os_error() == Some(libc::ETIME) || e.raw_os_error() == Some(libc::EINTR) => {}
+            Err(e)
+                if e.raw_os_error() == Some(libc::ETIME)
+                    || e.raw_os_error() == Some(libc::EINTR) => {}
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
             Err(e) => return Err(e),
         }
         completions.clear();
-        completions.extend(server.ring.completion().map(|c| (c.user_data(), c.result(), c.flags())));
+        completions.extend(
+            server
+                .ring
+                .completion()
+                .map(|c| (c.user_data(), c.result(), c.flags())),
+        );
         for &(ud, result, flags) in &completions {
             match ud & 0xff {
                 OP_ACCEPT => server.on_accept(result, flags)?,
@@ -399,13 +437,18 @@ mod tests {
             encode_command(&[b"SET", b"key:000000000001", &[b'x'; 100]], &mut request);
         }
         let want_len = 50 * (108 + 5);
-        let mut clients: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(addr).expect("connect")).collect();
+        let mut clients: Vec<TcpStream> = (0..8)
+            .map(|_| TcpStream::connect(addr).expect("connect"))
+            .collect();
         for round in 0..3 {
             for c in &mut clients {
-                c.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+                c.set_read_timeout(Some(Duration::from_secs(5)))
+                    .expect("timeout");
                 // Split the batch mid-request to exercise partial frames.
-                c.write_all(&request[..request.len() / 2 + 3]).expect("write");
-                c.write_all(&request[request.len() / 2 + 3..]).expect("write");
+                c.write_all(&request[..request.len() / 2 + 3])
+                    .expect("write");
+                c.write_all(&request[request.len() / 2 + 3..])
+                    .expect("write");
             }
             for c in &mut clients {
                 let mut got = vec![0u8; want_len];
@@ -415,11 +458,19 @@ mod tests {
             }
         }
         let mut bad = TcpStream::connect(addr).expect("connect");
-        bad.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        bad.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
         bad.write_all(b"!!garbage\r\n").expect("write");
         let mut buf = [0u8; 16];
-        assert_eq!(bad.read(&mut buf).expect("closed cleanly"), 0, "garbage closes the connection");
+        assert_eq!(
+            bad.read(&mut buf).expect("closed cleanly"),
+            0,
+            "garbage closes the connection"
+        );
         stop.store(true, Ordering::Relaxed);
-        server.join().expect("server thread").expect("server ran without error");
+        server
+            .join()
+            .expect("server thread")
+            .expect("server ran without error");
     }
 }

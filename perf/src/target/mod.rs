@@ -78,16 +78,24 @@ pub enum TargetAddr {
 impl TargetAddr {
     /// Parses a target URL; the port is required.
     pub fn parse(url: &str) -> Result<Self, String> {
-        let (scheme, rest) = url.split_once("://").ok_or_else(|| format!("target {url:?}: expected SCHEME://HOST:PORT"))?;
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| format!("target {url:?}: expected SCHEME://HOST:PORT"))?;
         let rest = rest.trim_end_matches('/');
-        let port_ok = rest.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+        let port_ok = rest
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
         if !port_ok {
-            return Err(format!("target {url:?}: expected HOST:PORT after {scheme}://"));
+            return Err(format!(
+                "target {url:?}: expected HOST:PORT after {scheme}://"
+            ));
         }
         match scheme {
             "redis" | "resp" => Ok(TargetAddr::Redis(rest.to_string())),
             "ringkv" => Ok(TargetAddr::Ringkv(rest.to_string())),
-            other => Err(format!("target {url:?}: unknown scheme {other:?} (redis, ringkv)")),
+            other => Err(format!(
+                "target {url:?}: unknown scheme {other:?} (redis, ringkv)"
+            )),
         }
     }
 
@@ -105,9 +113,21 @@ mod tests {
 
     #[test]
     fn target_urls_parse_and_bad_ones_are_refused() {
-        assert_eq!(TargetAddr::parse("redis://127.0.0.1:6379"), Ok(TargetAddr::Redis("127.0.0.1:6379".into())));
-        assert_eq!(TargetAddr::parse("ringkv://localhost:7000/"), Ok(TargetAddr::Ringkv("localhost:7000".into())));
-        for bad in ["127.0.0.1:6379", "redis://127.0.0.1", "redis://:1", "http://a:1", "redis://a:99999"] {
+        assert_eq!(
+            TargetAddr::parse("redis://127.0.0.1:6379"),
+            Ok(TargetAddr::Redis("127.0.0.1:6379".into()))
+        );
+        assert_eq!(
+            TargetAddr::parse("ringkv://localhost:7000/"),
+            Ok(TargetAddr::Ringkv("localhost:7000".into()))
+        );
+        for bad in [
+            "127.0.0.1:6379",
+            "redis://127.0.0.1",
+            "redis://:1",
+            "http://a:1",
+            "redis://a:99999",
+        ] {
             assert!(TargetAddr::parse(bad).is_err(), "{bad}");
         }
     }

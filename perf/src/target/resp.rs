@@ -31,7 +31,14 @@ pub struct RespConnection<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> RespConnection<S> {
     /// Wraps a connected stream.
     pub fn new(stream: S) -> Self {
-        Self { stream, send: Vec::with_capacity(16 << 10), recv: vec![0; READ_CHUNK], start: 0, end: 0, ids: VecDeque::new() }
+        Self {
+            stream,
+            send: Vec::with_capacity(16 << 10),
+            recv: vec![0; READ_CHUNK],
+            start: 0,
+            end: 0,
+            ids: VecDeque::new(),
+        }
     }
 
     /// Encodes `req` into the send buffer; its answer will carry `id`.
@@ -67,11 +74,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RespConnection<S> {
             let needed = match decode_reply(&self.recv[self.start..self.end]) {
                 Ok(Decoded::Frame { frame, len }) => {
                     let answer = match frame {
-                        Reply::Error(message) => Answer::Refused(String::from_utf8_lossy(message).into_owned()),
-                        Reply::Bulk(None) | Reply::Null | Reply::Array(None) => Answer::Miss,
-                        Reply::Simple(_) | Reply::Integer(_) | Reply::Bulk(Some(_)) | Reply::Array(Some(_)) => {
-                            Answer::Done
+                        Reply::Error(message) => {
+                            Answer::Refused(String::from_utf8_lossy(message).into_owned())
                         }
+                        Reply::Bulk(None) | Reply::Null | Reply::Array(None) => Answer::Miss,
+                        Reply::Simple(_)
+                        | Reply::Integer(_)
+                        | Reply::Bulk(Some(_))
+                        | Reply::Array(Some(_)) => Answer::Done,
                     };
                     self.start += len;
                     let id = self.ids.pop_front().ok_or_else(|| {
@@ -99,7 +109,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RespConnection<S> {
             self.start = 0;
             if self.recv.len() < want {
                 if want > RESP_REPLY_SIZE_MAX + READ_CHUNK {
-                    return Err(ConnError::Protocol(format!("reply larger than {RESP_REPLY_SIZE_MAX} bytes")));
+                    return Err(ConnError::Protocol(format!(
+                        "reply larger than {RESP_REPLY_SIZE_MAX} bytes"
+                    )));
                 }
                 self.recv.resize(want, 0);
             }
@@ -132,7 +144,11 @@ mod tests {
     }
 
     impl AsyncRead for Canned {
-        fn poll_read(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
             let n = buf.len().min(self.chunk).min(self.data.len() - self.pos);
             let pos = self.pos;
             buf[..n].copy_from_slice(&self.data[pos..pos + n]);
@@ -142,7 +158,11 @@ mod tests {
     }
 
     impl AsyncWrite for Canned {
-        fn poll_write(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
             self.written.extend_from_slice(buf);
             Poll::Ready(Ok(buf.len()))
         }
@@ -162,10 +182,17 @@ mod tests {
         replies.extend_from_slice(&big);
         replies.extend_from_slice(b"\r\n");
         for chunk in [1, 3, 7, 4096, 1 << 20] {
-            let stream = Canned { data: replies.clone(), pos: 0, chunk, written: Vec::new() };
+            let stream = Canned {
+                data: replies.clone(),
+                pos: 0,
+                chunk,
+                written: Vec::new(),
+            };
             let mut conn = RespConnection::new(stream);
-            conn.queue(10, Req::Set(b"k", b"v")).expect("set is supported");
-            conn.queue(11, Req::Get(b"absent")).expect("get is supported");
+            conn.queue(10, Req::Set(b"k", b"v"))
+                .expect("set is supported");
+            conn.queue(11, Req::Get(b"absent"))
+                .expect("get is supported");
             conn.queue(12, Req::Get(b"k")).expect("get is supported");
             conn.queue(13, Req::Get(b"big")).expect("get is supported");
             assert!(conn.queue(14, Req::Scan(b"k", 10)).is_err());
@@ -177,10 +204,18 @@ mod tests {
                 }
                 assert_eq!(
                     got,
-                    [(10, Answer::Done), (11, Answer::Miss), (12, Answer::Refused("ERR nope".into())), (13, Answer::Done)],
+                    [
+                        (10, Answer::Done),
+                        (11, Answer::Miss),
+                        (12, Answer::Refused("ERR nope".into())),
+                        (13, Answer::Done)
+                    ],
                     "chunk {chunk}"
                 );
-                assert!(matches!(conn.recv().await, Err(ConnError::Io(_))), "end of stream is an error");
+                assert!(
+                    matches!(conn.recv().await, Err(ConnError::Io(_))),
+                    "end of stream is an error"
+                );
             });
             assert!(conn.stream.written.starts_with(b"*3\r\n$3\r\nSET\r\n"));
         }
@@ -188,12 +223,28 @@ mod tests {
 
     #[test]
     fn a_reply_nobody_asked_for_or_garbage_breaks_the_connection() {
-        let stream = Canned { data: b"+OK\r\n".to_vec(), pos: 0, chunk: 64, written: Vec::new() };
+        let stream = Canned {
+            data: b"+OK\r\n".to_vec(),
+            pos: 0,
+            chunk: 64,
+            written: Vec::new(),
+        };
         let mut conn = RespConnection::new(stream);
-        assert!(matches!(futures_lite::future::block_on(conn.recv()), Err(ConnError::Protocol(_))));
-        let stream = Canned { data: b"!garbage\r\n".to_vec(), pos: 0, chunk: 64, written: Vec::new() };
+        assert!(matches!(
+            futures_lite::future::block_on(conn.recv()),
+            Err(ConnError::Protocol(_))
+        ));
+        let stream = Canned {
+            data: b"!garbage\r\n".to_vec(),
+            pos: 0,
+            chunk: 64,
+            written: Vec::new(),
+        };
         let mut conn = RespConnection::new(stream);
         conn.queue(1, Req::Get(b"k")).expect("get is supported");
-        assert!(matches!(futures_lite::future::block_on(conn.recv()), Err(ConnError::Protocol(_))));
+        assert!(matches!(
+            futures_lite::future::block_on(conn.recv()),
+            Err(ConnError::Protocol(_))
+        ));
     }
 }

@@ -47,7 +47,11 @@ fn client_error(e: ClientError) -> ConnError {
 impl<S: AsyncRead + AsyncWrite + Unpin> RingkvConnection<S> {
     /// Connects to the node at `addr` (`host:port`) with `connect`, learns its shards with
     /// HELLO, and opens one connection per shard.
-    pub async fn connect<F, Fut>(addr: &str, consistency: Consistency, mut connect: F) -> Result<Self, ConnError>
+    pub async fn connect<F, Fut>(
+        addr: &str,
+        consistency: Consistency,
+        mut connect: F,
+    ) -> Result<Self, ConnError>
     where
         F: FnMut(String) -> Fut,
         Fut: Future<Output = io::Result<S>>,
@@ -56,14 +60,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RingkvConnection<S> {
             .rsplit_once(':')
             .map(|(h, _)| h)
             .ok_or_else(|| ConnError::Protocol(format!("address {addr:?} has no port")))?;
-        let mut hello = AsyncConnection::new(connect(addr.to_string()).await?, FRAME_SIZE_MAX_DEFAULT);
-        let header = RequestHeader { id: 1, consistency, session: WireVersion::ZERO };
+        let mut hello =
+            AsyncConnection::new(connect(addr.to_string()).await?, FRAME_SIZE_MAX_DEFAULT);
+        let header = RequestHeader {
+            id: 1,
+            consistency,
+            session: WireVersion::ZERO,
+        };
         hello.queue(&header, &Request::Hello);
         hello.flush().await?;
         let (shard_count, base_port) = match hello.recv_ref().await.map_err(client_error)? {
-            (1, Response::Hello { shard_count, base_port, .. }) if shard_count >= 1 => (shard_count, base_port),
+            (
+                1,
+                Response::Hello {
+                    shard_count,
+                    base_port,
+                    ..
+                },
+            ) if shard_count >= 1 => (shard_count, base_port),
             (id, other) => {
-                return Err(ConnError::Protocol(format!("HELLO (id 1) answered with id {id}: {other:?}")));
+                return Err(ConnError::Protocol(format!(
+                    "HELLO (id 1) answered with id {id}: {other:?}"
+                )));
             }
         };
         let mut shards = Vec::with_capacity(shard_count as usize);
@@ -72,7 +90,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RingkvConnection<S> {
             let stream = connect(format!("{host}:{port}")).await?;
             shards.push(AsyncConnection::new(stream, FRAME_SIZE_MAX_DEFAULT));
         }
-        Ok(Self { shards, order: VecDeque::new(), session: WireVersion::ZERO, consistency })
+        Ok(Self {
+            shards,
+            order: VecDeque::new(),
+            session: WireVersion::ZERO,
+            consistency,
+        })
     }
 
     /// Shards of the node (one socket each).
@@ -86,16 +109,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RingkvConnection<S> {
             Req::Get(key) | Req::Set(key, _) | Req::Scan(key, _) => key,
         };
         let shard = routing::shard_for(routing::token(key), self.shards.len() as u32);
-        let header = RequestHeader { id, consistency: self.consistency, session: self.session };
+        let header = RequestHeader {
+            id,
+            consistency: self.consistency,
+            session: self.session,
+        };
         let request = match req {
             Req::Get(key) => Request::Get { key },
-            Req::Set(key, value) => Request::Put { key, value, ttl_ms: 0 },
-            Req::Scan(start, limit) => Request::Scan { start, end: b"", prefix: false, limit, after: b"" },
+            Req::Set(key, value) => Request::Put {
+                key,
+                value,
+                ttl_ms: 0,
+            },
+            Req::Scan(start, limit) => Request::Scan {
+                start,
+                end: b"",
+                prefix: false,
+                limit,
+                after: b"",
+            },
         };
-        let conn = self
-            .shards
-            .get_mut(shard as usize)
-            .ok_or_else(|| ConnError::Protocol(format!("routing chose shard {shard} of {}", self.order.len())))?;
+        let conn = self.shards.get_mut(shard as usize).ok_or_else(|| {
+            ConnError::Protocol(format!(
+                "routing chose shard {shard} of {}",
+                self.order.len()
+            ))
+        })?;
         conn.queue(&header, &request);
         self.order.push_back(shard);
         Ok(())
@@ -118,17 +157,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RingkvConnection<S> {
 
     /// The next answer and the id of the request it answers.
     pub async fn recv(&mut self) -> Result<(u64, Answer), ConnError> {
-        let shard = self.order.pop_front().ok_or_else(|| ConnError::Protocol("recv with nothing in flight".into()))?;
+        let shard = self
+            .order
+            .pop_front()
+            .ok_or_else(|| ConnError::Protocol("recv with nothing in flight".into()))?;
         let conn = &mut self.shards[shard as usize];
         let (id, response) = conn.recv_ref().await.map_err(client_error)?;
         let (answer, version) = match response {
-            Response::Value { version, .. } | Response::Written { version } | Response::Integer { version, .. } => {
-                (Answer::Done, Some(version))
-            }
+            Response::Value { version, .. }
+            | Response::Written { version }
+            | Response::Integer { version, .. } => (Answer::Done, Some(version)),
             Response::NotFound => (Answer::Miss, None),
-            Response::Error { status, message } => {
-                (Answer::Refused(format!("{status}: {}", String::from_utf8_lossy(message))), None)
-            }
+            Response::Error { status, message } => (
+                Answer::Refused(format!("{status}: {}", String::from_utf8_lossy(message))),
+                None,
+            ),
             _ => (Answer::Done, None),
         };
         if let Some(v) = version {

@@ -29,7 +29,9 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::limits::{KEYSPACE_MAX, KEY_DIGITS, KEY_SIZE_MAX, SCAN_LENGTH_MAX, VALUE_POOL_SIZE, VALUE_SIZE_MAX};
+use crate::limits::{
+    KEYSPACE_MAX, KEY_DIGITS, KEY_SIZE_MAX, SCAN_LENGTH_MAX, VALUE_POOL_SIZE, VALUE_SIZE_MAX,
+};
 pub use zipf::Zipfian;
 
 /// One kind of operation; the histograms are kept per kind.
@@ -53,8 +55,13 @@ pub const OP_KINDS: usize = 5;
 
 impl OpKind {
     /// Every kind, in index order.
-    pub const ALL: [OpKind; OP_KINDS] =
-        [OpKind::Read, OpKind::Update, OpKind::Insert, OpKind::Scan, OpKind::ReadModifyWrite];
+    pub const ALL: [OpKind; OP_KINDS] = [
+        OpKind::Read,
+        OpKind::Update,
+        OpKind::Insert,
+        OpKind::Scan,
+        OpKind::ReadModifyWrite,
+    ];
 
     /// Short name used in tables, JSON and HDR log tags.
     pub fn name(self) -> &'static str {
@@ -90,12 +97,18 @@ pub struct Mix {
 
 impl Mix {
     fn total(&self) -> u64 {
-        [self.read, self.update, self.insert, self.scan, self.rmw].iter().map(|&w| u64::from(w)).sum()
+        [self.read, self.update, self.insert, self.scan, self.rmw]
+            .iter()
+            .map(|&w| u64::from(w))
+            .sum()
     }
 
     /// The kind for a draw `x` in `0..total()`.
     fn pick(&self, mut x: u64) -> OpKind {
-        for (weight, kind) in [self.read, self.update, self.insert, self.scan, self.rmw].iter().zip(OpKind::ALL) {
+        for (weight, kind) in [self.read, self.update, self.insert, self.scan, self.rmw]
+            .iter()
+            .zip(OpKind::ALL)
+        {
             if x < u64::from(*weight) {
                 return kind;
             }
@@ -145,9 +158,16 @@ pub enum ValueSize {
 impl ValueSize {
     /// Parses `100` or `64-1024`.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let parse = |s: &str| s.trim().parse::<usize>().map_err(|e| format!("value size {s:?}: {e}"));
+        let parse = |s: &str| {
+            s.trim()
+                .parse::<usize>()
+                .map_err(|e| format!("value size {s:?}: {e}"))
+        };
         let size = match text.split_once('-') {
-            Some((a, b)) => ValueSize::Range { min: parse(a)?, max: parse(b)? },
+            Some((a, b)) => ValueSize::Range {
+                min: parse(a)?,
+                max: parse(b)?,
+            },
             None => ValueSize::Fixed { size: parse(text)? },
         };
         let (min, max) = match size {
@@ -155,7 +175,9 @@ impl ValueSize {
             ValueSize::Range { min, max } => (min, max),
         };
         if min > max || max > VALUE_SIZE_MAX {
-            return Err(format!("value size {text:?}: need min <= max <= {VALUE_SIZE_MAX}"));
+            return Err(format!(
+                "value size {text:?}: need min <= max <= {VALUE_SIZE_MAX}"
+            ));
         }
         Ok(size)
     }
@@ -192,16 +214,80 @@ impl WorkloadSpec {
         let lower = name.to_ascii_lowercase();
         let letter = lower.strip_prefix("ycsb-").unwrap_or(&lower);
         let (mix, default_distribution) = match letter {
-            "get" => (Mix { read: 1, ..Mix::default() }, KeyDistribution::Uniform),
-            "set" => (Mix { update: 1, ..Mix::default() }, KeyDistribution::Uniform),
-            "mixed" => (Mix { read: ratio.0, update: ratio.1, ..Mix::default() }, KeyDistribution::Uniform),
-            "a" => (Mix { read: 50, update: 50, ..Mix::default() }, zipf),
-            "b" => (Mix { read: 95, update: 5, ..Mix::default() }, zipf),
-            "c" => (Mix { read: 100, ..Mix::default() }, zipf),
-            "d" => (Mix { read: 95, insert: 5, ..Mix::default() }, KeyDistribution::Latest { theta: 0.99 }),
-            "e" => (Mix { scan: 95, insert: 5, ..Mix::default() }, zipf),
-            "f" => (Mix { read: 50, rmw: 50, ..Mix::default() }, zipf),
-            _ => return Err(format!("unknown workload {name:?} (get, set, mixed, ycsb-a .. ycsb-f)")),
+            "get" => (
+                Mix {
+                    read: 1,
+                    ..Mix::default()
+                },
+                KeyDistribution::Uniform,
+            ),
+            "set" => (
+                Mix {
+                    update: 1,
+                    ..Mix::default()
+                },
+                KeyDistribution::Uniform,
+            ),
+            "mixed" => (
+                Mix {
+                    read: ratio.0,
+                    update: ratio.1,
+                    ..Mix::default()
+                },
+                KeyDistribution::Uniform,
+            ),
+            "a" => (
+                Mix {
+                    read: 50,
+                    update: 50,
+                    ..Mix::default()
+                },
+                zipf,
+            ),
+            "b" => (
+                Mix {
+                    read: 95,
+                    update: 5,
+                    ..Mix::default()
+                },
+                zipf,
+            ),
+            "c" => (
+                Mix {
+                    read: 100,
+                    ..Mix::default()
+                },
+                zipf,
+            ),
+            "d" => (
+                Mix {
+                    read: 95,
+                    insert: 5,
+                    ..Mix::default()
+                },
+                KeyDistribution::Latest { theta: 0.99 },
+            ),
+            "e" => (
+                Mix {
+                    scan: 95,
+                    insert: 5,
+                    ..Mix::default()
+                },
+                zipf,
+            ),
+            "f" => (
+                Mix {
+                    read: 50,
+                    rmw: 50,
+                    ..Mix::default()
+                },
+                zipf,
+            ),
+            _ => {
+                return Err(format!(
+                    "unknown workload {name:?} (get, set, mixed, ycsb-a .. ycsb-f)"
+                ))
+            }
         };
         let spec = Self {
             name: name.to_string(),
@@ -221,10 +307,16 @@ impl WorkloadSpec {
             return Err("workload mix has no operations".into());
         }
         if self.keyspace < 2 || self.keyspace > KEYSPACE_MAX / 2 {
-            return Err(format!("keyspace {} not in 2..={}", self.keyspace, KEYSPACE_MAX / 2));
+            return Err(format!(
+                "keyspace {} not in 2..={}",
+                self.keyspace,
+                KEYSPACE_MAX / 2
+            ));
         }
         match self.distribution {
-            KeyDistribution::Zipfian { theta } | KeyDistribution::Latest { theta } if !(theta > 0.0 && theta < 1.0) => {
+            KeyDistribution::Zipfian { theta } | KeyDistribution::Latest { theta }
+                if !(theta > 0.0 && theta < 1.0) =>
+            {
                 Err(format!("zipfian theta {theta} not in (0, 1)"))
             }
             _ => Ok(()),
@@ -265,7 +357,9 @@ pub fn render_key(index: u64, buf: &mut [u8; KEY_SIZE_MAX]) -> &[u8] {
 pub fn value_pool(seed: u64) -> Arc<[u8]> {
     let mut rng = SmallRng::seed_from_u64(seed);
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    (0..VALUE_POOL_SIZE).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())]).collect()
+    (0..VALUE_POOL_SIZE)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())])
+        .collect()
 }
 
 /// Draws operations for one connection. Cheap to create; the zipfian table is shared.
@@ -291,25 +385,48 @@ impl Generator {
     }
 
     /// A generator; `spec` must have passed [`WorkloadSpec::validate`].
-    pub fn new(spec: Arc<WorkloadSpec>, zipf: Option<Arc<Zipfian>>, inserted: Arc<AtomicU64>, seed: u64) -> Self {
+    pub fn new(
+        spec: Arc<WorkloadSpec>,
+        zipf: Option<Arc<Zipfian>>,
+        inserted: Arc<AtomicU64>,
+        seed: u64,
+    ) -> Self {
         let mix_total = spec.mix.total();
         assert!(mix_total > 0, "workload spec was not validated");
-        Self { spec, zipf, inserted, rng: SmallRng::seed_from_u64(seed), mix_total }
+        Self {
+            spec,
+            zipf,
+            inserted,
+            rng: SmallRng::seed_from_u64(seed),
+            mix_total,
+        }
     }
 
     /// The next operation.
     pub fn next_op(&mut self) -> Op {
         let kind = self.spec.mix.pick(self.rng.gen_range(0..self.mix_total));
         let key = match kind {
-            OpKind::Insert => self.inserted.fetch_add(1, Ordering::Relaxed).min(KEYSPACE_MAX - 1),
+            OpKind::Insert => self
+                .inserted
+                .fetch_add(1, Ordering::Relaxed)
+                .min(KEYSPACE_MAX - 1),
             _ => self.existing_key(),
         };
         let value = match kind {
             OpKind::Update | OpKind::Insert | OpKind::ReadModifyWrite => self.value_slice(),
             OpKind::Read | OpKind::Scan => (0, 0),
         };
-        let scan_len = if kind == OpKind::Scan { self.rng.gen_range(1..=self.spec.scan_length_max) } else { 0 };
-        Op { kind, key, value, scan_len }
+        let scan_len = if kind == OpKind::Scan {
+            self.rng.gen_range(1..=self.spec.scan_length_max)
+        } else {
+            0
+        };
+        Op {
+            kind,
+            key,
+            value,
+            scan_len,
+        }
     }
 
     fn existing_key(&mut self) -> u64 {
@@ -319,7 +436,9 @@ impl Generator {
                 let rank = z.next(&mut self.rng);
                 xxhash_rust::xxh3::xxh3_64(&rank.to_le_bytes()) % self.spec.keyspace
             }
-            (KeyDistribution::Latest { .. }, Some(z)) => count - 1 - z.next(&mut self.rng).min(count - 1),
+            (KeyDistribution::Latest { .. }, Some(z)) => {
+                count - 1 - z.next(&mut self.rng).min(count - 1)
+            }
             _ => self.rng.gen_range(0..count),
         }
     }
@@ -345,8 +464,9 @@ mod tests {
     use super::*;
 
     fn generator(name: &str, keyspace: u64) -> (Generator, Arc<AtomicU64>) {
-        let spec = WorkloadSpec::named(name, (1, 1), None, keyspace, ValueSize::Fixed { size: 100 })
-            .expect("valid workload");
+        let spec =
+            WorkloadSpec::named(name, (1, 1), None, keyspace, ValueSize::Fixed { size: 100 })
+                .expect("valid workload");
         let spec = Arc::new(spec);
         let inserted = Arc::new(AtomicU64::new(keyspace));
         let zipf = Generator::zipfian_for(&spec);
@@ -385,11 +505,21 @@ mod tests {
         let v = ValueSize::Fixed { size: 10 };
         assert!(WorkloadSpec::named("ycsb-g", (1, 1), None, 100, v).is_err());
         assert!(WorkloadSpec::named("mixed", (0, 0), None, 100, v).is_err());
-        assert!(WorkloadSpec::named("a", (1, 1), Some(KeyDistribution::Zipfian { theta: 1.5 }), 100, v).is_err());
+        assert!(WorkloadSpec::named(
+            "a",
+            (1, 1),
+            Some(KeyDistribution::Zipfian { theta: 1.5 }),
+            100,
+            v
+        )
+        .is_err());
         assert!(WorkloadSpec::named("get", (1, 1), None, 1, v).is_err());
         assert!(ValueSize::parse("10-5").is_err());
         assert!(ValueSize::parse("2000000").is_err());
-        assert_eq!(ValueSize::parse("8-16"), Ok(ValueSize::Range { min: 8, max: 16 }));
+        assert_eq!(
+            ValueSize::parse("8-16"),
+            Ok(ValueSize::Range { min: 8, max: 16 })
+        );
     }
 
     #[test]
@@ -414,7 +544,10 @@ mod tests {
         }
         let expected: Vec<u64> = (1000..1000 + insert_keys.len() as u64).collect();
         assert_eq!(insert_keys, expected, "inserts take consecutive fresh keys");
-        assert!(recent_reads * 2 > reads, "latest: {recent_reads} of {reads} reads hit the newest 100 keys");
+        assert!(
+            recent_reads * 2 > reads,
+            "latest: {recent_reads} of {reads} reads hit the newest 100 keys"
+        );
     }
 
     #[test]
@@ -424,7 +557,10 @@ mod tests {
         for _ in 0..100_000 {
             counts[g.next_op().key as usize] += 1;
         }
-        assert!(counts.iter().all(|&c| (9_000..11_000).contains(&c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (9_000..11_000).contains(&c)),
+            "{counts:?}"
+        );
     }
 
     #[test]
@@ -439,7 +575,10 @@ mod tests {
         let mut counts: Vec<u32> = seen.into_values().collect();
         counts.sort_unstable_by(|a, b| b.cmp(a));
         let top100: u32 = counts.iter().take(100).sum();
-        assert!(top100 > 30_000, "the 100 hottest keys drew {top100} of 100000");
+        assert!(
+            top100 > 30_000,
+            "the 100 hottest keys drew {top100} of 100000"
+        );
     }
 
     #[test]
@@ -447,8 +586,17 @@ mod tests {
         let mut buf = [0u8; KEY_SIZE_MAX];
         assert_eq!(render_key(42, &mut buf), b"key:000000000042");
         assert_eq!(render_key(KEYSPACE_MAX - 1, &mut buf), b"key:999999999999");
-        let spec = WorkloadSpec::named("set", (1, 1), None, 100, ValueSize::Range { min: 1, max: VALUE_SIZE_MAX })
-            .expect("valid");
+        let spec = WorkloadSpec::named(
+            "set",
+            (1, 1),
+            None,
+            100,
+            ValueSize::Range {
+                min: 1,
+                max: VALUE_SIZE_MAX,
+            },
+        )
+        .expect("valid");
         let mut g = Generator::new(Arc::new(spec), None, Arc::new(AtomicU64::new(100)), 3);
         for _ in 0..1000 {
             let (offset, len) = g.next_op().value;

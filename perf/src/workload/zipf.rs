@@ -54,7 +54,14 @@ impl Zipfian {
         let zeta2 = zeta(2, theta);
         let alpha = 1.0 / (1.0 - theta);
         let eta = (1.0 - (2.0 / n as f64).powf(1.0 - theta)) / (1.0 - zeta2 / zetan);
-        Some(Self { n, theta, alpha, zetan, eta, half_pow_theta: 0.5f64.powf(theta) })
+        Some(Self {
+            n,
+            theta,
+            alpha,
+            zetan,
+            eta,
+            half_pow_theta: 0.5f64.powf(theta),
+        })
     }
 
     /// The number of ranks.
@@ -98,7 +105,10 @@ mod tests {
             exact += (i as f64).powf(-theta);
         }
         let approx = zeta(n, theta);
-        assert!(((approx - exact) / exact).abs() < 1e-9, "approx {approx} exact {exact}");
+        assert!(
+            ((approx - exact) / exact).abs() < 1e-9,
+            "approx {approx} exact {exact}"
+        );
     }
 
     #[test]
@@ -132,7 +142,10 @@ mod tests {
         for rank in 0..2u64 {
             let expected = model(rank..rank + 1);
             let got = counts[rank as usize] as f64;
-            assert!((got - expected).abs() / expected < 0.03, "seed {seed}: rank {rank} got {got} expected {expected}");
+            assert!(
+                (got - expected).abs() / expected < 0.03,
+                "seed {seed}: rank {rank} got {got} expected {expected}"
+            );
         }
         for cutoff in [10u64, 100, 500] {
             let expected = model(0..cutoff);

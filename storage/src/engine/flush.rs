@@ -47,8 +47,14 @@ impl Engine {
             let mut state = inner.state.borrow_mut();
             state.rotating = false;
             if let Ok(segment) = &rotated {
-                let entry = state.frozen.iter_mut().find(|f| Rc::ptr_eq(&f.memtable, &old));
-                assert!(entry.is_some(), "a memtable is not flushed before its rotation ends");
+                let entry = state
+                    .frozen
+                    .iter_mut()
+                    .find(|f| Rc::ptr_eq(&f.memtable, &old));
+                assert!(
+                    entry.is_some(),
+                    "a memtable is not flushed before its rotation ends"
+                );
                 if let Some(entry) = entry {
                     entry.segment = Some(*segment);
                 }
@@ -72,7 +78,10 @@ impl Engine {
     pub(super) fn schedule_flush(&self) {
         {
             let mut state = self.inner.state.borrow_mut();
-            if state.flushing || state.frozen.is_empty() || state.failed.is_some() {
+            // A memtable whose rotation still runs cannot be flushed yet; the
+            // freeze calls again when it ends (waking a task now would spin).
+            let ready = state.frozen.front().is_some_and(|f| f.segment.is_some());
+            if state.flushing || !ready || state.failed.is_some() {
                 return;
             }
             state.flushing = true;

@@ -140,55 +140,45 @@ impl<T> Drop for AsyncLockGuard<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_lite::future::{block_on, yield_now, zip};
+    use std::cell::Cell;
 
     #[test]
     fn lock_is_exclusive_and_handed_over_in_order() {
-        glommio::LocalExecutorBuilder::default()
-            .make()
-            .expect("executor")
-            .run(async {
-                let lock = Rc::new(AsyncLock::new(Vec::<u32>::new()));
-                let mut tasks = Vec::new();
-                for i in 0..4u32 {
-                    let lock = lock.clone();
-                    tasks.push(glommio::spawn_local(async move {
-                        let mut g = lock.lock().await;
-                        g.push(i);
-                        futures_lite::future::yield_now().await;
-                        g.push(i);
-                    }));
-                }
-                for t in tasks {
-                    t.await;
-                }
-                let g = lock.lock().await;
-                assert_eq!(*g, vec![0, 0, 1, 1, 2, 2, 3, 3]);
-            });
+        let lock = AsyncLock::new(Vec::<u32>::new());
+        let task = |i: u32| {
+            let lock = &lock;
+            async move {
+                let mut g = lock.lock().await;
+                g.push(i);
+                yield_now().await;
+                g.push(i);
+            }
+        };
+        block_on(zip(zip(task(0), task(1)), zip(task(2), task(3))));
+        let g = block_on(lock.lock());
+        assert_eq!(*g, vec![0, 0, 1, 1, 2, 2, 3, 3]);
+        drop(g);
+        assert!(!lock.is_locked());
     }
 
     #[test]
     fn signal_wakes_every_waiter() {
-        glommio::LocalExecutorBuilder::default()
-            .make()
-            .expect("executor")
-            .run(async {
-                let signal = Rc::new(Signal::default());
-                let flag = Rc::new(std::cell::Cell::new(false));
-                let mut tasks = Vec::new();
-                for _ in 0..3 {
-                    let (signal, flag) = (signal.clone(), flag.clone());
-                    tasks.push(glommio::spawn_local(async move {
-                        while !flag.get() {
-                            signal.wait().await;
-                        }
-                    }));
-                }
-                futures_lite::future::yield_now().await;
-                flag.set(true);
-                signal.notify_all();
-                for t in tasks {
-                    t.await;
-                }
-            });
+        let signal = Signal::default();
+        let flag = Cell::new(false);
+        let woken = Cell::new(0);
+        let waiter = || async {
+            while !flag.get() {
+                signal.wait().await;
+            }
+            woken.set(woken.get() + 1);
+        };
+        let notifier = async {
+            yield_now().await;
+            flag.set(true);
+            signal.notify_all();
+        };
+        block_on(zip(zip(waiter(), waiter()), zip(waiter(), notifier)));
+        assert_eq!(woken.get(), 3);
     }
 }

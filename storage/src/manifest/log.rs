@@ -11,7 +11,7 @@
 //! rewritten with the same values, so whichever sectors land, only the new
 //! record can be damaged.
 
-use super::record::{apply_edit, decode_edits, encode_edits};
+use super::record::{apply_record, decode_edits, encode_edits};
 use super::{ManifestEdit, ManifestState};
 use crate::error::{Error, Result};
 use crate::io::DirectFile;
@@ -141,10 +141,8 @@ pub(crate) async fn replay(file: DirectFile, number: u64) -> Result<(ManifestSta
                 let edits = decode_edits(payload).map_err(|(at, reason)| {
                     Error::corruption(&path, pos + (record::FRAME_HEADER_SIZE + at) as u64, reason)
                 })?;
-                for edit in &edits {
-                    apply_edit(&mut state, edit)
-                        .map_err(|reason| Error::corruption(&path, pos, reason))?;
-                }
+                apply_record(&mut state, &edits)
+                    .map_err(|reason| Error::corruption(&path, pos, reason))?;
                 seq = s;
                 pos += len as u64;
                 continue;

@@ -19,8 +19,11 @@
 //!
 //! Invariants: single writer; a failed write or sync poisons the manifest
 //! (every later `apply` returns [`Error::Poisoned`]); edits that contradict
-//! the state (adding a live table, removing a missing one) are a caller bug
-//! and panic before anything is written.
+//! the state (adding a table already live at that level, removing one that
+//! is not, leaving one id live at two levels) are a caller bug and panic
+//! before anything is written: written, they would make the manifest
+//! unreadable. A move is `[AddTable(at new level), RemoveTable(old level)]`
+//! in one record (either order).
 
 pub mod log;
 pub mod record;
@@ -101,6 +104,7 @@ pub struct Manifest {
     log: Option<LogWriter>,
     snapshot_bytes: u64,
     poisoned: Option<String>,
+    inject_fault: bool,
 }
 
 impl Manifest {
@@ -141,6 +145,7 @@ impl Manifest {
             log: None,
             snapshot_bytes: 0,
             poisoned: None,
+            inject_fault: false,
         };
         if !current_path.exists() {
             manifest.adopt_orphans(&logs).await?;
@@ -177,15 +182,23 @@ impl Manifest {
             });
         }
         let mut next = self.state.clone();
-        for edit in edits {
-            if let Err(reason) = record::apply_edit(&mut next, edit) {
-                panic!("manifest edit contradicts the state: {reason}");
-            }
+        if let Err(reason) = record::apply_record(&mut next, edits) {
+            // A caller bug: writing it would make the manifest unreadable.
+            panic!("manifest edits contradict the state: {reason}");
         }
         let Some(log) = self.log.as_mut() else {
             return Err(Error::Closed);
         };
-        if let Err(e) = log.append(KIND_EDITS, edits).await {
+        let appended = if std::mem::take(&mut self.inject_fault) {
+            Err(Error::io(
+                "write",
+                self.dir.join(manifest_name(log.number())),
+                std::io::Error::other("injected write fault"),
+            ))
+        } else {
+            log.append(KIND_EDITS, edits).await
+        };
+        if let Err(e) = appended {
             self.poisoned = Some(e.to_string());
             return Err(e);
         }
@@ -199,6 +212,12 @@ impl Manifest {
             }
         }
         Ok(())
+    }
+
+    /// Test hook: the next `apply` fails as if its write returned EIO.
+    #[doc(hidden)]
+    pub fn inject_write_fault(&mut self) {
+        self.inject_fault = true;
     }
 
     /// Number of the live log file (`MANIFEST-<n>`).

@@ -16,7 +16,7 @@
 
 use super::{ManifestEdit, ManifestState};
 use crate::limits::KEY_SIZE_MAX;
-use crate::types::{TableMeta, Version};
+use crate::types::{FileId, TableMeta, Version};
 
 /// Levels a table may be at: `0..LEVEL_COUNT_MAX`.
 pub const LEVEL_COUNT_MAX: u32 = 64;
@@ -141,14 +141,38 @@ pub fn decode_edits(payload: &[u8]) -> Result<Vec<ManifestEdit>, (usize, String)
     Ok(edits)
 }
 
+/// Applies a record's edits to `state` in order, refusing edits that
+/// contradict it (see [`apply_edit`]) and a result that holds one table id
+/// twice. Within a record a table may be added at its new level before it is
+/// removed from its old one (a move).
+pub fn apply_record(state: &mut ManifestState, edits: &[ManifestEdit]) -> Result<(), String> {
+    for edit in edits {
+        apply_edit(state, edit)?;
+    }
+    let mut ids: Vec<FileId> = state.tables.iter().map(|t| t.id).collect();
+    ids.sort_unstable();
+    if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+        return Err(format!("table {} is live at two levels", w[0]));
+    }
+    Ok(())
+}
+
 /// Applies one edit to `state`, refusing edits that contradict it (adding a
-/// live table twice, removing a table that is not live). File ids never go
-/// backwards: adding table `id` raises `next_file_id` above it.
+/// table already live at that level, removing a table that is not live at the
+/// given level). File ids never go backwards: adding table `id` raises
+/// `next_file_id` above it.
 pub fn apply_edit(state: &mut ManifestState, edit: &ManifestEdit) -> Result<(), String> {
     match edit {
         ManifestEdit::AddTable(t) => {
-            if state.tables.iter().any(|x| x.id == t.id) {
-                return Err(format!("table {} added while already live", t.id));
+            if state
+                .tables
+                .iter()
+                .any(|x| x.id == t.id && x.level == t.level)
+            {
+                return Err(format!(
+                    "table {} added at level {} while already live there",
+                    t.id, t.level
+                ));
             }
             state.next_file_id = state.next_file_id.max(t.id + 1);
             state.tables.push(t.clone());
@@ -292,7 +316,15 @@ mod tests {
         }
         assert_eq!(state.tables, vec![table(4, 1)]);
         assert_eq!((state.next_file_id, state.wal_retired_through), (9, 5));
-        assert!(apply_edit(&mut state, &ManifestEdit::AddTable(table(4, 2))).is_err());
+        assert!(apply_edit(&mut state, &ManifestEdit::AddTable(table(4, 1))).is_err());
+        assert!(apply_record(&mut state.clone(), &[ManifestEdit::AddTable(table(4, 2))]).is_err());
+        let moved = [
+            ManifestEdit::AddTable(table(4, 2)),
+            ManifestEdit::RemoveTable { id: 4, level: 1 },
+        ];
+        let mut after_move = state.clone();
+        apply_record(&mut after_move, &moved).unwrap();
+        assert_eq!(after_move.tables, vec![table(4, 2)]);
         assert!(apply_edit(&mut state, &ManifestEdit::RemoveTable { id: 4, level: 0 }).is_err());
         let mut rebuilt = ManifestState::default();
         for e in snapshot_edits(&state) {

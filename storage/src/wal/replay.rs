@@ -11,6 +11,13 @@
 //! - LSNs rise by one per batch across segments; a segment-end frame repeats
 //!   the LSN of the segment's last batch.
 //!
+//! Known limit: a crash can persist the pages of the last in-flight write out
+//! of order, leaving a hole followed by a valid (never acknowledged) record.
+//! These rules report that as corruption: the safe side, since a bit flip in
+//! an acknowledged record looks the same and must not silently drop the
+//! acknowledged records after it. Telling the two apart would need each frame
+//! to carry the LSN that was durable when it was written.
+//!
 //! The segment is read through a window of [`READ_CHUNK_SIZE`] bytes, so
 //! replaying a 64 MiB segment does not hold it all in memory.
 

@@ -88,6 +88,22 @@ struct State {
 }
 
 impl State {
+    // `tails` is never empty: open pushes the first tail before the WAL is
+    // returned, and a tail is popped only when a later one exists (the
+    // segment-end frame always starts the next tail). Hence the expects below.
+
+    fn last_tail(&self) -> &Tail {
+        self.tails.back().expect("there is always a tail")
+    }
+
+    fn last_tail_mut(&mut self) -> &mut Tail {
+        self.tails.back_mut().expect("there is always a tail")
+    }
+
+    fn first_tail(&self) -> &Tail {
+        self.tails.front().expect("there is always a tail")
+    }
+
     fn check(&self) -> Result<()> {
         if let Some(reason) = &self.poisoned {
             return Err(Error::Poisoned {
@@ -103,7 +119,7 @@ impl State {
     /// Appends a segment-end frame to the last tail and starts the next segment.
     fn end_segment(&mut self, next_size: u64) {
         let last_lsn = self.next_lsn - 1;
-        let tail = self.tails.back_mut().expect("there is always a tail");
+        let tail = self.last_tail_mut();
         assert!(!tail.ended, "segment {} ended twice", tail.id);
         let before = tail.buf.len();
         let start = record::begin_frame(&mut tail.buf);
@@ -116,9 +132,11 @@ impl State {
             last_lsn,
         );
         tail.ended = true;
-        self.appended_seq += (tail.buf.len() - before) as u64;
-        tail.seq_end = self.appended_seq;
+        let added = (tail.buf.len() - before) as u64;
         let id = tail.id + 1;
+        self.appended_seq += added;
+        let seq = self.appended_seq;
+        self.last_tail_mut().seq_end = seq;
         self.tails.push_back(Tail {
             id,
             size: next_size,
@@ -250,6 +268,21 @@ impl Wal {
                 live.push((id, size));
             }
         }
+        // Segments are created one after another and retired oldest first, so
+        // the live ones must start right after `retired_through` with no gap.
+        if let Some(&(first, _)) = live.first() {
+            if first != retired_through + 1 {
+                let missing = retired_through + 1;
+                return Err(Error::corruption(
+                    dir.join(segment_file_name(missing)),
+                    0,
+                    format!(
+                        "WAL segment {missing} is missing: segments through {retired_through} are \
+                         retired but the first live one is {first}"
+                    ),
+                ));
+            }
+        }
         for pair in live.windows(2) {
             if pair[1].0 != pair[0].0 + 1 {
                 let missing = pair[0].0 + 1;
@@ -357,12 +390,12 @@ impl Wal {
                 size_max: (segment_size - end_frame) as usize - FRAME_HEADER_SIZE,
             });
         }
-        let tail = st.tails.back().expect("there is always a tail");
+        let tail = st.last_tail();
         if tail.end() + frame + end_frame > tail.size {
             st.end_segment(segment_size);
         }
         let lsn = st.next_lsn;
-        let tail = st.tails.back_mut().expect("there is always a tail");
+        let tail = st.last_tail_mut();
         let id = tail.id;
         let before = tail.buf.len();
         let start = record::begin_frame(&mut tail.buf);
@@ -371,11 +404,11 @@ impl Wal {
         let added = (tail.buf.len() - before) as u64;
         st.appended_seq += added;
         let seq = st.appended_seq;
-        st.tails.back_mut().expect("there is always a tail").seq_end = seq;
+        st.last_tail_mut().seq_end = seq;
         st.unsynced.push_back((lsn, seq));
         st.next_lsn += 1;
         st.stats.batches += 1;
-        let tail = st.tails.back().expect("there is always a tail");
+        let tail = st.last_tail();
         let half_full = tail.end() > tail.size / 2;
         drop(st);
         if half_full {
@@ -401,6 +434,7 @@ impl Wal {
             if lsn <= st.durable_lsn || self.shared.options.durability == Durability::None {
                 return Ok(());
             }
+            // `unsynced` holds exactly the LSNs in (durable_lsn, next_lsn), in order.
             let front = st
                 .unsynced
                 .front()
@@ -418,7 +452,7 @@ impl Wal {
         let (id, target) = {
             let mut st = self.shared.state.borrow_mut();
             st.check()?;
-            let id = st.tails.back().expect("there is always a tail").id;
+            let id = st.last_tail().id;
             st.end_segment(self.shared.options.segment_size);
             (id, st.appended_seq)
         };
@@ -435,7 +469,7 @@ impl Wal {
         let retired: Vec<(SegmentId, u64)> = {
             let mut st = self.shared.state.borrow_mut();
             st.check()?;
-            let first_tail = st.tails.front().expect("there is always a tail").id;
+            let first_tail = st.first_tail().id;
             assert!(
                 id < first_tail,
                 "retiring WAL segment {id}, which is still being written"
@@ -602,6 +636,7 @@ impl Shared {
                     st.stats.syncs += 1;
                     st.stats.bytes_written += io::align_up(len) as u64;
                     st.last_sync = Some(Instant::now());
+                    // Only the leader pops tails, and the leader is us.
                     let tail = st
                         .tails
                         .front_mut()
