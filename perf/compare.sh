@@ -118,19 +118,10 @@ cpu_ticks() { # utime + stime of a process (fields 14 and 15, counted after the 
     echo "${stat##*) }" | awk '{print $12 + $13}'
 }
 
-SERVER_PID=""
-SERVER_URL=""
-stop_server() {
-    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-    SERVER_PID=""
-}
-
+declare -A URL=() SPID=()
 # start_server NAME: redis | redis-aof | echo | ringkv | ringkv-sync
 start_server() {
-    local name=$1 port dir
+    local name=$1 port dir SERVER_URL
     port=$(free_port)
     case "$name" in
         redis|redis-aof)
@@ -153,10 +144,11 @@ start_server() {
                 --data-dir "$dir" --durability "$durability" --log-level warn 2>"$WORK/$name.log" &
             SERVER_URL="ringkv://127.0.0.1:$port" ;;
     esac
-    SERVER_PID=$!
-    PIDS+=("$SERVER_PID")
-    wait_port "$port" "$SERVER_PID"
-    if [[ $name == ringkv* ]]; then wait_port $((port + 1)) "$SERVER_PID"; fi
+    SPID[$name]=$!
+    URL[$name]=$SERVER_URL
+    PIDS+=("${SPID[$name]}")
+    wait_port "$port" "${SPID[$name]}"
+    if [[ $name == ringkv* ]]; then wait_port $((port + 1)) "${SPID[$name]}"; fi
 }
 
 # run_cell TARGET WORKLOAD PIPELINE RUN -> writes $OUT/TARGET-WORKLOAD-PPIPELINE-RUN.json and
@@ -164,14 +156,14 @@ start_server() {
 run_cell() {
     local target=$1 workload=$2 pipeline=$3 run=$4 t0 t1 file requests
     file="$OUT/$target-$workload-P$pipeline-$run.json"
-    t0=$(cpu_ticks "$SERVER_PID")
-    if ! taskset -c "$CLIENT_CPU" "$LOADGEN" --target "$SERVER_URL" --cpus "$CLIENT_CPU" --threads 1 \
+    t0=$(cpu_ticks "${SPID[$target]}")
+    if ! taskset -c "$CLIENT_CPU" "$LOADGEN" --target "${URL[$target]}" --cpus "$CLIENT_CPU" --threads 1 \
         --connections "$CONNECTIONS" --pipeline "$pipeline" --workload "$workload" \
         --keyspace "$KEYSPACE" --value-size 100 --duration "$DURATION" --seed "$run" \
         --json --quiet >"$file" 2>"$file.log"; then
         log "$target $workload P$pipeline: loadgen failed: $(tail -2 "$file.log" | tr '\n' ' ')"
     fi
-    t1=$(cpu_ticks "$SERVER_PID")
+    t1=$(cpu_ticks "${SPID[$target]}")
     if ! jq -e '.phases[-1].ops[-1]' "$file" >/dev/null 2>&1; then
         echo "$target $workload $pipeline 0 0 0 0 0 -1" >>"$OUT/cells.txt"
         return
@@ -187,42 +179,44 @@ run_cell() {
 
 load_keyspace() {
     log "loading $KEYSPACE keys into $1"
-    taskset -c "$CLIENT_CPU" "$LOADGEN" --target "$SERVER_URL" --cpus "$CLIENT_CPU" --connections "$CONNECTIONS" \
+    taskset -c "$CLIENT_CPU" "$LOADGEN" --target "${URL[$1]}" --cpus "$CLIENT_CPU" --connections "$CONNECTIONS" \
         --pipeline 16 --workload set --keyspace "$KEYSPACE" --value-size 100 --load-only --quiet \
         >"$OUT/$1-load.txt" 2>&1 || log "load into $1 failed: $(tail -2 "$OUT/$1-load.txt" | tr '\n' ' ')"
 }
 
 cell_workload() { case "$1" in a|b) echo "ycsb-$1" ;; *) echo "$1" ;; esac; }
 
-bench_target() { # bench_target TARGET CELLS PIPELINES
-    local target=$1 cells=$2 pipelines=$3 c p r
-    start_server "$target"
-    load_keyspace "$target"
-    for r in $(seq "$RUNS"); do
-        for c in ${cells//,/ }; do
-            for p in ${pipelines//,/ }; do
-                run_cell "$target" "$(cell_workload "$c")" "$p" "$r"
-            done
-        done
-    done
-    stop_server
-}
-
+# All servers run at once (idle ones cost nothing), and cells are interleaved across targets
+# run by run, so a change in the machine's background load hits every target alike.
 : >"$OUT/cells.txt"
 log "results in $OUT; $(nproc) CPUs; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+MAIN=()
 for t in ${TARGETS//,/ }; do
     if [ "$t" = ringkv ] && ! "$RINGKV" --version >/dev/null 2>&1; then
         log "skipping ringkv: $RINGKV does not run (build it with: cargo build --release --bin ringkv)"
         continue
     fi
-    bench_target "$t" "$CELLS" "$PIPELINES"
+    MAIN+=("$t")
 done
+DURABLE_TARGETS=()
 if [ "$DURABLE" = 1 ]; then
-    bench_target redis-aof set "$PIPELINES"
-    if [[ ,$TARGETS, == *,ringkv,* ]] && "$RINGKV" --version >/dev/null 2>&1; then
-        bench_target ringkv-sync set "$PIPELINES"
-    fi
+    DURABLE_TARGETS+=(redis-aof)
+    for t in "${MAIN[@]}"; do [ "$t" = ringkv ] && DURABLE_TARGETS+=(ringkv-sync); done
 fi
+for t in "${MAIN[@]}" "${DURABLE_TARGETS[@]}"; do
+    start_server "$t"
+    load_keyspace "$t"
+done
+for r in $(seq "$RUNS"); do
+    for c in ${CELLS//,/ }; do
+        for p in ${PIPELINES//,/ }; do
+            for t in "${MAIN[@]}"; do run_cell "$t" "$(cell_workload "$c")" "$p" "$r"; done
+        done
+    done
+    for p in ${PIPELINES//,/ }; do
+        for t in "${DURABLE_TARGETS[@]}"; do run_cell "$t" set "$p" "$r"; done
+    done
+done
 
 # --- the table: medians over runs, ratios against Redis and echo --------------------------------
 awk -v runs="$RUNS" '

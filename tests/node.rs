@@ -778,3 +778,37 @@ fn with_no_data_dir_flag_the_node_keeps_its_data_in_ringkv_data_under_the_workin
     );
     assert_eq!(ctl_ok(&node, &["get", "k"]), "v");
 }
+
+#[test]
+fn a_second_node_on_the_same_ports_or_data_directory_is_refused() {
+    let dir = temp_dir();
+    let data = dir.path().join("data");
+    let node = Node::start(&data, 2, &[]);
+    let other = dir.path().join("other");
+    let run = |data: &std::path::Path, port: u16| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ringkv"))
+            .args([
+                "serve",
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--shards",
+                "2",
+            ])
+            .args(["--port", &port.to_string()])
+            .output()
+            .unwrap()
+    };
+    let same_ports = run(&other, node.port);
+    let stderr = String::from_utf8_lossy(&same_ports.stderr);
+    assert_eq!(same_ports.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot listen"), "{stderr}");
+    let same_dir = run(&data, common::free_base_port(2));
+    let stderr = String::from_utf8_lossy(&same_dir.stderr);
+    assert_eq!(same_dir.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("another ringkv node"), "{stderr}");
+    assert_eq!(
+        ctl_ok(&node, &["ping"]).split(' ').next(),
+        Some("PONG"),
+        "the first node is unharmed"
+    );
+}

@@ -118,9 +118,8 @@ pub const RESP_CLIENT_NAME_SIZE_MAX: usize = 256;
 const _: () = assert!(RESP_BULK_SIZE_MAX > VALUE_SIZE_MAX);
 const _: () = assert!(RESP_BULK_SIZE_MAX > KEY_SIZE_MAX);
 // One SET of a maximal bulk key and value always fits in one command.
-const _: () = assert!(
-    16 + 2 * (RESP_INLINE_SIZE_MAX + 2 + RESP_BULK_SIZE_MAX + 2) <= RESP_COMMAND_SIZE_MAX
-);
+const _: () =
+    assert!(16 + 2 * (RESP_INLINE_SIZE_MAX + 2 + RESP_BULK_SIZE_MAX + 2) <= RESP_COMMAND_SIZE_MAX);
 const _: () = assert!(RESP_UNAUTHENTICATED_ARGS_MAX <= RESP_ARGS_MAX);
 const _: () = assert!(RESP_UNAUTHENTICATED_BULK_SIZE_MAX <= RESP_BULK_SIZE_MAX);
 const _: () = assert!(RESP_ARGS_MAX as u64 <= i32::MAX as u64);

@@ -8,8 +8,8 @@
 //! - open (`rate`): each connection sends at `rate / connections` on a fixed schedule,
 //!   keeping at most `pipeline` requests in flight; latency counts from the intended send time
 //!   (see `schedule`), so a stalled server is charged for the requests that queued behind it.
-//!   While a connection waits for an answer it does not send; a request due meanwhile leaves
-//!   late and is charged for it (conservative).
+//!   A connection waits for an answer or the next send time, whichever comes first; with the
+//!   window full, a due request waits for a slot and is charged for it.
 //!
 //! A connection that fails (I/O error, protocol violation) counts its in-flight requests as
 //! errors and stops; the first such error is reported. The phase ends at the deadline, when
@@ -344,7 +344,11 @@ async fn thread_main(ctx: ThreadCtx) -> Result<Totals, String> {
             next_id: 1,
             key: [0; KEY_SIZE_MAX],
             start,
-            deadline: ctx.config.duration.map(|d| start + d),
+            // The load phase inserts every key whatever --duration says.
+            deadline: match ctx.phase {
+                Phase::Load => None,
+                Phase::Run => ctx.config.duration.map(|d| start + d),
+            },
             pipeline: ctx.config.pipeline,
         };
         let pacing = ctx.config.pacing;
@@ -606,7 +610,23 @@ impl Driver {
             if queued {
                 self.conn.flush().await?;
             }
-            if !self.in_flight.is_empty() {
+            if !self.in_flight.is_empty() && sending && self.in_flight.len() < self.pipeline {
+                // Wait for an answer or for the next send time, whichever comes first, so a due
+                // request is not held back by an answer still on its way. Both receive paths are
+                // cancel-safe: bytes read stay in the connection's buffer, and an answer is
+                // recorded without awaiting once received.
+                let wait =
+                    (self.start + schedule.next_due()).saturating_duration_since(Instant::now());
+                let answered =
+                    futures_lite::future::or(async { Some(self.complete_one().await) }, async {
+                        glommio::timer::sleep(wait).await;
+                        None
+                    })
+                    .await;
+                if let Some(result) = answered {
+                    result?;
+                }
+            } else if !self.in_flight.is_empty() {
                 self.complete_one().await?;
             } else if sending {
                 let wait =

@@ -16,6 +16,38 @@ use crate::error::Error;
 use std::io::Write;
 use std::path::Path;
 
+/// Name of the lock file: one node per data directory.
+pub const LOCK_FILE_NAME: &str = "LOCK";
+
+/// Takes the data directory's exclusive lock (`flock` on `<dir>/LOCK`), held
+/// until the returned file is dropped (or the process dies). A second node
+/// on the same directory is refused instead of corrupting it.
+pub fn lock(dir: &Path) -> Result<std::fs::File, Error> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join(LOCK_FILE_NAME);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::DataDir {
+            path: path.clone(),
+            reason: format!("cannot open the lock file: {e}"),
+        })?;
+    // SAFETY: flock on a descriptor we own.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(Error::DataDir {
+            path,
+            reason: format!(
+                "another ringkv node is using this data directory ({})",
+                std::io::Error::last_os_error()
+            ),
+        });
+    }
+    Ok(file)
+}
+
 /// Name of the identity file inside the data directory.
 pub const NODE_FILE_NAME: &str = "NODE";
 const MAGIC_LINE: &str = "ringkv-node 1";
@@ -147,6 +179,16 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("--shards 2"), "{err}");
+    }
+
+    #[test]
+    fn a_second_lock_on_the_same_directory_is_refused_until_the_first_is_released() {
+        let dir = tmp();
+        let first = lock(dir.path()).unwrap();
+        let err = lock(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("another ringkv node"), "{err}");
+        drop(first);
+        assert!(lock(dir.path()).is_ok());
     }
 
     #[test]

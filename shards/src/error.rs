@@ -43,6 +43,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A port of the node is taken (checked before any shard starts).
+    #[error("cannot listen on {addr}: {source} (a node uses ports port..=port+shards; is another node running?)")]
+    PortInUse {
+        /// The address.
+        addr: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A shard's storage engine failed to open or close.
     #[error("shard {shard} storage: {source}")]
     Storage {

@@ -6,6 +6,7 @@
 //! atomics (stop flag, connection count); cross-shard work travels over the
 //! channel mesh as owned messages. glommio is used only inside this crate.
 
+pub mod clock;
 pub mod config;
 pub mod conn;
 pub mod datadir;
@@ -18,6 +19,7 @@ pub mod limits;
 pub mod listener;
 pub mod memlock;
 pub mod mesh;
+pub mod multi;
 pub mod oneshot;
 pub mod runtime;
 pub mod service;

@@ -45,9 +45,16 @@ pub const IO_MEMORY_DEFAULT: usize = 10 << 20;
 /// refused: a client must not be able to push the clock into the far future.
 pub const SESSION_AHEAD_MAX: Duration = Duration::from_secs(60);
 
+/// How far ahead of the last stamp a shard's persisted clock lease is
+/// moved (see `clock.rs`): the lease is rewritten about once per period.
+pub const CLOCK_LEASE_AHEAD: Duration = Duration::from_secs(10);
+
 /// Largest shard count a node accepts.
 pub const SHARDS_MAX: u32 = 1024;
 
 const _: () = assert!(MEMLOCK_BYTES_MIN as usize <= IO_MEMORY_DEFAULT);
 const _: () = assert!(BACKGROUND_SHARES_DEFAULT < FOREGROUND_SHARES);
 const _: () = assert!(BATCH_FRAMES_MAX <= MESH_CHANNEL_CAPACITY);
+// A restarted clock may run ahead of the wall by up to the lease; sessions
+// carrying such versions must still be accepted.
+const _: () = assert!(CLOCK_LEASE_AHEAD.as_secs() * 2 <= SESSION_AHEAD_MAX.as_secs());

@@ -13,6 +13,7 @@
 //! A second signal during shutdown exits at once with status 130 (nothing
 //! acknowledged is lost in `sync` mode: the WAL holds it).
 
+use crate::clock::LeasedClock;
 use crate::config::NodeConfig;
 use crate::datadir::{self, NodeIdentity};
 use crate::error::Error;
@@ -46,6 +47,7 @@ pub fn run(mut config: NodeConfig) -> Result<(), Error> {
             wanted
         );
     }
+    check_ports_free(&config)?;
     datadir::prepare(
         &config.data_dir,
         NodeIdentity {
@@ -59,9 +61,25 @@ pub fn run(mut config: NodeConfig) -> Result<(), Error> {
         path: config.data_dir.clone(),
         reason: format!("cannot resolve the absolute path: {e}"),
     })?;
+    let _lock = datadir::lock(&config.data_dir)?;
     let node = Arc::new(NodeShared::default());
     start_signal_thread(node.clone())?;
     run_shards(Arc::new(config), node)
+}
+
+/// Refuses to start when a port is already taken. The shards bind with
+/// SO_REUSEPORT, which would let a second node on the same ports start and
+/// silently take half the connections; a plain bind first fails instead.
+fn check_ports_free(config: &NodeConfig) -> Result<(), Error> {
+    let ports = std::iter::once(config.port)
+        .chain((0..config.shards).map(|i| ringkv_net::routing::shard_port(config.port, i)));
+    for port in ports {
+        let addr = format!("{}:{port}", config.host);
+        if let Err(source) = std::net::TcpListener::bind(addr.as_str()) {
+            return Err(Error::PortInUse { addr, source });
+        }
+    }
+    Ok(())
 }
 
 /// Runs the shards (no signal handling, no memlock check): the node stops
@@ -125,6 +143,11 @@ impl DrainedMark {
 
 impl Drop for DrainedMark {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // A shard that panicked cannot serve its keys: stop the node
+            // rather than answer for them with a hole.
+            self.0.request_stop();
+        }
         self.mark();
     }
 }
@@ -171,7 +194,18 @@ async fn shard_main(
     let store = Store::open(&dir, &config)
         .await
         .map_err(|source| Error::Storage { shard: id, source })?;
-    let shard = Shard::new(id, config.clone(), node.clone(), store.clone());
+    let clock_path = config.data_dir.join(format!("clock-{id}"));
+    let clock = match LeasedClock::open(&clock_path, config.node_id) {
+        Ok(c) => c,
+        Err(reason) => {
+            let _ = store.close().await;
+            return Err(Error::DataDir {
+                path: clock_path,
+                reason,
+            });
+        }
+    };
+    let shard = Shard::new(id, config.clone(), node.clone(), store.clone(), clock);
     if let Some(m) = mesh {
         shard.attach_mesh(m);
     }

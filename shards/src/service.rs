@@ -13,16 +13,16 @@
 //! - A forwarded request travels as an owned copy of its frame; its answer
 //!   comes back as an encoded frame appended to the connection's output.
 
+use crate::clock::StampError;
 use crate::forward::{Answer, Call};
 use crate::shard::{Shard, ShardCounters};
-use crate::store::{BatchWrite, ScanSpan};
+use crate::store::BatchWrite;
 use ringkv_net::client_frame::{
-    decode_request, encode_response, CasExpect, Decoded, EntryList, Request, RequestHeader,
-    Response, ScanEntry, Status, TtlState, ValueList, WireVersion,
+    decode_request, encode_response, CasExpect, Decoded, Request, RequestHeader, Response, Status,
+    TtlState, WireVersion,
 };
-use ringkv_storage::{Entry, Record, Version};
+use ringkv_storage::{Record, Version};
 use std::cell::RefCell;
-use std::ops::Bound;
 use std::rc::Rc;
 
 /// Which keys a SCAN covers, decided by the port the connection came in on.
@@ -112,7 +112,7 @@ pub fn encode_error(id: u64, status: Status, message: &str, out: &mut Vec<u8>) {
     );
 }
 
-fn storage_failure(shard: &Shard, e: &ringkv_storage::Error) -> Outcome {
+pub(crate) fn storage_failure(shard: &Shard, e: &ringkv_storage::Error) -> Outcome {
     use ringkv_storage::Error as E;
     match e {
         E::KeyTooLarge { .. } => Outcome::Error(Status::KeyTooLarge, e.to_string()),
@@ -125,11 +125,11 @@ fn storage_failure(shard: &Shard, e: &ringkv_storage::Error) -> Outcome {
     }
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     ringkv_storage::io::now_ms()
 }
 
-fn expires_at(now: u64, ttl_ms: u64) -> u64 {
+pub(crate) fn expires_at(now: u64, ttl_ms: u64) -> u64 {
     if ttl_ms == 0 {
         0
     } else {
@@ -138,13 +138,13 @@ fn expires_at(now: u64, ttl_ms: u64) -> u64 {
 }
 
 /// The live value of a record at `now`, if any.
-fn live(record: Option<Record>, now: u64) -> Option<Record> {
+pub(crate) fn live(record: Option<Record>, now: u64) -> Option<Record> {
     record.filter(|r| !r.is_dead_at(now))
 }
 
 /// Checks a key and value against the node's configured limits (the decoder
 /// already checked the protocol's).
-fn check_sizes(shard: &Shard, key: &[u8], value: Option<&[u8]>) -> Result<(), Outcome> {
+pub(crate) fn check_sizes(shard: &Shard, key: &[u8], value: Option<&[u8]>) -> Result<(), Outcome> {
     let c = &shard.config;
     if key.len() > c.key_size_max {
         return Err(Outcome::Error(
@@ -172,14 +172,22 @@ fn check_sizes(shard: &Shard, key: &[u8], value: Option<&[u8]>) -> Result<(), Ou
 }
 
 /// Stamps a write version above `session` and `floor`.
-fn stamp(shard: &Shard, session: Version, floor: Option<Version>) -> Result<Version, Outcome> {
+pub(crate) fn stamp(
+    shard: &Shard,
+    session: Version,
+    floor: Option<Version>,
+) -> Result<Version, Outcome> {
     let mut clock = shard.clock.borrow_mut();
     if let Some(f) = floor {
         clock.observe(f);
     }
-    clock
-        .stamp(now_ms(), session)
-        .map_err(|e| Outcome::Error(Status::BadRequest, e.to_string()))
+    clock.stamp(now_ms(), session).map_err(|e| match e {
+        StampError::SessionAhead(e) => Outcome::Error(Status::BadRequest, e.to_string()),
+        StampError::Lease { .. } => {
+            tracing::error!(shard = shard.id, "{e}");
+            Outcome::Error(Status::StorageError, e.to_string())
+        }
+    })
 }
 
 /// The highest-version record of `key` (storage errors become an outcome).
@@ -367,11 +375,11 @@ pub async fn handle(
         }
         Request::MGet { keys } => {
             let keys: Vec<&[u8]> = keys.iter().collect();
-            mget(shard, id, &keys, out).await;
+            crate::multi::mget(shard, id, &keys, out).await;
         }
         Request::MPut { pairs, ttl_ms } => {
             let pairs: Vec<(&[u8], &[u8])> = pairs.iter().collect();
-            mput(shard, id, unwire(header.session), &pairs, ttl_ms, out).await;
+            crate::multi::mput(shard, id, unwire(header.session), &pairs, ttl_ms, out).await;
         }
         Request::Scan {
             start,
@@ -379,7 +387,7 @@ pub async fn handle(
             prefix,
             limit,
             after,
-        } => scan(shard, scope, id, (start, end, prefix, after), limit, out).await,
+        } => crate::multi::scan(shard, scope, id, (start, end, prefix, after), limit, out).await,
         // Single-key requests were handled above.
         _ => encode_error(
             id,
@@ -390,7 +398,7 @@ pub async fn handle(
     }
 }
 
-fn encode_unexpected(id: u64, answer: Answer, out: &mut Vec<u8>) {
+pub(crate) fn encode_unexpected(id: u64, answer: Answer, out: &mut Vec<u8>) {
     match answer {
         Answer::Failed(status, msg) => encode_error(id, status, &msg, out),
         Answer::Unavailable => {
@@ -466,7 +474,10 @@ pub async fn answer_call(shard: Rc<Shard>, call: Call) -> Answer {
     }
 }
 
-async fn get_local(shard: &Shard, key: &[u8]) -> Result<Option<(Vec<u8>, Version)>, Outcome> {
+pub(crate) async fn get_local(
+    shard: &Shard,
+    key: &[u8],
+) -> Result<Option<(Vec<u8>, Version)>, Outcome> {
     check_sizes(shard, key, None)?;
     let record = shard
         .store
@@ -476,7 +487,7 @@ async fn get_local(shard: &Shard, key: &[u8]) -> Result<Option<(Vec<u8>, Version
     Ok(live(record, now_ms()).and_then(|r| r.value.map(|v| (v, r.version))))
 }
 
-async fn put_local(
+pub(crate) async fn put_local(
     shard: &Shard,
     session: Version,
     pairs: &[(&[u8], &[u8])],
@@ -510,252 +521,6 @@ async fn put_local(
     Ok(version)
 }
 
-/// Splits `items` (by key) per owning shard, keeping each item's position.
-fn group_by_owner<'k, T: Copy>(
-    shard: &Shard,
-    items: &[T],
-    key_of: impl Fn(&T) -> &'k [u8],
-) -> Vec<Vec<(usize, T)>> {
-    let mut groups: Vec<Vec<(usize, T)>> = vec![Vec::new(); shard.shard_count as usize];
-    for (i, item) in items.iter().enumerate() {
-        groups[shard.owner_of(key_of(item)) as usize].push((i, *item));
-    }
-    groups
-}
-
-async fn mget(shard: &Rc<Shard>, id: u64, keys: &[&[u8]], out: &RefCell<Vec<u8>>) {
-    let groups = group_by_owner(shard, keys, |k| k);
-    let mut results: Vec<Option<(Vec<u8>, Version)>> = vec![None; keys.len()];
-    let mut parts = Vec::new();
-    for (owner, group) in groups.into_iter().enumerate() {
-        if group.is_empty() {
-            continue;
-        }
-        let shard = shard.clone();
-        parts.push(Box::pin(async move {
-            let answer = if owner as u32 == shard.id {
-                let mut values = Vec::with_capacity(group.len());
-                for (_, key) in &group {
-                    match get_local(&shard, key).await {
-                        Ok(v) => values.push(v),
-                        Err(Outcome::Error(s, m)) => return (group, Answer::Failed(s, m)),
-                        Err(_) => return (group, Answer::Failed(Status::Internal, String::new())),
-                    }
-                }
-                Answer::Values(values)
-            } else {
-                let keys = group.iter().map(|(_, k)| k.to_vec()).collect();
-                shard.call(owner as u32, Call::Get { keys }).await
-            };
-            (group, answer)
-        }));
-    }
-    for (group, answer) in crate::join::join_all(parts).await {
-        match answer {
-            Answer::Values(values) if values.len() == group.len() => {
-                for ((pos, _), v) in group.into_iter().zip(values) {
-                    results[pos] = v;
-                }
-            }
-            other => {
-                encode_unexpected(id, other, &mut out.borrow_mut());
-                return;
-            }
-        }
-    }
-    let items: Vec<Option<(&[u8], WireVersion)>> = results
-        .iter()
-        .map(|r| r.as_ref().map(|(v, ver)| (v.as_slice(), wire(*ver))))
-        .collect();
-    encode_response(
-        id,
-        &Response::Values {
-            items: ValueList::new(&items),
-        },
-        &mut out.borrow_mut(),
-    );
-}
-
-async fn mput(
-    shard: &Rc<Shard>,
-    id: u64,
-    session: Version,
-    pairs: &[(&[u8], &[u8])],
-    ttl_ms: u64,
-    out: &RefCell<Vec<u8>>,
-) {
-    let groups = group_by_owner(shard, pairs, |(k, _)| k);
-    let mut parts = Vec::new();
-    for (owner, group) in groups.into_iter().enumerate() {
-        if group.is_empty() {
-            continue;
-        }
-        let shard = shard.clone();
-        parts.push(Box::pin(async move {
-            if owner as u32 == shard.id {
-                let pairs: Vec<(&[u8], &[u8])> = group.iter().map(|(_, p)| *p).collect();
-                match put_local(&shard, session, &pairs, ttl_ms).await {
-                    Ok(v) => Answer::Written(v),
-                    Err(Outcome::Error(s, m)) => Answer::Failed(s, m),
-                    Err(_) => Answer::Failed(Status::Internal, String::new()),
-                }
-            } else {
-                let pairs = group
-                    .iter()
-                    .map(|(_, (k, v))| (k.to_vec(), v.to_vec()))
-                    .collect();
-                shard
-                    .call(
-                        owner as u32,
-                        Call::Put {
-                            pairs,
-                            ttl_ms,
-                            session,
-                        },
-                    )
-                    .await
-            }
-        }));
-    }
-    let mut highest = Version::ZERO;
-    for answer in crate::join::join_all(parts).await {
-        match answer {
-            Answer::Written(v) => highest = highest.max(v),
-            other => {
-                encode_unexpected(id, other, &mut out.borrow_mut());
-                return;
-            }
-        }
-    }
-    encode_response(
-        id,
-        &Response::Written {
-            version: wire(highest),
-        },
-        &mut out.borrow_mut(),
-    );
-}
-
-/// The smallest key above every key starting with `prefix`, or `None` if
-/// there is none (the prefix is all 0xFF bytes).
-fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xFF {
-            end.push(last + 1);
-            return Some(end);
-        }
-    }
-    None
-}
-
-/// The key span of a SCAN request, or `None` when it is empty.
-pub fn scan_span(start: &[u8], end: &[u8], prefix: bool, after: &[u8]) -> Option<ScanSpan> {
-    let (mut lo, hi) = if prefix {
-        (
-            Bound::Included(start.to_vec()),
-            prefix_end(start).map_or(Bound::Unbounded, Bound::Excluded),
-        )
-    } else {
-        let hi = if end.is_empty() {
-            Bound::Unbounded
-        } else {
-            Bound::Excluded(end.to_vec())
-        };
-        (Bound::Included(start.to_vec()), hi)
-    };
-    if !after.is_empty() && after >= start {
-        lo = Bound::Excluded(after.to_vec());
-    }
-    let empty = match (&lo, &hi) {
-        (Bound::Included(l), Bound::Excluded(h)) => l >= h,
-        (Bound::Excluded(l), Bound::Excluded(h)) => l >= h,
-        _ => false,
-    };
-    (!empty).then_some(ScanSpan::Range { start: lo, end: hi })
-}
-
-/// The span fields of a SCAN request: start, end, prefix flag, after.
-type SpanFields<'a> = (&'a [u8], &'a [u8], bool, &'a [u8]);
-
-async fn scan(
-    shard: &Rc<Shard>,
-    scope: Scope,
-    id: u64,
-    fields: SpanFields<'_>,
-    limit: u32,
-    out: &RefCell<Vec<u8>>,
-) {
-    let (start, end, prefix, after) = fields;
-    let limit = limit as usize;
-    let Some(span) = scan_span(start, end, prefix, after) else {
-        encode_response(
-            id,
-            &Response::ScanPage {
-                entries: EntryList::new(&[]),
-                next_after: &[],
-            },
-            &mut out.borrow_mut(),
-        );
-        return;
-    };
-    let owners = match scope {
-        Scope::Shard => shard.id..shard.id + 1,
-        Scope::Node => 0..shard.shard_count,
-    };
-    let mut parts = Vec::new();
-    for owner in owners {
-        let shard = shard.clone();
-        let span = span.clone();
-        parts.push(Box::pin(async move {
-            if owner == shard.id {
-                match shard.store.scan(span, limit, now_ms()).await {
-                    Ok(e) => Answer::Entries(e),
-                    Err(e) => match storage_failure(&shard, &e) {
-                        Outcome::Error(s, m) => Answer::Failed(s, m),
-                        _ => Answer::Failed(Status::StorageError, e.to_string()),
-                    },
-                }
-            } else {
-                shard.call(owner, Call::Scan { span, limit }).await
-            }
-        }));
-    }
-    let mut merged: Vec<Entry> = Vec::new();
-    for answer in crate::join::join_all(parts).await {
-        match answer {
-            Answer::Entries(e) => merged.extend(e),
-            other => {
-                encode_unexpected(id, other, &mut out.borrow_mut());
-                return;
-            }
-        }
-    }
-    merged.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-    let more = merged.len() >= limit;
-    merged.truncate(limit);
-    let entries: Vec<ScanEntry<'_>> = merged
-        .iter()
-        .map(|e| ScanEntry {
-            key: &e.key,
-            value: e.record.value.as_deref().unwrap_or_default(),
-            version: wire(e.record.version),
-        })
-        .collect();
-    let next_after: &[u8] = match (more, merged.last()) {
-        (true, Some(last)) => &last.key,
-        _ => &[],
-    };
-    encode_response(
-        id,
-        &Response::ScanPage {
-            entries: EntryList::new(&entries),
-            next_after,
-        },
-        &mut out.borrow_mut(),
-    );
-}
-
 /// This shard's STATS text: `key value` lines.
 pub fn stats_text(shard: &Shard) -> String {
     use std::fmt::Write;
@@ -783,41 +548,9 @@ pub fn stats_text(shard: &Shard) -> String {
     line("storage_errors", &c.storage_errors.get());
     line("key_locks_held", &shard.locks.len());
     line("clock_hlc", &shard.clock.borrow().last());
+    line("clock_lease_hlc", &shard.clock.borrow().lease());
     for (k, v) in shard.store.stats() {
         line(&k, &v);
     }
     s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_prefix_span_ends_before_the_next_prefix() {
-        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
-        assert_eq!(prefix_end(b"a\xff"), Some(b"b".to_vec()));
-        assert_eq!(prefix_end(b"\xff\xff"), None);
-        assert_eq!(
-            scan_span(b"ab", b"", true, b""),
-            Some(ScanSpan::Range {
-                start: Bound::Included(b"ab".to_vec()),
-                end: Bound::Excluded(b"ac".to_vec())
-            })
-        );
-    }
-
-    #[test]
-    fn a_continuation_resumes_strictly_after_the_key_and_an_empty_range_is_none() {
-        assert_eq!(
-            scan_span(b"a", b"z", false, b"m"),
-            Some(ScanSpan::Range {
-                start: Bound::Excluded(b"m".to_vec()),
-                end: Bound::Excluded(b"z".to_vec())
-            })
-        );
-        assert_eq!(scan_span(b"z", b"a", false, b""), None);
-        assert_eq!(scan_span(b"a", b"c", false, b"c"), None);
-        assert_eq!(scan_span(b"ab", b"", true, b"ac"), None);
-    }
 }

@@ -2,9 +2,9 @@
 //! built in one place ([`Shard::new`]) and shared by the shard's tasks
 //! through an `Rc` (never across threads).
 
+use crate::clock::LeasedClock;
 use crate::config::NodeConfig;
 use crate::forward::{Answer, Call};
-use crate::hlc::Hlc;
 use crate::keylock::KeyLocks;
 use crate::mesh::Mesh;
 use crate::store::Store;
@@ -87,8 +87,8 @@ pub struct Shard {
     pub node: Arc<NodeShared>,
     /// This shard's storage.
     pub store: Store,
-    /// This shard's clock.
-    pub clock: RefCell<Hlc>,
+    /// This shard's clock (with its durable lease).
+    pub clock: RefCell<LeasedClock>,
     /// Locks for read-modify-write operations.
     pub locks: KeyLocks,
     /// Counters.
@@ -97,16 +97,21 @@ pub struct Shard {
 }
 
 impl Shard {
-    /// A shard with its store opened; the mesh is attached later.
-    pub fn new(id: u32, config: Arc<NodeConfig>, node: Arc<NodeShared>, store: Store) -> Rc<Shard> {
-        let node_id = config.node_id;
+    /// A shard with its store and clock opened; the mesh is attached later.
+    pub fn new(
+        id: u32,
+        config: Arc<NodeConfig>,
+        node: Arc<NodeShared>,
+        store: Store,
+        clock: LeasedClock,
+    ) -> Rc<Shard> {
         Rc::new(Shard {
             id,
             shard_count: config.shards,
             config,
             node,
             store,
-            clock: RefCell::new(Hlc::new(node_id)),
+            clock: RefCell::new(clock),
             locks: KeyLocks::new(),
             counters: ShardCounters::default(),
             mesh: RefCell::new(None),

@@ -87,7 +87,11 @@ impl BlockCache {
     /// The block at `offset` of file `id`, if cached; counts a hit or a miss.
     pub fn get(&self, id: FileId, offset: u64) -> Option<Rc<Block>> {
         let found = self.peek(id, offset);
-        let counter = if found.is_some() { &self.hits } else { &self.misses };
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
         counter.set(counter.get() + 1);
         found
     }

@@ -223,7 +223,10 @@ mod tests {
         assert_eq!(split(""), v(&[]));
         assert_eq!(split("set \"a b\" c"), v(&["set", "a b", "c"]));
         assert_eq!(split("set 'a b' c"), v(&["set", "a b", "c"]));
-        assert_eq!(split(r#"x "\n\r\t\b\a\\\"\q""#), v(&["x", "\n\r\t\x08\x07\\\"q"]));
+        assert_eq!(
+            split(r#"x "\n\r\t\b\a\\\"\q""#),
+            v(&["x", "\n\r\t\x08\x07\\\"q"])
+        );
         assert_eq!(split(r#""\x41\x4a\x6b""#), v(&["AJk"]));
         assert_eq!(split(r#""\xZZ""#), v(&["xZZ"]));
         assert_eq!(split(r"'it\'s'"), v(&["it's"]));

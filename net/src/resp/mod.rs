@@ -10,6 +10,8 @@
 //! - [`table`]: the static command table behind COMMAND, COMMAND COUNT,
 //!   COMMAND INFO and COMMAND DOCS.
 //! - [`reply`]: [`Reply`], the RESP2/RESP3 reply encoder.
+//! - [`replies`]: canned error lines for execution-time conditions, and the
+//!   HELLO reply.
 //! - [`error`]: [`RespError`], protocol errors with Redis's exact messages.
 //!
 //! Wire formats are drawn in [`parse`], [`inline`] and [`reply`]; user-facing
@@ -25,6 +27,7 @@ pub mod error;
 pub mod inline;
 pub mod num;
 pub mod parse;
+pub mod replies;
 pub mod reply;
 pub mod table;
 

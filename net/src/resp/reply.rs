@@ -23,8 +23,6 @@
 //! next). Simple strings and errors never contain CR or LF: they are
 //! replaced by spaces, as Redis does, so a reply can never inject another.
 
-use std::io::Write as _;
-
 /// The RESP version of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum RespVersion {
@@ -200,8 +198,7 @@ impl<'o> Reply<'o> {
 
     fn header(&mut self, kind: u8, n: i64) {
         self.out.push(kind);
-        // Writing to a Vec cannot fail.
-        let _ = write!(self.out, "{n}");
+        push_decimal(self.out, n);
         self.out.extend_from_slice(b"\r\n");
     }
 
@@ -213,6 +210,26 @@ impl<'o> Reply<'o> {
         );
         self.out.extend_from_slice(b"\r\n");
     }
+}
+
+/// Appends `n` in decimal without going through `fmt` (every reply header
+/// does this, so it is on the hot path).
+fn push_decimal(out: &mut Vec<u8>, n: i64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut m = n.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (m % 10) as u8;
+        m /= 10;
+        if m == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 #[cfg(test)]
@@ -231,6 +248,15 @@ mod tests {
     fn errors_and_simple_strings_cannot_inject_lines() {
         let (a, _) = both(|r| r.error("ERR bad\r\n+OK"));
         assert_eq!(a, b"-ERR bad  +OK\r\n");
+    }
+
+    #[test]
+    fn integers_are_written_in_decimal() {
+        for n in [0, 7, -7, 10, 1234567890, i64::MAX, i64::MIN] {
+            let mut out = Vec::new();
+            Reply::new(&mut out, RespVersion::Resp2).integer(n);
+            assert_eq!(out, format!(":{n}\r\n").into_bytes());
+        }
     }
 
     #[test]

@@ -143,19 +143,39 @@ spec!(SELECT, "select", 2, CONNECTION, "Changes the selected database.", "1.0.0"
 spec!(QUIT, "quit", -1, CONNECTION, "Closes the connection.", "1.0.0",
     flags: &["allow_busy", "noscript", "loading", "stale", "fast", "no_auth"]);
 
-spec!(GET, "get", 2, STRING_READ, "Returns the string value of a key.", "1.0.0");
+spec!(
+    GET,
+    "get",
+    2,
+    STRING_READ,
+    "Returns the string value of a key.",
+    "1.0.0"
+);
 spec!(SET, "set", -3, STRING_WRITE,
     "Sets the string value of a key, ignoring its type. The key is created if it doesn't exist.", "1.0.0",
     flags: &["write", "denyoom"], acl_categories: &["@write", "@string", "@slow"]);
-spec!(SETNX, "setnx", 3, STRING_WRITE, "Set the string value of a key only when the key doesn't exist.", "1.0.0");
+spec!(
+    SETNX,
+    "setnx",
+    3,
+    STRING_WRITE,
+    "Set the string value of a key only when the key doesn't exist.",
+    "1.0.0"
+);
 spec!(SETEX, "setex", 4, STRING_WRITE,
     "Sets the string value and expiration time of a key. Creates the key if it doesn't exist.", "2.0.0",
     flags: &["write", "denyoom"], acl_categories: &["@write", "@string", "@slow"]);
 spec!(PSETEX, "psetex", 4, STRING_WRITE,
     "Sets both string value and expiration time in milliseconds of a key. The key is created if it doesn't exist.",
     "2.6.0", flags: &["write", "denyoom"], acl_categories: &["@write", "@string", "@slow"]);
-spec!(GETSET, "getset", 3, STRING_WRITE,
-    "Returns the previous string value of a key after setting it to a new value.", "1.0.0");
+spec!(
+    GETSET,
+    "getset",
+    3,
+    STRING_WRITE,
+    "Returns the previous string value of a key after setting it to a new value.",
+    "1.0.0"
+);
 spec!(GETDEL, "getdel", 2, STRING_WRITE, "Returns the string value of a key after deleting the key.", "6.2.0",
     flags: &["write", "fast"]);
 spec!(GETEX, "getex", -2, STRING_WRITE, "Returns the string value of a key after setting its expiration time.",
@@ -178,9 +198,22 @@ spec!(INCRBY, "incrby", 3, STRING_WRITE,
 spec!(DECRBY, "decrby", 3, STRING_WRITE,
     "Decrements a number from the integer value of a key. Uses 0 as initial value if the key doesn't exist.",
     "1.0.0");
-spec!(APPEND, "append", 3, STRING_WRITE,
-    "Appends a string to the value of a key. Creates the key if it doesn't exist.", "2.0.0");
-spec!(STRLEN, "strlen", 2, STRING_READ, "Returns the length of a string value.", "2.2.0");
+spec!(
+    APPEND,
+    "append",
+    3,
+    STRING_WRITE,
+    "Appends a string to the value of a key. Creates the key if it doesn't exist.",
+    "2.0.0"
+);
+spec!(
+    STRLEN,
+    "strlen",
+    2,
+    STRING_READ,
+    "Returns the length of a string value.",
+    "2.2.0"
+);
 
 spec!(DEL, "del", -2, KEYSPACE_WRITE, "Deletes one or more keys.", "1.0.0", flags: &["write"],
     acl_categories: &["@keyspace", "@write", "@slow"], last_key: -1,
@@ -189,15 +222,70 @@ spec!(UNLINK, "unlink", -2, KEYSPACE_WRITE, "Asynchronously deletes one or more 
     complexity: "O(1) for each key removed regardless of its size.");
 spec!(EXISTS, "exists", -2, KEYSPACE_READ, "Determines whether one or more keys exist.", "3.0.3", last_key: -1,
     complexity: "O(N) where N is the number of keys to check.");
-spec!(EXPIRE, "expire", -3, KEYSPACE_WRITE, "Sets the expiration time of a key in seconds.", "1.0.0");
-spec!(PEXPIRE, "pexpire", -3, KEYSPACE_WRITE, "Sets the expiration time of a key in milliseconds.", "2.6.0");
-spec!(EXPIREAT, "expireat", -3, KEYSPACE_WRITE, "Sets the expiration time of a key to a Unix timestamp.", "1.2.0");
-spec!(PEXPIREAT, "pexpireat", -3, KEYSPACE_WRITE,
-    "Sets the expiration time of a key to a Unix milliseconds timestamp.", "2.6.0");
-spec!(PERSIST, "persist", 2, KEYSPACE_WRITE, "Removes the expiration time of a key.", "2.2.0");
-spec!(TTL, "ttl", 2, KEYSPACE_READ, "Returns the expiration time in seconds of a key.", "1.0.0");
-spec!(PTTL, "pttl", 2, KEYSPACE_READ, "Returns the expiration time in milliseconds of a key.", "2.6.0");
-spec!(TYPE, "type", 2, KEYSPACE_READ, "Determines the type of value stored at a key.", "1.0.0");
+spec!(
+    EXPIRE,
+    "expire",
+    -3,
+    KEYSPACE_WRITE,
+    "Sets the expiration time of a key in seconds.",
+    "1.0.0"
+);
+spec!(
+    PEXPIRE,
+    "pexpire",
+    -3,
+    KEYSPACE_WRITE,
+    "Sets the expiration time of a key in milliseconds.",
+    "2.6.0"
+);
+spec!(
+    EXPIREAT,
+    "expireat",
+    -3,
+    KEYSPACE_WRITE,
+    "Sets the expiration time of a key to a Unix timestamp.",
+    "1.2.0"
+);
+spec!(
+    PEXPIREAT,
+    "pexpireat",
+    -3,
+    KEYSPACE_WRITE,
+    "Sets the expiration time of a key to a Unix milliseconds timestamp.",
+    "2.6.0"
+);
+spec!(
+    PERSIST,
+    "persist",
+    2,
+    KEYSPACE_WRITE,
+    "Removes the expiration time of a key.",
+    "2.2.0"
+);
+spec!(
+    TTL,
+    "ttl",
+    2,
+    KEYSPACE_READ,
+    "Returns the expiration time in seconds of a key.",
+    "1.0.0"
+);
+spec!(
+    PTTL,
+    "pttl",
+    2,
+    KEYSPACE_READ,
+    "Returns the expiration time in milliseconds of a key.",
+    "2.6.0"
+);
+spec!(
+    TYPE,
+    "type",
+    2,
+    KEYSPACE_READ,
+    "Determines the type of value stored at a key.",
+    "1.0.0"
+);
 spec!(SCAN, "scan", -2, BASE, "Iterates over the key names in the database.", "2.8.0", flags: &["readonly"],
     acl_categories: &["@keyspace", "@read", "@slow"],
     complexity: "O(1) for every call. O(N) for a complete iteration.");
@@ -216,7 +304,14 @@ spec!(FLUSHALL, "flushall", -1, BASE, "Removes all keys from all databases.", "1
 spec!(INFO, "info", -1, SERVER, "Returns information and statistics about the server.", "1.0.0",
     acl_categories: &["@slow", "@dangerous"]);
 
-spec!(COMMAND_COUNT, "command|count", 2, SERVER, "Returns a count of commands.", "2.8.13");
+spec!(
+    COMMAND_COUNT,
+    "command|count",
+    2,
+    SERVER,
+    "Returns a count of commands.",
+    "2.8.13"
+);
 spec!(COMMAND_DOCS, "command|docs", -2, SERVER,
     "Returns documentary information about one, multiple or all commands.", "7.0.0",
     complexity: "O(N) where N is the number of commands to look up");
@@ -226,12 +321,46 @@ spec!(COMMAND, "command", -1, SERVER, "Returns detailed information about all co
     complexity: "O(N) where N is the total number of Redis commands",
     subcommands: &[&COMMAND_COUNT, &COMMAND_DOCS, &COMMAND_INFO]);
 
-spec!(CLIENT_SETNAME, "client|setname", 3, CLIENT_SUB, "Sets the connection name.", "2.6.9");
-spec!(CLIENT_GETNAME, "client|getname", 2, CLIENT_SUB, "Returns the name of the connection.", "2.6.9");
-spec!(CLIENT_ID, "client|id", 2, CLIENT_SUB, "Returns the unique client ID of the connection.", "5.0.0");
-spec!(CLIENT_INFO, "client|info", 2, CLIENT_SUB, "Returns information about the connection.", "6.2.0");
-spec!(CLIENT_SETINFO, "client|setinfo", 4, CLIENT_SUB,
-    "Sets information specific to the client or connection.", "7.2.0");
+spec!(
+    CLIENT_SETNAME,
+    "client|setname",
+    3,
+    CLIENT_SUB,
+    "Sets the connection name.",
+    "2.6.9"
+);
+spec!(
+    CLIENT_GETNAME,
+    "client|getname",
+    2,
+    CLIENT_SUB,
+    "Returns the name of the connection.",
+    "2.6.9"
+);
+spec!(
+    CLIENT_ID,
+    "client|id",
+    2,
+    CLIENT_SUB,
+    "Returns the unique client ID of the connection.",
+    "5.0.0"
+);
+spec!(
+    CLIENT_INFO,
+    "client|info",
+    2,
+    CLIENT_SUB,
+    "Returns information about the connection.",
+    "6.2.0"
+);
+spec!(
+    CLIENT_SETINFO,
+    "client|setinfo",
+    4,
+    CLIENT_SUB,
+    "Sets information specific to the client or connection.",
+    "7.2.0"
+);
 spec!(CLIENT, "client", -2, BASE, "A container for client connection commands.", "2.4.0",
     acl_categories: &["@slow"], group: "connection", complexity: "Depends on subcommand.",
     subcommands: &[&CLIENT_SETNAME, &CLIENT_GETNAME, &CLIENT_ID, &CLIENT_INFO, &CLIENT_SETINFO]);
@@ -246,10 +375,10 @@ spec!(CONFIG, "config", -2, BASE, "A container for server configuration commands
 /// Every supported top-level command (subcommands hang off their
 /// container).
 pub static COMMANDS: &[&CommandSpec] = &[
-    &PING, &ECHO, &HELLO, &AUTH, &SELECT, &QUIT, &GET, &SET, &SETNX, &SETEX, &PSETEX, &GETSET, &GETDEL,
-    &GETEX, &MGET, &MSET, &MSETNX, &INCR, &DECR, &INCRBY, &DECRBY, &APPEND, &STRLEN, &DEL, &UNLINK,
-    &EXISTS, &EXPIRE, &PEXPIRE, &EXPIREAT, &PEXPIREAT, &PERSIST, &TTL, &PTTL, &TYPE, &SCAN, &KEYS,
-    &DBSIZE, &FLUSHDB, &FLUSHALL, &INFO, &COMMAND, &CLIENT, &CONFIG,
+    &PING, &ECHO, &HELLO, &AUTH, &SELECT, &QUIT, &GET, &SET, &SETNX, &SETEX, &PSETEX, &GETSET,
+    &GETDEL, &GETEX, &MGET, &MSET, &MSETNX, &INCR, &DECR, &INCRBY, &DECRBY, &APPEND, &STRLEN, &DEL,
+    &UNLINK, &EXISTS, &EXPIRE, &PEXPIRE, &EXPIREAT, &PEXPIREAT, &PERSIST, &TTL, &PTTL, &TYPE,
+    &SCAN, &KEYS, &DBSIZE, &FLUSHDB, &FLUSHALL, &INFO, &COMMAND, &CLIENT, &CONFIG,
 ];
 
 /// The spec of a command or `container|sub` subcommand, by case-insensitive
@@ -387,7 +516,10 @@ mod tests {
     #[test]
     fn lookup_is_case_insensitive_and_finds_subcommands() {
         assert_eq!(lookup(b"GeT").map(|s| s.name), Some("get"));
-        assert_eq!(lookup(b"CLIENT|SetName").map(|s| s.name), Some("client|setname"));
+        assert_eq!(
+            lookup(b"CLIENT|SetName").map(|s| s.name),
+            Some("client|setname")
+        );
         assert!(lookup(b"client|nope").is_none());
         assert!(lookup(b"nope").is_none());
     }
@@ -400,7 +532,11 @@ mod tests {
             assert_eq!(spec.name, spec.name.to_ascii_lowercase());
             assert!(!spec.summary.is_empty(), "{}", spec.name);
             for sub in spec.subcommands {
-                assert!(sub.name.starts_with(&format!("{}|", spec.name)), "{}", sub.name);
+                assert!(
+                    sub.name.starts_with(&format!("{}|", spec.name)),
+                    "{}",
+                    sub.name
+                );
             }
         }
     }

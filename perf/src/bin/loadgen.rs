@@ -381,6 +381,15 @@ fn main() -> ExitCode {
                 eprintln!("loadgen: {name} phase: first error: {e}");
             }
         }
+        if let (Some(rate), "run") = (cli.rate, name) {
+            if report.ops_per_s < 0.95 * rate {
+                eprintln!(
+                    "loadgen: warning: asked for {rate:.0} requests/s, completed {:.0}/s: the client or the server is \
+                     saturated, and latencies include the backlog",
+                    report.ops_per_s
+                );
+            }
+        }
         if name == "run" {
             let title = format!(
                 "{} {} P{}",

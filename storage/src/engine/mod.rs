@@ -125,6 +125,9 @@ impl Engine {
     /// memtable. Every write acknowledged before a crash is readable after it.
     pub async fn open(dir: &Path, options: Options) -> Result<Engine> {
         io::prepare_dir(dir, options.require_direct_io).await?;
+        // glommio opens directories (for fsync) by absolute path only: a
+        // relative one fails with EBADF at the first directory sync.
+        let dir = &std::fs::canonicalize(dir).map_err(|e| Error::io("canonicalize", dir, e))?;
         io::set_background_queue(options.background_shares);
         let (manifest, manifest_state) = Manifest::open(dir).await?;
         let listed: HashSet<FileId> = manifest_state.tables.iter().map(|t| t.id).collect();

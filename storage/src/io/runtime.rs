@@ -3,7 +3,8 @@
 use std::future::Future;
 use std::time::Duration;
 
-/// A background task handle; dropping it does not cancel the task.
+/// A background task handle. Dropping it cancels the task (glommio 0.9
+/// semantics): await it, or call `.detach()` to let it run on its own.
 pub type BackgroundTask<T> = glommio::Task<T>;
 
 /// Spawns `fut` on the current executor's background task queue if the caller

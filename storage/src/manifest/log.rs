@@ -23,8 +23,8 @@ use crate::wal::replay::{find_valid_frame, frame_at, Window};
 pub const KIND_SNAPSHOT: u8 = 1;
 /// Frame kind of every later record: one atomic group of edits.
 pub const KIND_EDITS: u8 = 2;
-/// Largest manifest record payload accepted, in bytes.
-pub const MANIFEST_RECORD_SIZE_MAX: usize = 64 * 1024 * 1024;
+// The limit lives in `crate::limits`; re-exported at its old path.
+pub use crate::limits::MANIFEST_RECORD_SIZE_MAX;
 
 /// An open manifest log being appended to.
 pub(crate) struct LogWriter {

@@ -28,9 +28,12 @@
 pub mod log;
 pub mod record;
 
+#[cfg(test)]
+mod hostile_tests;
+
 use crate::error::{Error, Result};
 use crate::io::{self, DirectFile};
-use crate::limits::BLOCK_SIZE;
+use crate::limits::{BLOCK_SIZE, MANIFEST_NUMBER_MAX};
 use crate::types::{FileId, TableMeta};
 use crate::wal::SegmentId;
 use log::{LogWriter, KIND_EDITS, KIND_SNAPSHOT};
@@ -38,8 +41,9 @@ use std::path::{Path, PathBuf};
 
 /// Name of the file naming the live manifest log.
 pub const CURRENT_FILE_NAME: &str = "CURRENT";
-/// Default size past which the log is rewritten as a snapshot in a new file.
-pub const SNAPSHOT_SIZE_DEFAULT: u64 = 4 * 1024 * 1024;
+/// Default size past which the log is rewritten as a snapshot in a new file
+/// (see [`crate::limits::MANIFEST_SNAPSHOT_SIZE_DEFAULT`]).
+pub use crate::limits::MANIFEST_SNAPSHOT_SIZE_DEFAULT as SNAPSHOT_SIZE_DEFAULT;
 
 /// What the manifest records: the live tables and two counters.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -323,8 +327,16 @@ async fn read_current(path: &Path) -> Result<u64> {
     if let Some(i) = bytes[nl + 1..].iter().position(|&b| b != 0) {
         return Err(bad(nl + 1 + i, "CURRENT has bytes after its line"));
     }
-    std::str::from_utf8(&bytes[..nl])
+    let number = std::str::from_utf8(&bytes[..nl])
         .ok()
         .and_then(parse_manifest_name)
-        .ok_or_else(|| bad(0, "CURRENT does not name a manifest (MANIFEST-<20 digits>)"))
+        .ok_or_else(|| bad(0, "CURRENT does not name a manifest (MANIFEST-<20 digits>)"))?;
+    // Bounded so that the next log's number (`number + 1`) never overflows.
+    if number > MANIFEST_NUMBER_MAX {
+        return Err(bad(
+            0,
+            &format!("CURRENT names manifest {number}, over the limit {MANIFEST_NUMBER_MAX}"),
+        ));
+    }
+    Ok(number)
 }

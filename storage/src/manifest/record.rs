@@ -12,14 +12,16 @@
 //!   4 WalRetiredThrough  u64 segment id
 //! ```
 //! All integers little endian; key lengths are checked against
-//! [`KEY_SIZE_MAX`] and levels against [`LEVEL_COUNT_MAX`] before use.
+//! [`KEY_SIZE_MAX`], levels against [`LEVEL_COUNT_MAX`], file ids against
+//! [`FILE_ID_MAX`] and segment ids against [`WAL_SEGMENT_ID_MAX`] before use
+//! (so `id + 1` never overflows, here or in the engine).
 
 use super::{ManifestEdit, ManifestState};
-use crate::limits::KEY_SIZE_MAX;
+use crate::limits::{FILE_ID_MAX, KEY_SIZE_MAX, WAL_SEGMENT_ID_MAX};
 use crate::types::{FileId, TableMeta, Version};
 
-/// Levels a table may be at: `0..LEVEL_COUNT_MAX`.
-pub const LEVEL_COUNT_MAX: u32 = 64;
+// The limit lives in `crate::limits`; re-exported at its old path.
+pub use crate::limits::LEVEL_COUNT_MAX;
 
 const TAG_ADD_TABLE: u8 = 1;
 const TAG_REMOVE_TABLE: u8 = 2;
@@ -99,7 +101,7 @@ pub fn decode_edits(payload: &[u8]) -> Result<Vec<ManifestEdit>, (usize, String)
         let at = r.pos;
         let edit = match r.u8()? {
             TAG_ADD_TABLE => {
-                let id = r.u64()?;
+                let id = r.file_id()?;
                 let level = r.level()?;
                 let size = r.u64()?;
                 let entry_count = r.u64()?;
@@ -120,11 +122,21 @@ pub fn decode_edits(payload: &[u8]) -> Result<Vec<ManifestEdit>, (usize, String)
                 })
             }
             TAG_REMOVE_TABLE => ManifestEdit::RemoveTable {
-                id: r.u64()?,
+                id: r.file_id()?,
                 level: r.level()?,
             },
-            TAG_NEXT_FILE_ID => ManifestEdit::NextFileId(r.u64()?),
-            TAG_WAL_RETIRED_THROUGH => ManifestEdit::WalRetiredThrough(r.u64()?),
+            TAG_NEXT_FILE_ID => ManifestEdit::NextFileId(r.file_id()?),
+            TAG_WAL_RETIRED_THROUGH => {
+                let at = r.pos;
+                let id = r.u64()?;
+                if id > WAL_SEGMENT_ID_MAX {
+                    return Err((
+                        at,
+                        format!("WAL segment id {id} over the limit {WAL_SEGMENT_ID_MAX}"),
+                    ));
+                }
+                ManifestEdit::WalRetiredThrough(id)
+            }
             tag => return Err((at, format!("unknown edit tag {tag}"))),
         };
         edits.push(edit);
@@ -159,9 +171,20 @@ pub fn apply_record(state: &mut ManifestState, edits: &[ManifestEdit]) -> Result
 
 /// Applies one edit to `state`, refusing edits that contradict it (adding a
 /// table already live at that level, removing a table that is not live at the
-/// given level). File ids never go backwards: adding table `id` raises
-/// `next_file_id` above it.
+/// given level, ids over [`FILE_ID_MAX`] / [`WAL_SEGMENT_ID_MAX`]). File ids
+/// never go backwards: adding table `id` raises `next_file_id` above it.
 pub fn apply_edit(state: &mut ManifestState, edit: &ManifestEdit) -> Result<(), String> {
+    let id_over = match edit {
+        ManifestEdit::AddTable(TableMeta { id, .. })
+        | ManifestEdit::RemoveTable { id, .. }
+        | ManifestEdit::NextFileId(id) => (*id > FILE_ID_MAX).then_some(("file", *id, FILE_ID_MAX)),
+        ManifestEdit::WalRetiredThrough(id) => {
+            (*id > WAL_SEGMENT_ID_MAX).then_some(("WAL segment", *id, WAL_SEGMENT_ID_MAX))
+        }
+    };
+    if let Some((what, id, max)) = id_over {
+        return Err(format!("{what} id {id} over the limit {max}"));
+    }
     match edit {
         ManifestEdit::AddTable(t) => {
             if state
@@ -174,6 +197,7 @@ pub fn apply_edit(state: &mut ManifestState, edit: &ManifestEdit) -> Result<(), 
                     t.id, t.level
                 ));
             }
+            // `t.id <= FILE_ID_MAX < u64::MAX` (checked above): no overflow.
             state.next_file_id = state.next_file_id.max(t.id + 1);
             state.tables.push(t.clone());
         }
@@ -231,6 +255,15 @@ impl Reader<'_> {
         let mut a = [0u8; 8];
         a.copy_from_slice(self.take(8)?);
         Ok(u64::from_le_bytes(a))
+    }
+
+    fn file_id(&mut self) -> Result<u64, (usize, String)> {
+        let at = self.pos;
+        let id = self.u64()?;
+        if id > FILE_ID_MAX {
+            return Err((at, format!("file id {id} over the limit {FILE_ID_MAX}")));
+        }
+        Ok(id)
     }
 
     fn level(&mut self) -> Result<u32, (usize, String)> {

@@ -68,28 +68,11 @@ pub const FORMAT_VERSION: u32 = 1;
 /// The footer's magic number, the ASCII bytes "RINGKVST".
 pub const MAGIC: u64 = u64::from_le_bytes(*b"RINGKVST");
 
-/// Largest raw (uncompressed) data block a reader accepts: a block holds at
-/// most `TableOptions::block_size` bytes of entries or a single larger entry.
-/// Bounds the allocation made from a length read off disk.
-pub const DATA_BLOCK_SIZE_MAX: usize = 4 * 1024 * 1024;
-
-/// Largest `TableOptions::block_size` accepted (asserted by the writer).
-pub const TABLE_BLOCK_SIZE_MAX: usize = 1024 * 1024;
-
-/// Size of the writer's staging buffer: finished blocks are written to disk in
-/// pieces of this size, so a table is written with few large sequential writes.
-pub const TABLE_WRITE_SIZE: usize = 256 * 1024;
-
-/// Bytes read at a time by a sequential [`TableIter`] that bypasses the cache.
-pub const TABLE_READAHEAD_SIZE: usize = 128 * 1024;
-
-const _: () = assert!(
-    TABLE_BLOCK_SIZE_MAX + crate::limits::KEY_SIZE_MAX + crate::limits::VALUE_SIZE_MAX + 1024
-        <= DATA_BLOCK_SIZE_MAX
-);
-const _: () = assert!(TABLE_WRITE_SIZE % crate::limits::BLOCK_SIZE == 0);
-const _: () = assert!(TABLE_READAHEAD_SIZE % crate::limits::BLOCK_SIZE == 0);
-const _: () = assert!(TABLE_READAHEAD_SIZE <= crate::limits::DIRECT_READ_SIZE_MAX);
+// The table limits live in `crate::limits`; re-exported at their old paths.
+pub use crate::limits::DATA_BLOCK_SIZE_MAX;
+pub use crate::limits::TABLE_BLOCK_SIZE_MAX;
+pub use crate::limits::TABLE_READAHEAD_SIZE;
+pub use crate::limits::TABLE_WRITE_SIZE;
 
 /// Per-block compression.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -207,9 +207,14 @@ async fn load(file: &DirectFile, path: &Path, id: FileId, level: u32) -> Result<
     let consistent = if props.entry_count == 0 {
         index.is_empty()
     } else {
+        // Each block holds at least one and at most ENTRIES_PER_BLOCK_MAX
+        // entries: a count outside that (checksummed, but hostile or written
+        // by a bug) would feed wrong figures, even overflows, to the engine.
+        let blocks = index.len() as u64;
         !index.is_empty()
             && props.largest_key.as_slice() == index.last_key(index.len() - 1)
-            && props.entry_count >= index.len() as u64
+            && props.entry_count >= blocks
+            && props.entry_count <= blocks.saturating_mul(block::ENTRIES_PER_BLOCK_MAX as u64)
     };
     if !consistent {
         return Err(Error::corruption(
@@ -233,6 +238,9 @@ async fn load(file: &DirectFile, path: &Path, id: FileId, level: u32) -> Result<
         bloom,
     })
 }
+
+#[cfg(test)]
+mod tests;
 
 /// Iterates over a table's entries in key order, one block at a time.
 pub struct TableIter {
@@ -307,14 +315,20 @@ impl TableIter {
         if h.offset < self.readahead_offset || h.offset + h.len as u64 > ra_end {
             let len = (h.len as u64)
                 .max((TABLE_READAHEAD_SIZE as u64).min(t.index.data_end() - h.offset));
-            read_exact(
+            let read = read_exact(
                 &t.file,
                 &t.path,
                 h.offset,
                 len as usize,
                 &mut self.readahead,
             )
-            .await?;
+            .await;
+            if let Err(e) = read {
+                // The buffer now holds bytes of the new offset (or none) but
+                // `readahead_offset` names the old one: never serve from it.
+                self.readahead.clear();
+                return Err(e);
+            }
             self.readahead_offset = h.offset;
         }
         let start = (h.offset - self.readahead_offset) as usize;

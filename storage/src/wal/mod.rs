@@ -66,6 +66,9 @@ pub mod record;
 pub mod replay;
 mod writer;
 
+#[cfg(test)]
+mod hostile_tests;
+
 pub use writer::Wal;
 
 use std::time::Duration;
@@ -84,18 +87,19 @@ pub const KIND_BATCH: u8 = 1;
 /// Frame kind of a segment-end record.
 pub const KIND_SEGMENT_END: u8 = 2;
 
-/// Smallest segment size accepted (a few pages; real deployments use MiBs).
-pub const SEGMENT_SIZE_MIN: u64 = 16 * 1024;
-/// Most spare (prepared or recycled) segments kept; retired segments beyond
-/// this are deleted.
-pub const SPARE_SEGMENTS_MAX: usize = 2;
-/// How often unwritten appends are flushed in [`Durability::None`] mode.
-pub const BACKGROUND_FLUSH_INTERVAL: Duration = Duration::from_millis(10);
-/// Size of each zero write when preparing a segment.
-pub const PREPARE_CHUNK_SIZE: usize = 1024 * 1024;
-/// Pause between two zero writes of a background preparation, so it never
-/// takes the disk from commits for long (64 MiB take at least 64 pauses).
-pub const PREPARE_CHUNK_PAUSE: Duration = Duration::from_millis(1);
+// The WAL limits live in `crate::limits`; re-exported at their old paths.
+/// Smallest segment size accepted (see [`crate::limits::WAL_SEGMENT_SIZE_MIN`]).
+pub use crate::limits::WAL_SEGMENT_SIZE_MIN as SEGMENT_SIZE_MIN;
+/// Most spare segments kept (see [`crate::limits::WAL_SPARE_SEGMENTS_MAX`]).
+pub use crate::limits::WAL_SPARE_SEGMENTS_MAX as SPARE_SEGMENTS_MAX;
+/// Flush period in [`Durability::None`] mode (see
+/// [`crate::limits::WAL_BACKGROUND_FLUSH_INTERVAL`]).
+pub use crate::limits::WAL_BACKGROUND_FLUSH_INTERVAL as BACKGROUND_FLUSH_INTERVAL;
+/// Zero-write size of segment preparation (see
+/// [`crate::limits::WAL_PREPARE_CHUNK_SIZE`]).
+pub use crate::limits::WAL_PREPARE_CHUNK_SIZE as PREPARE_CHUNK_SIZE;
+/// Pause between zero writes (see [`crate::limits::WAL_PREPARE_CHUNK_PAUSE`]).
+pub use crate::limits::WAL_PREPARE_CHUNK_PAUSE as PREPARE_CHUNK_PAUSE;
 
 /// When a commit is acknowledged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,7 +129,7 @@ pub struct WalOptions {
 impl Default for WalOptions {
     fn default() -> Self {
         WalOptions {
-            segment_size: 64 * 1024 * 1024,
+            segment_size: crate::limits::WAL_SEGMENT_SIZE_DEFAULT,
             durability: Durability::Sync,
         }
     }

@@ -168,8 +168,17 @@ pub fn decode_frame(
             len_max: payload_len_max as u64,
         });
     }
-    let payload_len = payload_len as usize;
-    let end = FRAME_HEADER_SIZE + payload_len;
+    // Checked: `payload_len_max` may be `usize::MAX` and usize may be 32 bits.
+    let Some(end) = usize::try_from(payload_len)
+        .ok()
+        .and_then(|len| len.checked_add(FRAME_HEADER_SIZE))
+    else {
+        return Decoded::Invalid(Invalid::BadLength {
+            len: payload_len,
+            len_max: payload_len_max as u64,
+        });
+    };
+    let payload_len = end - FRAME_HEADER_SIZE;
     let Some(covered) = bytes.get(8..end) else {
         return Decoded::Incomplete { needed: end };
     };
@@ -294,6 +303,19 @@ mod tests {
             decode_frame(&bytes, WAL_MAGIC, 7, 1024),
             Decoded::Invalid(Invalid::BadLength { .. })
         ));
+    }
+
+    #[test]
+    fn the_largest_length_with_an_unbounded_limit_is_incomplete_not_an_overflow() {
+        // `FRAME_HEADER_SIZE + len` is computed checked (it overflows on 32-bit).
+        let mut bytes = sample(b"abc");
+        bytes[24..28].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(
+            decode_frame(&bytes, WAL_MAGIC, 7, usize::MAX),
+            Decoded::Incomplete {
+                needed: FRAME_HEADER_SIZE + u32::MAX as usize
+            }
+        );
     }
 
     #[test]

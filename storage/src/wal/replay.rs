@@ -25,10 +25,11 @@ use super::record::{self, Decoded, Invalid, FRAME_ALIGN, FRAME_HEADER_SIZE, WAL_
 use super::{batch, BatchEntries, Lsn, SegmentId, KIND_BATCH, KIND_SEGMENT_END};
 use crate::error::{Error, Result};
 use crate::io::{align_up, DirectFile};
-use crate::limits::{BATCH_SIZE_MAX, BLOCK_SIZE};
+use crate::limits::{BATCH_SIZE_MAX, BLOCK_SIZE, LSN_MAX};
 
-/// Bytes read from a segment per direct read during replay.
-pub const READ_CHUNK_SIZE: usize = 1024 * 1024;
+/// Bytes read from a segment per read during replay (see
+/// [`crate::limits::WAL_READ_CHUNK_SIZE`]).
+pub use crate::limits::WAL_READ_CHUNK_SIZE as READ_CHUNK_SIZE;
 
 /// What replaying one segment found.
 #[derive(Debug)]
@@ -187,9 +188,17 @@ pub(crate) async fn replay_segment(
                 payload,
                 len,
             } => match kind {
+                // Bounded so that `lsn + 1` never overflows, here or in the writer.
+                _ if seq > LSN_MAX => {
+                    return Err(Error::corruption(
+                        &path,
+                        pos,
+                        format!("WAL record LSN {seq} over the limit {LSN_MAX}"),
+                    ));
+                }
                 KIND_BATCH => {
                     if let Some(prev) = last_lsn {
-                        if seq != prev + 1 {
+                        if prev.checked_add(1) != Some(seq) {
                             return Err(Error::corruption(
                                 &path,
                                 pos,

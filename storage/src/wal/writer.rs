@@ -10,7 +10,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::io::{self, AlignedBuf, BackgroundTask, DirectFile};
-use crate::limits::BLOCK_SIZE;
+use crate::limits::{BLOCK_SIZE, WAL_SEGMENT_ID_MAX};
 use crate::types::Record;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
@@ -231,6 +231,15 @@ impl Wal {
                         "segment size {} must be a multiple of {BLOCK_SIZE} and at least {SEGMENT_SIZE_MIN}",
                         options.segment_size
                     ),
+                ),
+            ));
+        }
+        if retired_through > WAL_SEGMENT_ID_MAX {
+            return Err(Error::corruption(
+                &dir,
+                0,
+                format!(
+                    "WAL retired through segment {retired_through}, over the limit {WAL_SEGMENT_ID_MAX}"
                 ),
             ));
         }
@@ -733,7 +742,9 @@ impl Shared {
 
     fn take_spare_name(&self) -> String {
         let mut st = self.state.borrow_mut();
-        st.next_spare += 1;
+        // Wrapping: the counter starts from names found on disk, which may be
+        // anything up to u64::MAX; a reused name is only a spare replaced.
+        st.next_spare = st.next_spare.wrapping_add(1);
         format!("fresh-{:020}.spare", st.next_spare)
     }
 
@@ -931,6 +942,14 @@ fn list_wal_dir(dir: &Path, segment_size: u64) -> Result<Listing> {
             .filter(|s| s.len() == 20 && s.bytes().all(|b| b.is_ascii_digit()))
             .and_then(|s| s.parse::<u64>().ok())
         {
+            // Bounded so that `id + 1` (the next segment) never overflows.
+            if id > WAL_SEGMENT_ID_MAX {
+                return Err(Error::corruption(
+                    &path,
+                    0,
+                    format!("WAL segment id {id} over the limit {WAL_SEGMENT_ID_MAX}"),
+                ));
+            }
             listing.segments.push((id, size()?));
             continue;
         }

@@ -38,7 +38,10 @@ pub(super) fn info(args: ArgSlice<'_>) -> Result<Command<'_>, CommandError> {
 pub(super) fn select(args: ArgSlice<'_>) -> Result<Command<'_>, CommandError> {
     let index = parse_i64(arg(args, 1)).ok_or(CommandError::NotInteger)?;
     if i32::try_from(index).is_err() {
-        return Err(CommandError::OutOfRange);
+        return Err(CommandError::OutOfRange {
+            min: i32::MIN.into(),
+            max: i32::MAX.into(),
+        });
     }
     Ok(Command::Select { index })
 }
@@ -80,9 +83,7 @@ pub(super) fn hello(args: ArgSlice<'_>) -> Result<Command<'_>, CommandError> {
             setname = Some(name);
             j += 2;
         } else {
-            return Err(CommandError::HelloSyntax {
-                option: shown(opt),
-            });
+            return Err(CommandError::HelloSyntax { option: shown(opt) });
         }
     }
     Ok(Command::Hello {
@@ -118,10 +119,11 @@ fn subcommand(
     args: ArgSlice<'_>,
 ) -> Result<&'static CommandSpec, CommandError> {
     let sub = arg(args, 1);
-    let spec = table::subcommand(container, sub).ok_or_else(|| CommandError::UnknownSubcommand {
-        container: upper,
-        sub: shown(sub),
-    })?;
+    let spec =
+        table::subcommand(container, sub).ok_or_else(|| CommandError::UnknownSubcommand {
+            container: upper,
+            sub: shown(sub),
+        })?;
     check_arity(spec, args.len())?;
     Ok(spec)
 }

@@ -19,10 +19,10 @@ pub enum CommandError {
     /// An integer argument that is not a 64-bit integer.
     #[error("ERR value is not an integer or out of range")]
     NotInteger,
-    /// An integer argument outside the 32-bit range where Redis wants an
-    /// `int` (SELECT).
-    #[error("ERR value is out of range")]
-    OutOfRange,
+    /// An integer argument outside the range the command takes (SELECT
+    /// takes a 32-bit `int`).
+    #[error("ERR value is out of range, value must between {min} and {max}")]
+    OutOfRange { min: i64, max: i64 },
     /// DECRBY of -2^63, whose negation overflows.
     #[error("ERR decrement would overflow")]
     DecrementOverflow,
@@ -33,7 +33,10 @@ pub enum CommandError {
     /// An unknown subcommand of a container (CLIENT, CONFIG, COMMAND).
     /// `container` is upper-case, `sub` as sent (sanitised, truncated).
     #[error("ERR unknown subcommand '{sub}'. Try {container} HELP.")]
-    UnknownSubcommand { container: &'static str, sub: String },
+    UnknownSubcommand {
+        container: &'static str,
+        sub: String,
+    },
     /// An unknown EXPIRE option.
     #[error("ERR Unsupported option {option}")]
     UnsupportedExpireOption { option: String },

@@ -104,9 +104,7 @@ fn expire_flags(options: ArgSlice<'_>) -> Result<ExpireFlags, CommandError> {
         } else if is(opt, "lt") {
             f.lt = true;
         } else {
-            return Err(CommandError::UnsupportedExpireOption {
-                option: shown(opt),
-            });
+            return Err(CommandError::UnsupportedExpireOption { option: shown(opt) });
         }
     }
     if f.nx && (f.xx || f.gt || f.lt) {
@@ -167,7 +165,10 @@ pub(super) fn key_pattern(pattern: &[u8]) -> Result<KeyPattern<'_>, CommandError
         Some(last) if last + 1 == pattern.len() => return Err(unsupported()),
         Some(last) => &pattern[..=last],
     };
-    if prefix.iter().any(|b| matches!(b, b'*' | b'?' | b'[' | b']' | b'\\')) {
+    if prefix
+        .iter()
+        .any(|b| matches!(b, b'*' | b'?' | b'[' | b']' | b'\\'))
+    {
         return Err(unsupported());
     }
     Ok(KeyPattern::Prefix(prefix))

@@ -100,9 +100,7 @@ pub(super) fn getex(args: ArgSlice<'_>) -> Result<Command<'_>, CommandError> {
 }
 
 pub(super) fn mget(args: ArgSlice<'_>) -> Result<Command<'_>, CommandError> {
-    Ok(Command::MGet {
-        keys: args.skip(1),
-    })
+    Ok(Command::MGet { keys: args.skip(1) })
 }
 
 pub(super) fn mset(args: ArgSlice<'_>) -> Result<Command<'_>, CommandError> {
@@ -190,8 +188,7 @@ fn parse_options(args: ArgSlice<'_>, family: Family) -> Result<StringOptions<'_>
     while let Some(opt) = args.get(j) {
         let next = args.get(j + 1);
         let set = family == Family::Set;
-        let expire_other_than =
-            |u: Unit| matches!(o.expire, Some((seen, _)) if seen != u);
+        let expire_other_than = |u: Unit| matches!(o.expire, Some((seen, _)) if seen != u);
         if is(opt, "nx") && !o.xx && set {
             o.nx = true;
         } else if is(opt, "xx") && !o.nx && set {

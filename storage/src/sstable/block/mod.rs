@@ -38,6 +38,12 @@ pub const FLAG_LZ4: u8 = 1;
 pub const KIND_VALUE: u8 = 1;
 /// Entry kind bit: an expiry time follows.
 pub const KIND_EXPIRES: u8 = 2;
+/// Fewest bytes an entry takes in a raw payload, its offset slot included
+/// (empty key, tombstone, no expiry).
+pub const ENTRY_SIZE_MIN: usize = 2 + 1 + 8 + 4 + 4;
+/// Most entries a block the reader accepts can hold: bounds an entry count
+/// read from disk (`blocks * ENTRIES_PER_BLOCK_MAX`).
+pub const ENTRIES_PER_BLOCK_MAX: usize = DATA_BLOCK_SIZE_MAX / ENTRY_SIZE_MIN;
 
 /// Accumulates entries of one block and encodes it. Reused across blocks.
 #[derive(Default)]

@@ -21,8 +21,8 @@ use super::{check_crc, Cursor, DecodeError};
 /// Bytes per line (one cache line).
 pub const LINE_SIZE: usize = 64;
 const LINE_BITS: u32 = (LINE_SIZE * 8) as u32;
-/// Largest number of probes accepted.
-pub const PROBES_MAX: u8 = 30;
+/// Largest number of probes accepted (see [`crate::limits::BLOOM_PROBES_MAX`]).
+pub use crate::limits::BLOOM_PROBES_MAX as PROBES_MAX;
 /// Size of the section header.
 pub const BLOOM_HEADER_SIZE: usize = 8;
 

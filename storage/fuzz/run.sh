@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Builds the fuzz targets on stable with sancov instrumentation (no cargo-fuzz
+# needed) and runs each for $1 seconds (default 60). Findings go to
+# artifacts/<target>/, the corpus to corpus/<target>/.
+set -euo pipefail
+cd "$(dirname "$0")"
+secs="${1:-60}"
+triple="$(rustc -vV | sed -n 's/^host: //p')"
+RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
+-Cllvm-args=-sanitizer-coverage-inline-8bit-counters \
+-Cllvm-args=-sanitizer-coverage-pc-table \
+-Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing" \
+  cargo build --release --bins --target "$triple"
+targets=(sstable_block sstable_index sstable_bloom sstable_footer wal_frame wal_batch manifest_edits)
+for t in "${targets[@]}"; do
+  [ -n "${ONLY:-}" ] && [ "$ONLY" != "$t" ] && continue
+  mkdir -p "corpus/$t" "artifacts/$t"
+  echo "== $t (${secs}s)"
+  "./target/$triple/release/$t" "corpus/$t" -max_total_time="$secs" -rss_limit_mb=2048 \
+    -artifact_prefix="artifacts/$t/" -print_final_stats=1 2>&1 | tail -n 12
+done
