@@ -14,9 +14,7 @@ use std::time::Duration;
 use ringkv_net::resp::command::unknown_command_message;
 use ringkv_net::resp::replies::{write_hello, HelloInfo};
 use ringkv_net::resp::table;
-use ringkv_net::resp::{
-    parse_command, Command, Decoded, Reply, RespLimits, RespVersion,
-};
+use ringkv_net::resp::{parse_command, Command, Decoded, Reply, RespLimits, RespVersion};
 
 type Store = Arc<Mutex<HashMap<Vec<u8>, Vec<u8>>>>;
 
@@ -33,9 +31,18 @@ fn execute(cmd: Command<'_>, store: &Store, version: &mut RespVersion, out: &mut
                 *version = v;
             }
             let mut reply = Reply::new(out, *version);
-            write_hello(&mut reply, &HelloInfo { server: "redis", version: "7.2.0", client_id: 1 });
+            write_hello(
+                &mut reply,
+                &HelloInfo {
+                    server: "redis",
+                    version: "7.2.0",
+                    client_id: 1,
+                },
+            );
         }
-        Command::Set { key, value, get, .. } => {
+        Command::Set {
+            key, value, get, ..
+        } => {
             let old = db.insert(key.to_vec(), value.to_vec());
             if get {
                 reply.bulk_or_null(old.as_deref());
@@ -140,7 +147,8 @@ fn cli(port: u16, args: &[&str], stdin: Option<&[u8]>) -> String {
     input.write_all(stdin.unwrap_or_default()).unwrap();
     drop(input);
     let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     text.trim_end().to_owned()
 }
 
@@ -154,7 +162,10 @@ fn redis_cli_sets_gets_and_mass_inserts_through_the_codec() {
     assert_eq!(cli(port, &["set", "a", "b"], None), "OK");
     assert_eq!(cli(port, &["get", "a"], None), "b");
     assert_eq!(cli(port, &["get", "missing"], None), "");
-    assert_eq!(cli(port, &["set", "a", "b", "NX", "XX"], None), "ERR syntax error");
+    assert_eq!(
+        cli(port, &["set", "a", "b", "NX", "XX"], None),
+        "ERR syntax error"
+    );
     assert_eq!(
         cli(port, &["nosuch", "x"], None),
         "ERR unknown command 'nosuch', with args beginning with: 'x'"
@@ -164,13 +175,21 @@ fn redis_cli_sets_gets_and_mass_inserts_through_the_codec() {
     for i in 0..10_000 {
         let (k, v) = (format!("key:{i}"), format!("value\r\n{i}"));
         pipe.extend_from_slice(
-            format!("*3\r\n$3\r\nSET\r\n${}\r\n{k}\r\n${}\r\n{v}\r\n", k.len(), v.len()).as_bytes(),
+            format!(
+                "*3\r\n$3\r\nSET\r\n${}\r\n{k}\r\n${}\r\n{v}\r\n",
+                k.len(),
+                v.len()
+            )
+            .as_bytes(),
         );
     }
     let summary = cli(port, &["--pipe"], Some(&pipe));
     assert!(summary.contains("errors: 0, replies: 10000"), "{summary}");
     assert_eq!(cli(port, &["dbsize"], None), "10001");
-    assert_eq!(cli(port, &["--no-raw", "get", "key:7"], None), "\"value\\r\\n7\"");
+    assert_eq!(
+        cli(port, &["--no-raw", "get", "key:7"], None),
+        "\"value\\r\\n7\""
+    );
 }
 
 #[test]
@@ -179,11 +198,20 @@ fn redis_cli_reads_command_tables_and_resp3_replies() {
         return;
     }
     let port = start_toy_server();
-    assert_eq!(cli(port, &["command", "count"], None), table::command_count().to_string());
+    assert_eq!(
+        cli(port, &["command", "count"], None),
+        table::command_count().to_string()
+    );
     let docs = cli(port, &["command", "docs", "get"], None);
-    assert!(docs.contains("Returns the string value of a key."), "{docs}");
+    assert!(
+        docs.contains("Returns the string value of a key."),
+        "{docs}"
+    );
     let info = cli(port, &["command", "info", "mset"], None);
-    assert!(info.starts_with("mset\n-3\nwrite\ndenyoom\n1\n-1\n2"), "{info}");
+    assert!(
+        info.starts_with("mset\n-3\nwrite\ndenyoom\n1\n-1\n2"),
+        "{info}"
+    );
     let all = cli(port, &["command"], None);
     assert!(all.contains("client|setname"), "{all}");
     // RESP3: redis-cli -3 sends HELLO 3, then reads nulls and maps in RESP3.
@@ -202,5 +230,8 @@ fn protocol_error_closes_the_connection_after_the_error_reply() {
     s.write_all(b"PING\r\n*1\r\n:1\r\nPING\r\n").unwrap();
     let mut got = Vec::new();
     s.read_to_end(&mut got).unwrap();
-    assert_eq!(got, b"+PONG\r\n-ERR Protocol error: expected '$', got ':'\r\n");
+    assert_eq!(
+        got,
+        b"+PONG\r\n-ERR Protocol error: expected '$', got ':'\r\n"
+    );
 }

@@ -203,3 +203,25 @@ fn hello_reply_is_a_seven_entry_map_in_the_connection_version() {
     assert!(resp2.windows(proto.len()).any(|w| w == proto));
     assert_eq!(skip_reply(&resp2, 0), resp2.len());
 }
+
+#[test]
+fn command_docs_describe_arguments_for_redis_cli_hints() {
+    let names: [&[u8]; 1] = [b"set"];
+    let docs = encode(RespVersion::Resp3, |r| {
+        write_command_docs_reply(r, names.into_iter())
+    });
+    assert_eq!(skip_reply(&docs, 0), docs.len());
+    for needle in [
+        &b"$9\r\narguments\r\n*5\r\n"[..],
+        b"$4\r\nname\r\n$3\r\nkey\r\n$4\r\ntype\r\n$3\r\nkey\r\n$14\r\nkey_spec_index\r\n:0\r\n",
+        b"$5\r\ntoken\r\n$2\r\nEX\r\n",
+        b"$5\r\nflags\r\n~1\r\n+optional\r\n",
+        b"$4\r\ntype\r\n$5\r\noneof\r\n",
+    ] {
+        assert!(
+            docs.windows(needle.len()).any(|w| w == needle),
+            "missing {:?}",
+            String::from_utf8_lossy(needle)
+        );
+    }
+}

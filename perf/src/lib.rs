@@ -3,8 +3,13 @@
 //!
 //! - [`workload`]: operation mixes (YCSB A–F), key distributions, values.
 //! - [`resp`]: a small pipelined RESP client codec (encode commands, decode replies).
-//! - [`stats`]: HdrHistogram recording per operation, per-second intervals, summaries.
+//! - [`target`]: RESP and shard-aware ringkv connections behind one queue/flush/recv interface.
 //! - [`schedule`]: open-loop send times (coordinated-omission corrected latency).
+//! - [`stats`]: HdrHistogram recording per operation, per-second intervals, summaries.
+//! - [`runner`]: one phase of a run: pinned glommio executors, connection loops, progress.
+//! - [`report`] and [`plot`]: JSON, HdrHistogram logs, PNG charts.
+//! - [`echo`]: the canned-reply io_uring server, the machine's loopback and syscall limit.
+//! - `bin/storage-bench.rs` (another owner): the storage engine against RocksDB.
 
 pub mod echo;
 pub mod limits;

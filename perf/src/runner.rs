@@ -77,6 +77,9 @@ pub struct RunConfig {
     pub consistency: Consistency,
     /// Seed of every generator (connection `i` uses `seed + i`).
     pub seed: u64,
+    /// Busy-poll this long before an idle executor parks (zero: park at once). Spinning keeps a
+    /// dedicated client core from paying a scheduler wake-up per timer or answer.
+    pub spin: Duration,
 }
 
 /// What drives a phase.
@@ -184,8 +187,11 @@ pub fn run_phase(
             interval_tx: interval_tx.clone(),
         };
         let done_tx = done_tx.clone();
-        let handle = LocalExecutorBuilder::new(placement)
-            .name(&format!("loadgen-{thread}"))
+        let mut builder = LocalExecutorBuilder::new(placement).name(&format!("loadgen-{thread}"));
+        if !config.spin.is_zero() {
+            builder = builder.spin_before_park(config.spin);
+        }
+        let handle = builder
             .spawn(move || async move {
                 let result = thread_main(ctx).await;
                 // The receiver lives until every thread reported.

@@ -55,7 +55,8 @@ fn a_node_serves_forwards_and_stops_cleanly_in_process() {
 
     let (node, handle) = start(&config);
     let addr = format!("127.0.0.1:{}", config.port);
-    let mut client = Client::connect(&[addr.clone()], ClientOptions::default()).unwrap();
+    let mut client =
+        Client::connect(std::slice::from_ref(&addr), ClientOptions::default()).unwrap();
     for i in 0..100 {
         client.put(format!("k{i}").as_bytes(), b"v", None).unwrap();
     }

@@ -127,12 +127,17 @@ const _: () = assert!(VALUE_SIZE_MAX <= u32::MAX as usize);
 const _: () = assert!(BATCH_SIZE_MAX <= u32::MAX as usize);
 const _: () = assert!(MANIFEST_RECORD_SIZE_MAX <= u32::MAX as usize);
 // A maximal entry fits in a WAL batch, and a maximal batch (plus its frame
-// header and the segment-end frame) fits in a default segment.
+// header and the segment-end frame, each at most 32 + 7 bytes of header and
+// padding) fits in a default segment.
 const _: () = assert!(WAL_BATCH_ENTRY_OVERHEAD + KEY_SIZE_MAX + VALUE_SIZE_MAX <= BATCH_SIZE_MAX);
 const _: () = assert!(BATCH_SIZE_MAX as u64 + 2 * 40 <= WAL_SEGMENT_SIZE_DEFAULT);
 // A full block plus one maximal entry fits in the block limit readers accept.
 const _: () = assert!(
-    TABLE_BLOCK_SIZE_MAX + TABLE_BLOCK_OVERHEAD + TABLE_ENTRY_OVERHEAD + KEY_SIZE_MAX + VALUE_SIZE_MAX
+    TABLE_BLOCK_SIZE_MAX
+        + TABLE_BLOCK_OVERHEAD
+        + TABLE_ENTRY_OVERHEAD
+        + KEY_SIZE_MAX
+        + VALUE_SIZE_MAX
         <= DATA_BLOCK_SIZE_MAX
 );
 // Block and I/O sizes are whole pages; reads issued as one stay within the

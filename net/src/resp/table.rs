@@ -6,8 +6,9 @@
 //!
 //! Values follow Redis 7's command table for the same commands. COMMAND
 //! INFO entries have Redis 7's ten fields with empty tips and key specs;
-//! COMMAND DOCS gives summary, since, group and complexity, without the
-//! per-argument descriptions (`redis-cli` then shows no argument hints).
+//! COMMAND DOCS gives summary, since, group, complexity and the arguments
+//! (name, type, token, optional/multiple flags, nesting), from which
+//! `redis-cli` 7 builds its argument hints.
 //!
 //! Arity, as in Redis: `n > 0` means exactly `n` arguments, `n < 0` at
 //! least `-n`, the command name (and subcommand name) included.
@@ -41,7 +42,162 @@ pub struct CommandSpec {
     pub complexity: &'static str,
     /// Subcommands of a container command (CLIENT, CONFIG, COMMAND).
     pub subcommands: &'static [&'static CommandSpec],
+    /// The arguments after the name, for COMMAND DOCS (redis-cli's hints).
+    pub arguments: &'static [ArgSpec],
 }
+
+/// The type of an argument, as COMMAND DOCS names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArgKind {
+    /// A key name.
+    Key,
+    /// Any string.
+    String,
+    /// An integer.
+    Integer,
+    /// A glob-style pattern.
+    Pattern,
+    /// A Unix time.
+    UnixTime,
+    /// A token with no value (`NX`).
+    PureToken,
+    /// Exactly one of the nested arguments.
+    OneOf,
+    /// The nested arguments, in order.
+    Block,
+}
+
+impl ArgKind {
+    /// The name COMMAND DOCS gives this type.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            ArgKind::Key => "key",
+            ArgKind::String => "string",
+            ArgKind::Integer => "integer",
+            ArgKind::Pattern => "pattern",
+            ArgKind::UnixTime => "unix-time",
+            ArgKind::PureToken => "pure-token",
+            ArgKind::OneOf => "oneof",
+            ArgKind::Block => "block",
+        }
+    }
+}
+
+/// One argument of a command, as COMMAND DOCS describes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArgSpec {
+    /// Name (`key`, `seconds`).
+    pub name: &'static str,
+    /// Type.
+    pub kind: ArgKind,
+    /// The token that introduces it (`EX`), if any.
+    pub token: Option<&'static str>,
+    /// Whether it may be left out.
+    pub optional: bool,
+    /// Whether it may be repeated.
+    pub multiple: bool,
+    /// Nested arguments of a `OneOf` or `Block`.
+    pub arguments: &'static [ArgSpec],
+}
+
+impl ArgSpec {
+    const fn new(name: &'static str, kind: ArgKind) -> Self {
+        ArgSpec {
+            name,
+            kind,
+            token: None,
+            optional: false,
+            multiple: false,
+            arguments: &[],
+        }
+    }
+
+    const fn optional(self) -> Self {
+        ArgSpec {
+            optional: true,
+            ..self
+        }
+    }
+
+    const fn multiple(self) -> Self {
+        ArgSpec {
+            multiple: true,
+            ..self
+        }
+    }
+
+    const fn token(self, token: &'static str) -> Self {
+        ArgSpec {
+            token: Some(token),
+            ..self
+        }
+    }
+}
+
+const fn key(name: &'static str) -> ArgSpec {
+    ArgSpec::new(name, ArgKind::Key)
+}
+
+const fn string(name: &'static str) -> ArgSpec {
+    ArgSpec::new(name, ArgKind::String)
+}
+
+const fn integer(name: &'static str) -> ArgSpec {
+    ArgSpec::new(name, ArgKind::Integer)
+}
+
+const fn word(name: &'static str, token: &'static str) -> ArgSpec {
+    ArgSpec::new(name, ArgKind::PureToken).token(token)
+}
+
+const fn one_of(name: &'static str, arguments: &'static [ArgSpec]) -> ArgSpec {
+    ArgSpec {
+        arguments,
+        ..ArgSpec::new(name, ArgKind::OneOf)
+    }
+}
+
+const fn block(name: &'static str, arguments: &'static [ArgSpec]) -> ArgSpec {
+    ArgSpec {
+        arguments,
+        ..ArgSpec::new(name, ArgKind::Block)
+    }
+}
+
+const KEY: &[ArgSpec] = &[key("key")];
+const KEY_VALUE: &[ArgSpec] = &[key("key"), string("value")];
+const KEY_LIST: &[ArgSpec] = &[key("key").multiple()];
+const PAIRS: &[ArgSpec] = &[block("data", &[key("key"), string("value")]).multiple()];
+const SET_EXPIRATION: &[ArgSpec] = &[
+    integer("seconds").token("EX"),
+    integer("milliseconds").token("PX"),
+    ArgSpec::new("unix-time-seconds", ArgKind::UnixTime).token("EXAT"),
+    ArgSpec::new("unix-time-milliseconds", ArgKind::UnixTime).token("PXAT"),
+    word("keepttl", "KEEPTTL"),
+];
+const GETEX_EXPIRATION: &[ArgSpec] = &[
+    integer("seconds").token("EX"),
+    integer("milliseconds").token("PX"),
+    ArgSpec::new("unix-time-seconds", ArgKind::UnixTime).token("EXAT"),
+    ArgSpec::new("unix-time-milliseconds", ArgKind::UnixTime).token("PXAT"),
+    word("persist", "PERSIST"),
+];
+const EXPIRE_CONDITION: ArgSpec = one_of(
+    "condition",
+    &[
+        word("nx", "NX"),
+        word("xx", "XX"),
+        word("gt", "GT"),
+        word("lt", "LT"),
+    ],
+)
+.optional();
+const FLUSH_TYPE: &[ArgSpec] = &[one_of(
+    "flush-type",
+    &[word("async", "ASYNC"), word("sync", "SYNC")],
+)
+.optional()];
 
 const BASE: CommandSpec = CommandSpec {
     name: "",
@@ -56,6 +212,7 @@ const BASE: CommandSpec = CommandSpec {
     since: "1.0.0",
     complexity: "O(1)",
     subcommands: &[],
+    arguments: &[],
 };
 
 const ONE_KEY: CommandSpec = CommandSpec {
@@ -135,11 +292,11 @@ macro_rules! spec {
     };
 }
 
-spec!(PING, "ping", -1, CONNECTION, "Returns the server's liveliness response.", "1.0.0", flags: &["fast", "sentinel"]);
-spec!(ECHO, "echo", 2, CONNECTION, "Returns the given string.", "1.0.0", flags: &["loading", "stale", "fast"]);
-spec!(HELLO, "hello", -1, CONNECTION, "Handshakes with the Redis server.", "6.0.0", flags: HANDSHAKE_FLAGS);
-spec!(AUTH, "auth", -2, CONNECTION, "Authenticates the connection.", "1.0.0", flags: HANDSHAKE_FLAGS);
-spec!(SELECT, "select", 2, CONNECTION, "Changes the selected database.", "1.0.0", flags: &["loading", "stale", "fast"]);
+spec!(PING, "ping", -1, CONNECTION, "Returns the server's liveliness response.", "1.0.0", flags: &["fast", "sentinel"], arguments: &[string("message").optional()]);
+spec!(ECHO, "echo", 2, CONNECTION, "Returns the given string.", "1.0.0", flags: &["loading", "stale", "fast"], arguments: &[string("message")]);
+spec!(HELLO, "hello", -1, CONNECTION, "Handshakes with the Redis server.", "6.0.0", flags: HANDSHAKE_FLAGS, arguments: &[block("arguments", &[integer("protover"), block("auth", &[string("username"), string("password")]).token("AUTH").optional(), string("clientname").token("SETNAME").optional()]).optional()]);
+spec!(AUTH, "auth", -2, CONNECTION, "Authenticates the connection.", "1.0.0", flags: HANDSHAKE_FLAGS, arguments: &[string("username").optional(), string("password")]);
+spec!(SELECT, "select", 2, CONNECTION, "Changes the selected database.", "1.0.0", flags: &["loading", "stale", "fast"], arguments: &[integer("index")]);
 spec!(QUIT, "quit", -1, CONNECTION, "Closes the connection.", "1.0.0",
     flags: &["allow_busy", "noscript", "loading", "stale", "fast", "no_auth"]);
 
@@ -149,160 +306,147 @@ spec!(
     2,
     STRING_READ,
     "Returns the string value of a key.",
-    "1.0.0"
-);
+    "1.0.0", arguments: KEY);
 spec!(SET, "set", -3, STRING_WRITE,
     "Sets the string value of a key, ignoring its type. The key is created if it doesn't exist.", "1.0.0",
-    flags: &["write", "denyoom"], acl_categories: &["@write", "@string", "@slow"]);
+    flags: &["write", "denyoom"], acl_categories: &["@write", "@string", "@slow"], arguments: &[key("key"), string("value"), one_of("condition", &[word("nx", "NX"), word("xx", "XX")]).optional(), word("get", "GET").optional(), one_of("expiration", SET_EXPIRATION).optional()]);
 spec!(
     SETNX,
     "setnx",
     3,
     STRING_WRITE,
     "Set the string value of a key only when the key doesn't exist.",
-    "1.0.0"
-);
+    "1.0.0", arguments: KEY_VALUE);
 spec!(SETEX, "setex", 4, STRING_WRITE,
     "Sets the string value and expiration time of a key. Creates the key if it doesn't exist.", "2.0.0",
-    flags: &["write", "denyoom"], acl_categories: &["@write", "@string", "@slow"]);
+    flags: &["write", "denyoom"], acl_categories: &["@write", "@string", "@slow"], arguments: &[key("key"), integer("seconds"), string("value")]);
 spec!(PSETEX, "psetex", 4, STRING_WRITE,
     "Sets both string value and expiration time in milliseconds of a key. The key is created if it doesn't exist.",
-    "2.6.0", flags: &["write", "denyoom"], acl_categories: &["@write", "@string", "@slow"]);
+    "2.6.0", flags: &["write", "denyoom"], acl_categories: &["@write", "@string", "@slow"], arguments: &[key("key"), integer("milliseconds"), string("value")]);
 spec!(
     GETSET,
     "getset",
     3,
     STRING_WRITE,
     "Returns the previous string value of a key after setting it to a new value.",
-    "1.0.0"
-);
+    "1.0.0", arguments: KEY_VALUE);
 spec!(GETDEL, "getdel", 2, STRING_WRITE, "Returns the string value of a key after deleting the key.", "6.2.0",
-    flags: &["write", "fast"]);
+    flags: &["write", "fast"], arguments: KEY);
 spec!(GETEX, "getex", -2, STRING_WRITE, "Returns the string value of a key after setting its expiration time.",
-    "6.2.0", flags: &["write", "fast"]);
+    "6.2.0", flags: &["write", "fast"], arguments: &[key("key"), one_of("expiration", GETEX_EXPIRATION).optional()]);
 spec!(MGET, "mget", -2, STRING_READ, "Atomically returns the string values of one or more keys.", "1.0.0",
-    last_key: -1, complexity: "O(N) where N is the number of keys to retrieve.");
+    last_key: -1, complexity: "O(N) where N is the number of keys to retrieve.", arguments: KEY_LIST);
 spec!(MSET, "mset", -3, STRING_WRITE, "Atomically creates or modifies the string values of one or more keys.",
     "1.0.1", flags: &["write", "denyoom"], acl_categories: &["@write", "@string", "@slow"],
-    last_key: -1, step: 2, complexity: "O(N) where N is the number of keys to set.");
+    last_key: -1, step: 2, complexity: "O(N) where N is the number of keys to set.", arguments: PAIRS);
 spec!(MSETNX, "msetnx", -3, STRING_WRITE,
     "Atomically modifies the string values of one or more keys only when all keys don't exist.", "1.0.1",
     flags: &["write", "denyoom"], acl_categories: &["@write", "@string", "@slow"],
-    last_key: -1, step: 2, complexity: "O(N) where N is the number of keys to set.");
+    last_key: -1, step: 2, complexity: "O(N) where N is the number of keys to set.", arguments: PAIRS);
 spec!(INCR, "incr", 2, STRING_WRITE,
-    "Increments the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.", "1.0.0");
+    "Increments the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.", "1.0.0", arguments: KEY);
 spec!(DECR, "decr", 2, STRING_WRITE,
-    "Decrements the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.", "1.0.0");
+    "Decrements the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.", "1.0.0", arguments: KEY);
 spec!(INCRBY, "incrby", 3, STRING_WRITE,
-    "Increments the integer value of a key by a number. Uses 0 as initial value if the key doesn't exist.", "1.0.0");
+    "Increments the integer value of a key by a number. Uses 0 as initial value if the key doesn't exist.", "1.0.0", arguments: &[key("key"), integer("increment")]);
 spec!(DECRBY, "decrby", 3, STRING_WRITE,
     "Decrements a number from the integer value of a key. Uses 0 as initial value if the key doesn't exist.",
-    "1.0.0");
+    "1.0.0", arguments: &[key("key"), integer("decrement")]);
 spec!(
     APPEND,
     "append",
     3,
     STRING_WRITE,
     "Appends a string to the value of a key. Creates the key if it doesn't exist.",
-    "2.0.0"
-);
+    "2.0.0", arguments: KEY_VALUE);
 spec!(
     STRLEN,
     "strlen",
     2,
     STRING_READ,
     "Returns the length of a string value.",
-    "2.2.0"
-);
+    "2.2.0", arguments: KEY);
 
 spec!(DEL, "del", -2, KEYSPACE_WRITE, "Deletes one or more keys.", "1.0.0", flags: &["write"],
     acl_categories: &["@keyspace", "@write", "@slow"], last_key: -1,
-    complexity: "O(N) where N is the number of keys that will be removed.");
+    complexity: "O(N) where N is the number of keys that will be removed.", arguments: KEY_LIST);
 spec!(UNLINK, "unlink", -2, KEYSPACE_WRITE, "Asynchronously deletes one or more keys.", "4.0.0", last_key: -1,
-    complexity: "O(1) for each key removed regardless of its size.");
+    complexity: "O(1) for each key removed regardless of its size.", arguments: KEY_LIST);
 spec!(EXISTS, "exists", -2, KEYSPACE_READ, "Determines whether one or more keys exist.", "3.0.3", last_key: -1,
-    complexity: "O(N) where N is the number of keys to check.");
+    complexity: "O(N) where N is the number of keys to check.", arguments: KEY_LIST);
 spec!(
     EXPIRE,
     "expire",
     -3,
     KEYSPACE_WRITE,
     "Sets the expiration time of a key in seconds.",
-    "1.0.0"
-);
+    "1.0.0", arguments: &[key("key"), integer("seconds"), EXPIRE_CONDITION]);
 spec!(
     PEXPIRE,
     "pexpire",
     -3,
     KEYSPACE_WRITE,
     "Sets the expiration time of a key in milliseconds.",
-    "2.6.0"
-);
+    "2.6.0", arguments: &[key("key"), integer("milliseconds"), EXPIRE_CONDITION]);
 spec!(
     EXPIREAT,
     "expireat",
     -3,
     KEYSPACE_WRITE,
     "Sets the expiration time of a key to a Unix timestamp.",
-    "1.2.0"
-);
+    "1.2.0", arguments: &[key("key"), ArgSpec::new("unix-time-seconds", ArgKind::UnixTime), EXPIRE_CONDITION]);
 spec!(
     PEXPIREAT,
     "pexpireat",
     -3,
     KEYSPACE_WRITE,
     "Sets the expiration time of a key to a Unix milliseconds timestamp.",
-    "2.6.0"
-);
+    "2.6.0", arguments: &[key("key"), ArgSpec::new("unix-time-milliseconds", ArgKind::UnixTime), EXPIRE_CONDITION]);
 spec!(
     PERSIST,
     "persist",
     2,
     KEYSPACE_WRITE,
     "Removes the expiration time of a key.",
-    "2.2.0"
-);
+    "2.2.0", arguments: KEY);
 spec!(
     TTL,
     "ttl",
     2,
     KEYSPACE_READ,
     "Returns the expiration time in seconds of a key.",
-    "1.0.0"
-);
+    "1.0.0", arguments: KEY);
 spec!(
     PTTL,
     "pttl",
     2,
     KEYSPACE_READ,
     "Returns the expiration time in milliseconds of a key.",
-    "2.6.0"
-);
+    "2.6.0", arguments: KEY);
 spec!(
     TYPE,
     "type",
     2,
     KEYSPACE_READ,
     "Determines the type of value stored at a key.",
-    "1.0.0"
-);
+    "1.0.0", arguments: KEY);
 spec!(SCAN, "scan", -2, BASE, "Iterates over the key names in the database.", "2.8.0", flags: &["readonly"],
     acl_categories: &["@keyspace", "@read", "@slow"],
-    complexity: "O(1) for every call. O(N) for a complete iteration.");
+    complexity: "O(1) for every call. O(N) for a complete iteration.", arguments: &[integer("cursor"), ArgSpec::new("pattern", ArgKind::Pattern).token("MATCH").optional(), integer("count").token("COUNT").optional(), string("type").token("TYPE").optional()]);
 spec!(KEYS, "keys", 2, BASE, "Returns all key names that match a pattern.", "1.0.0", flags: &["readonly"],
     acl_categories: &["@keyspace", "@read", "@slow", "@dangerous"],
-    complexity: "O(N) with N being the number of keys in the database.");
+    complexity: "O(N) with N being the number of keys in the database.", arguments: &[ArgSpec::new("pattern", ArgKind::Pattern)]);
 
 spec!(DBSIZE, "dbsize", 1, BASE, "Returns the number of keys in the database.", "1.0.0",
     flags: &["readonly", "fast"], acl_categories: &["@keyspace", "@read", "@fast"], group: "server");
 spec!(FLUSHDB, "flushdb", -1, BASE, "Remove all keys from the current database.", "1.0.0", flags: &["write"],
     acl_categories: &["@keyspace", "@write", "@slow", "@dangerous"], group: "server",
-    complexity: "O(N) where N is the number of keys in the selected database");
+    complexity: "O(N) where N is the number of keys in the selected database", arguments: FLUSH_TYPE);
 spec!(FLUSHALL, "flushall", -1, BASE, "Removes all keys from all databases.", "1.0.0", flags: &["write"],
     acl_categories: &["@keyspace", "@write", "@slow", "@dangerous"], group: "server",
-    complexity: "O(N) where N is the total number of keys in all databases");
+    complexity: "O(N) where N is the total number of keys in all databases", arguments: FLUSH_TYPE);
 spec!(INFO, "info", -1, SERVER, "Returns information and statistics about the server.", "1.0.0",
-    acl_categories: &["@slow", "@dangerous"]);
+    acl_categories: &["@slow", "@dangerous"], arguments: &[string("section").optional().multiple()]);
 
 spec!(
     COMMAND_COUNT,
@@ -314,9 +458,9 @@ spec!(
 );
 spec!(COMMAND_DOCS, "command|docs", -2, SERVER,
     "Returns documentary information about one, multiple or all commands.", "7.0.0",
-    complexity: "O(N) where N is the number of commands to look up");
+    complexity: "O(N) where N is the number of commands to look up", arguments: &[string("command-name").optional().multiple()]);
 spec!(COMMAND_INFO, "command|info", -2, SERVER, "Returns information about one, multiple or all commands.",
-    "2.8.13", complexity: "O(N) where N is the number of commands to look up");
+    "2.8.13", complexity: "O(N) where N is the number of commands to look up", arguments: &[string("command-name").optional().multiple()]);
 spec!(COMMAND, "command", -1, SERVER, "Returns detailed information about all commands.", "2.8.13",
     complexity: "O(N) where N is the total number of Redis commands",
     subcommands: &[&COMMAND_COUNT, &COMMAND_DOCS, &COMMAND_INFO]);
@@ -327,8 +471,7 @@ spec!(
     3,
     CLIENT_SUB,
     "Sets the connection name.",
-    "2.6.9"
-);
+    "2.6.9", arguments: &[string("connection-name")]);
 spec!(
     CLIENT_GETNAME,
     "client|getname",
@@ -359,15 +502,14 @@ spec!(
     4,
     CLIENT_SUB,
     "Sets information specific to the client or connection.",
-    "7.2.0"
-);
+    "7.2.0", arguments: &[one_of("attr", &[string("libname").token("LIB-NAME"), string("libver").token("LIB-VER")])]);
 spec!(CLIENT, "client", -2, BASE, "A container for client connection commands.", "2.4.0",
     acl_categories: &["@slow"], group: "connection", complexity: "Depends on subcommand.",
     subcommands: &[&CLIENT_SETNAME, &CLIENT_GETNAME, &CLIENT_ID, &CLIENT_INFO, &CLIENT_SETINFO]);
 
 spec!(CONFIG_GET, "config|get", -3, BASE, "Returns the effective values of configuration parameters.", "2.0.0",
     flags: &["admin", "noscript", "loading", "stale"], acl_categories: &["@admin", "@slow", "@dangerous"],
-    group: "server", complexity: "O(N) when N is the number of configuration parameters provided");
+    group: "server", complexity: "O(N) when N is the number of configuration parameters provided", arguments: &[string("parameter").multiple()]);
 spec!(CONFIG, "config", -2, BASE, "A container for server configuration commands.", "2.0.0",
     acl_categories: &["@slow"], group: "server", complexity: "Depends on subcommand.",
     subcommands: &[&CONFIG_GET]);
@@ -490,7 +632,8 @@ pub fn write_command_docs_reply<'n>(
 fn write_docs_entry(reply: &mut Reply<'_>, spec: &CommandSpec) {
     reply.bulk(spec.name.as_bytes());
     let has_subcommands = !spec.subcommands.is_empty();
-    reply.map_header(4 + usize::from(has_subcommands));
+    let has_arguments = !spec.arguments.is_empty();
+    reply.map_header(4 + usize::from(has_arguments) + usize::from(has_subcommands));
     for (field, value) in [
         ("summary", spec.summary),
         ("since", spec.since),
@@ -500,11 +643,58 @@ fn write_docs_entry(reply: &mut Reply<'_>, spec: &CommandSpec) {
         reply.bulk(field.as_bytes());
         reply.bulk(value.as_bytes());
     }
+    if has_arguments {
+        reply.bulk(b"arguments");
+        write_arguments(reply, spec.arguments);
+    }
     if has_subcommands {
         reply.bulk(b"subcommands");
         reply.map_header(spec.subcommands.len());
         for sub in spec.subcommands {
             write_docs_entry(reply, sub);
+        }
+    }
+}
+
+/// Appends an array of argument maps as Redis 7's COMMAND DOCS does: name,
+/// type, `key_spec_index` for keys, then token, flags and nested arguments
+/// when present.
+fn write_arguments(reply: &mut Reply<'_>, arguments: &[ArgSpec]) {
+    reply.array_header(arguments.len());
+    for arg in arguments {
+        let is_key = arg.kind == ArgKind::Key;
+        let flags: Vec<&str> = [(arg.optional, "optional"), (arg.multiple, "multiple")]
+            .into_iter()
+            .filter_map(|(on, flag)| on.then_some(flag))
+            .collect();
+        let fields = 2
+            + usize::from(is_key)
+            + usize::from(arg.token.is_some())
+            + usize::from(!flags.is_empty())
+            + usize::from(!arg.arguments.is_empty());
+        reply.map_header(fields);
+        reply.bulk(b"name");
+        reply.bulk(arg.name.as_bytes());
+        reply.bulk(b"type");
+        reply.bulk(arg.kind.name().as_bytes());
+        if is_key {
+            reply.bulk(b"key_spec_index");
+            reply.integer(0);
+        }
+        if let Some(token) = arg.token {
+            reply.bulk(b"token");
+            reply.bulk(token.as_bytes());
+        }
+        if !flags.is_empty() {
+            reply.bulk(b"flags");
+            reply.set_header(flags.len());
+            for flag in flags {
+                reply.simple(flag);
+            }
+        }
+        if !arg.arguments.is_empty() {
+            reply.bulk(b"arguments");
+            write_arguments(reply, arg.arguments);
         }
     }
 }

@@ -82,6 +82,11 @@ struct Cli {
     /// ringkv consistency: default, one, quorum, all.
     #[arg(long, default_value = "default")]
     consistency: String,
+    /// Busy-poll this many microseconds before an idle executor sleeps (0 = never spin). Use on
+    /// a dedicated client core for open-loop runs: it removes the scheduler wake-up from every
+    /// timer and answer.
+    #[arg(long, default_value_t = 0)]
+    spin_us: u64,
     /// Seed of the workload generators.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -238,6 +243,7 @@ fn setup(cli: &Cli) -> Result<Setup, String> {
         error_threshold: cli.error_threshold,
         consistency,
         seed: cli.seed,
+        spin: Duration::from_micros(cli.spin_us),
     };
     Ok(Setup {
         config,

@@ -1,4 +1,4 @@
-//! Leveled compaction: which tables to merge ([`pick`]), what a merge keeps
+//! Leveled compaction: which tables to merge ([`pick()`](fn@pick)), what a merge keeps
 //! ([`filter`]) and how fast it may write ([`rate`]). All pure logic, no I/O:
 //! the engine (`crate::engine`) runs the chosen jobs in its background queue.
 //!

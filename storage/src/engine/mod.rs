@@ -8,22 +8,38 @@
 //! manifest together with the WAL retirement point, and only then are its WAL
 //! segments retired.
 //!
+//! Backpressure: a write waits while a rotation runs, while more than
+//! [`LEVEL0_STALL_TABLES`] L0 tables wait for compaction, or when the memtable
+//! is full and [`FROZEN_MEMTABLES_MAX`] frozen ones still wait for their flush.
+//!
 //! Read path: the highest version wins across the active memtable, the frozen
 //! ones and every table (version pruning by `TableMeta::max_version`; bloom
-//! filter before any disk read).
+//! filter before any disk read). Scans merge every source in key order
+//! (`merge`). Compaction jobs come from [`crate::compaction::pick()`](fn@crate::compaction::pick) and run in
+//! the background queue (`compact`), one at a time.
 //!
 //! Files in the shard directory:
 //! ```text
-//!   {id:020}.sst        live tables (listed in the manifest)
-//!   {id:020}.sst.tmp    a table being written (deleted on open)
-//!   manifest / WAL      owned by crate::manifest and crate::wal
+//!   {id:020}.sst            live tables (listed in the manifest)
+//!   {id:020}.sst.tmp        a table being written (deleted on open)
+//!   CURRENT, MANIFEST-<n>   the manifest (crate::manifest)
+//!   wal/                    WAL segments (crate::wal)
+//!   .direct-io-probe        the first file opened on each thread (crate::io)
 //! ```
 //! Invariants:
 //! - Single-threaded: state lives in `RefCell`s and no borrow is held across an
 //!   `.await`; the manifest and the compaction slot are async locks.
+//! - Every memtable holding acknowledged data is reachable by reads at every
+//!   moment: a frozen memtable joins the frozen list before its WAL rotation
+//!   starts and leaves it in the step its table joins L0.
 //! - A table is visible to reads from the moment it is recorded in the
 //!   manifest; its memtable or input tables disappear in the same step.
-//! - Files are deleted only after the manifest no longer lists them.
+//! - WAL segments are retired only after the manifest records the table
+//!   holding their data; files are deleted only after the manifest no longer
+//!   lists them.
+//! - Tombstones are dropped only at the bottommost level, after the grace
+//!   period, and only when no memtable or table outside the job may hold an
+//!   older version of the key.
 
 mod batch;
 mod compact;

@@ -93,6 +93,9 @@ pub async fn prepare_dir(dir: &Path, require_direct_io: bool) -> Result<()> {
 
 /// fsyncs a directory so that file creations, renames and removals in it are durable.
 pub async fn sync_dir(dir: &Path) -> Result<()> {
+    // glommio's Directory::open fails with EBADF on a relative path, so hand it
+    // an absolute one.
+    let dir = &std::path::absolute(dir).map_err(|e| Error::io("absolute path", dir, e))?;
     let d = glommio::io::Directory::open(dir)
         .await
         .map_err(|e| Error::io("open dir", dir, e))?;

@@ -32,7 +32,11 @@ fn adding_a_table_with_the_largest_id_is_refused_not_an_overflow() {
     let mut state = ManifestState::default();
     let err = apply_edit(&mut state, &ManifestEdit::AddTable(table(u64::MAX))).unwrap_err();
     assert!(err.contains("over the limit"), "{err}");
-    assert_eq!(state, ManifestState::default(), "a refused edit changes nothing");
+    assert_eq!(
+        state,
+        ManifestState::default(),
+        "a refused edit changes nothing"
+    );
     apply_edit(&mut state, &ManifestEdit::AddTable(table(FILE_ID_MAX))).unwrap();
     assert_eq!(state.next_file_id, FILE_ID_MAX + 1);
 }
@@ -41,9 +45,18 @@ fn adding_a_table_with_the_largest_id_is_refused_not_an_overflow() {
 fn decoding_edits_with_ids_over_the_limits_is_an_error_at_the_id() {
     for (edit, what) in [
         (ManifestEdit::AddTable(table(FILE_ID_MAX + 1)), "file id"),
-        (ManifestEdit::RemoveTable { id: u64::MAX, level: 0 }, "file id"),
+        (
+            ManifestEdit::RemoveTable {
+                id: u64::MAX,
+                level: 0,
+            },
+            "file id",
+        ),
         (ManifestEdit::NextFileId(u64::MAX), "file id"),
-        (ManifestEdit::WalRetiredThrough(WAL_SEGMENT_ID_MAX + 1), "WAL segment id"),
+        (
+            ManifestEdit::WalRetiredThrough(WAL_SEGMENT_ID_MAX + 1),
+            "WAL segment id",
+        ),
     ] {
         let bytes = encoded(std::slice::from_ref(&edit));
         let (at, reason) = decode_edits(&bytes).unwrap_err();

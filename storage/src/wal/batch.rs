@@ -23,6 +23,9 @@ use crate::types::{Record, Version};
 const ENTRY_HEADER_SIZE: usize = 4 + 1 + 8 + 4 + 8 + 4;
 const FLAG_HAS_VALUE: u8 = 1;
 
+// `limits` checks its relations with this overhead; keep them in step.
+const _: () = assert!(4 + ENTRY_HEADER_SIZE == crate::limits::WAL_BATCH_ENTRY_OVERHEAD);
+
 /// Encoded size of `entries` in bytes.
 pub fn encoded_len(entries: &[(&[u8], &Record)]) -> usize {
     4 + entries

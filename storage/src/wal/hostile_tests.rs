@@ -57,7 +57,10 @@ async fn open(dir: &Path, retired: u64) -> crate::Result<(Wal, Vec<u64>)> {
 fn expect_corruption(r: crate::Result<(Wal, Vec<u64>)>, needle: &str) {
     match r {
         Err(Error::Corruption { reason, .. }) => {
-            assert!(reason.contains(needle), "reason {reason:?} lacks {needle:?}")
+            assert!(
+                reason.contains(needle),
+                "reason {reason:?} lacks {needle:?}"
+            )
         }
         Err(e) => panic!("expected corruption, got {e}"),
         Ok((_, lsns)) => panic!("expected corruption, replayed {lsns:?}"),
@@ -66,6 +69,7 @@ fn expect_corruption(r: crate::Result<(Wal, Vec<u64>)>, needle: &str) {
 
 #[test]
 fn a_batch_with_the_largest_lsn_is_corruption_not_an_overflow() {
+    // Once: accepted, then `Wal::open` computed the next LSN `u64::MAX + 1`.
     let dir = tempdir();
     let mut bytes = Vec::new();
     frame(&mut bytes, KIND_BATCH, 1, u64::MAX);
@@ -75,7 +79,7 @@ fn a_batch_with_the_largest_lsn_is_corruption_not_an_overflow() {
 
 #[test]
 fn a_batch_after_lsn_max_is_corruption_not_a_wrapped_lsn() {
-    // Once: LSN u64::MAX followed by LSN 0 passed as "prev + 1" in release.
+    // The limit holds for a frame that follows its predecessor correctly.
     let dir = tempdir();
     let mut bytes = Vec::new();
     frame(&mut bytes, KIND_BATCH, 1, LSN_MAX);
@@ -128,7 +132,10 @@ fn retired_through_the_largest_id_is_refused() {
     let dir = tempdir();
     run(async {
         expect_corruption(open(dir.path(), u64::MAX).await, "over the limit");
-        expect_corruption(open(dir.path(), WAL_SEGMENT_ID_MAX + 1).await, "over the limit");
+        expect_corruption(
+            open(dir.path(), WAL_SEGMENT_ID_MAX + 1).await,
+            "over the limit",
+        );
     });
 }
 

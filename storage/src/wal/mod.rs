@@ -88,18 +88,18 @@ pub const KIND_BATCH: u8 = 1;
 pub const KIND_SEGMENT_END: u8 = 2;
 
 // The WAL limits live in `crate::limits`; re-exported at their old paths.
+/// Flush period in [`Durability::None`] mode (see
+/// [`crate::limits::WAL_BACKGROUND_FLUSH_INTERVAL`]).
+pub use crate::limits::WAL_BACKGROUND_FLUSH_INTERVAL as BACKGROUND_FLUSH_INTERVAL;
+/// Pause between zero writes (see [`crate::limits::WAL_PREPARE_CHUNK_PAUSE`]).
+pub use crate::limits::WAL_PREPARE_CHUNK_PAUSE as PREPARE_CHUNK_PAUSE;
+/// Zero-write size of segment preparation (see
+/// [`crate::limits::WAL_PREPARE_CHUNK_SIZE`]).
+pub use crate::limits::WAL_PREPARE_CHUNK_SIZE as PREPARE_CHUNK_SIZE;
 /// Smallest segment size accepted (see [`crate::limits::WAL_SEGMENT_SIZE_MIN`]).
 pub use crate::limits::WAL_SEGMENT_SIZE_MIN as SEGMENT_SIZE_MIN;
 /// Most spare segments kept (see [`crate::limits::WAL_SPARE_SEGMENTS_MAX`]).
 pub use crate::limits::WAL_SPARE_SEGMENTS_MAX as SPARE_SEGMENTS_MAX;
-/// Flush period in [`Durability::None`] mode (see
-/// [`crate::limits::WAL_BACKGROUND_FLUSH_INTERVAL`]).
-pub use crate::limits::WAL_BACKGROUND_FLUSH_INTERVAL as BACKGROUND_FLUSH_INTERVAL;
-/// Zero-write size of segment preparation (see
-/// [`crate::limits::WAL_PREPARE_CHUNK_SIZE`]).
-pub use crate::limits::WAL_PREPARE_CHUNK_SIZE as PREPARE_CHUNK_SIZE;
-/// Pause between zero writes (see [`crate::limits::WAL_PREPARE_CHUNK_PAUSE`]).
-pub use crate::limits::WAL_PREPARE_CHUNK_PAUSE as PREPARE_CHUNK_PAUSE;
 
 /// When a commit is acknowledged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

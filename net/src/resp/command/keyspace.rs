@@ -63,7 +63,7 @@ pub(super) fn pexpireat(args: ArgSlice<'_>) -> Result<Command<'_>, CommandError>
     expire_generic(args, false, true, "pexpireat")
 }
 
-/// EXPIRE key time [NX|XX|GT|LT ...]: options first, then the time, as in
+/// `EXPIRE key time [NX|XX|GT|LT ...]`: options first, then the time, as in
 /// Redis's `expireGenericCommand`.
 fn expire_generic<'a>(
     args: ArgSlice<'a>,

@@ -164,18 +164,18 @@ pub enum ClientAttribute {
 pub enum Command<'a> {
     /// No arguments (`*0`, `*-1`, a blank inline line): answer nothing.
     Empty,
-    /// PING [message]: `+PONG` or the message as a bulk string.
+    /// `PING [message]`: `+PONG` or the message as a bulk string.
     Ping { message: Option<&'a [u8]> },
     /// ECHO message.
     Echo { message: &'a [u8] },
-    /// HELLO [protover [AUTH username password] [SETNAME name]].
+    /// `HELLO [protover [AUTH username password] [SETNAME name]]`.
     /// `protover` is `None` when absent (keep the current version).
     Hello {
         protover: Option<super::reply::RespVersion>,
         auth: Option<(&'a [u8], &'a [u8])>,
         setname: Option<&'a [u8]>,
     },
-    /// AUTH [username] password.
+    /// `AUTH [username] password`.
     Auth {
         username: Option<&'a [u8]>,
         password: &'a [u8],
@@ -187,7 +187,7 @@ pub enum Command<'a> {
     Quit,
     /// GET key.
     Get { key: &'a [u8] },
-    /// SET key value [NX|XX] [GET] [EX|PX|EXAT|PXAT|KEEPTTL], SETEX, PSETEX,
+    /// `SET key value [NX|XX] [GET] [EX|PX|EXAT|PXAT|KEEPTTL]`, SETEX, PSETEX,
     /// GETSET. Reply: +OK (or null when the condition failed), or with `get`
     /// the old value (null if none).
     Set {
@@ -201,19 +201,19 @@ pub enum Command<'a> {
     SetNx { key: &'a [u8], value: &'a [u8] },
     /// GETDEL key.
     GetDel { key: &'a [u8] },
-    /// GETEX key [EX|PX|EXAT|PXAT|PERSIST].
+    /// `GETEX key [EX|PX|EXAT|PXAT|PERSIST]`.
     GetEx { key: &'a [u8], ttl: GetExTtl },
-    /// MGET key [key ...].
+    /// `MGET key [key ...]`.
     MGet { keys: ArgSlice<'a> },
-    /// MSET key value [key value ...] (an even, non-zero count).
+    /// `MSET key value [key value ...]` (an even, non-zero count).
     MSet { pairs: ArgSlice<'a> },
-    /// MSETNX key value [key value ...] (an even, non-zero count).
+    /// `MSETNX key value [key value ...]` (an even, non-zero count).
     MSetNx { pairs: ArgSlice<'a> },
-    /// DEL key [key ...].
+    /// `DEL key [key ...]`.
     Del { keys: ArgSlice<'a> },
-    /// UNLINK key [key ...].
+    /// `UNLINK key [key ...]`.
     Unlink { keys: ArgSlice<'a> },
-    /// EXISTS key [key ...] (a key named twice counts twice).
+    /// `EXISTS key [key ...]` (a key named twice counts twice).
     Exists { keys: ArgSlice<'a> },
     /// INCR, DECR, INCRBY, DECRBY: add `delta`.
     IncrBy { key: &'a [u8], delta: i64 },
@@ -221,7 +221,7 @@ pub enum Command<'a> {
     Append { key: &'a [u8], value: &'a [u8] },
     /// STRLEN key.
     Strlen { key: &'a [u8] },
-    /// EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT key time [NX|XX|GT|LT ...].
+    /// EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT: `key time [NX|XX|GT|LT ...]`.
     /// `command` is the table name, for the server's
     /// [`CommandError::InvalidExpireTime`].
     Expire {
@@ -236,7 +236,7 @@ pub enum Command<'a> {
     Ttl { key: &'a [u8], unit: TtlUnit },
     /// TYPE key.
     Type { key: &'a [u8] },
-    /// SCAN cursor [MATCH pattern] [COUNT count] [TYPE type].
+    /// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`.
     Scan {
         cursor: u64,
         pattern: KeyPattern<'a>,
@@ -247,17 +247,17 @@ pub enum Command<'a> {
     Keys { pattern: KeyPattern<'a> },
     /// DBSIZE.
     DbSize,
-    /// FLUSHDB or FLUSHALL [ASYNC|SYNC].
+    /// FLUSHDB or FLUSHALL `[ASYNC|SYNC]`.
     Flush { all: bool, mode: FlushMode },
-    /// INFO [section ...].
+    /// `INFO [section ...]`.
     Info { sections: ArgSlice<'a> },
     /// COMMAND: every command's info.
     CommandList,
     /// COMMAND COUNT.
     CommandCount,
-    /// COMMAND DOCS [name ...].
+    /// `COMMAND DOCS [name ...]`.
     CommandDocs { names: ArgSlice<'a> },
-    /// COMMAND INFO [name ...].
+    /// `COMMAND INFO [name ...]`.
     CommandInfo { names: ArgSlice<'a> },
     /// CLIENT SETNAME name (empty clears the name).
     ClientSetName { name: &'a [u8] },
@@ -272,7 +272,7 @@ pub enum Command<'a> {
         attribute: ClientAttribute,
         value: &'a [u8],
     },
-    /// CONFIG GET parameter [parameter ...].
+    /// `CONFIG GET parameter [parameter ...]`.
     ConfigGet { parameters: ArgSlice<'a> },
     /// A command ringkv does not know; `args` is the whole command. Reply
     /// with [`unknown_command_message`]; the connection stays usable.

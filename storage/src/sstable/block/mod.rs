@@ -45,6 +45,10 @@ pub const ENTRY_SIZE_MIN: usize = 2 + 1 + 8 + 4 + 4;
 /// read from disk (`blocks * ENTRIES_PER_BLOCK_MAX`).
 pub const ENTRIES_PER_BLOCK_MAX: usize = DATA_BLOCK_SIZE_MAX / ENTRY_SIZE_MIN;
 
+// `limits` checks its relations with these overheads; keep them in step.
+const _: () = assert!(ENTRY_SIZE_MIN + 8 + 4 == crate::limits::TABLE_ENTRY_OVERHEAD);
+const _: () = assert!(BLOCK_HEADER_SIZE + 4 == crate::limits::TABLE_BLOCK_OVERHEAD);
+
 /// Accumulates entries of one block and encodes it. Reused across blocks.
 #[derive(Default)]
 pub struct BlockBuilder {

@@ -45,7 +45,11 @@ fn rewrite_properties(path: &Path, change: impl FnOnce(&mut footer::Properties))
     change(&mut props);
     let mut encoded = Vec::new();
     props.encode(&mut encoded);
-    assert_eq!(encoded.len(), len, "the change must keep the section's size");
+    assert_eq!(
+        encoded.len(),
+        len,
+        "the change must keep the section's size"
+    );
     bytes[start..start + len].copy_from_slice(&encoded);
     f.props.crc = crc32c::crc32c(&encoded);
     bytes[at..].copy_from_slice(&f.encode());
@@ -62,12 +66,16 @@ fn a_checksummed_entry_count_larger_than_the_blocks_can_hold_is_corruption() {
         prepare_dir(dir.path(), true).await.expect("prepare");
         write_table(&path, 200).await;
         let cache = Rc::new(BlockCache::new(1 << 20));
-        let t = Table::open(&path, 1, 0, Rc::clone(&cache)).await.expect("open");
+        let t = Table::open(&path, 1, 0, Rc::clone(&cache))
+            .await
+            .expect("open");
         let blocks = t.block_count() as u64;
         t.close().await.expect("close");
         let max = blocks * block::ENTRIES_PER_BLOCK_MAX as u64;
         rewrite_properties(&path, |p| p.entry_count = max);
-        let t = Table::open(&path, 1, 0, Rc::clone(&cache)).await.expect("the bound is inclusive");
+        let t = Table::open(&path, 1, 0, Rc::clone(&cache))
+            .await
+            .expect("the bound is inclusive");
         t.close().await.expect("close");
         for count in [max + 1, u64::MAX] {
             rewrite_properties(&path, |p| p.entry_count = count);
@@ -100,8 +108,12 @@ fn an_iterator_whose_readahead_failed_never_serves_stale_bytes() {
             assert_eq!(k, key(seen));
             seen += 1;
         }
-        let f = std::fs::OpenOptions::new().write(true).open(&path).expect("open");
-        f.set_len((TABLE_READAHEAD_SIZE + BLOCK_SIZE) as u64).expect("truncate");
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .expect("open");
+        f.set_len((TABLE_READAHEAD_SIZE + BLOCK_SIZE) as u64)
+            .expect("truncate");
         let mut errors = 0;
         for _ in 0..4000 {
             match it.next().await {
