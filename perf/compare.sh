@@ -57,10 +57,13 @@ mkdir -p "$OUT"
 cleanup() {
     local pid
     for pid in "${PIDS[@]}"; do
-        if kill -0 "$pid" 2>/dev/null; then
-            kill "$pid" 2>/dev/null || true
-            wait "$pid" 2>/dev/null || true
-        fi
+        kill "$pid" 2>/dev/null || true
+    done
+    # Give each server 15 s to shut down cleanly (ringkv flushes), then kill it.
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
     done
     PIDS=()
     # ringkv's data directories live on the real disk under target/, removed with the rest.

@@ -20,6 +20,9 @@
 //! max_connections = 10000
 //! io_memory = "10MiB"         # io_uring registered buffers per shard
 //! log_level = "info"          # or a tracing filter such as "ringkv_shards=debug"
+//! resp_port = 6380            # Redis protocol port; 0 turns it off
+//! requirepass = "secret"      # RESP AUTH password (default: none)
+//! allow_flush = false         # allow RESP FLUSHDB / FLUSHALL
 //! ```
 
 use ringkv_shards::{DurabilityMode, NodeConfig};
@@ -137,6 +140,15 @@ pub struct Settings {
     /// Log filter: error, warn, info, debug, trace, or a tracing directive [default: info; RUST_LOG also works]
     #[arg(long)]
     pub log_level: Option<String>,
+    /// Redis protocol (RESP) port, on every shard; 0 turns it off [default: 6380]
+    #[arg(long)]
+    pub resp_port: Option<u16>,
+    /// Password RESP clients must send with AUTH before other commands [default: none]
+    #[arg(long, env = "RINGKV_REQUIREPASS", hide_env_values = true)]
+    pub requirepass: Option<String>,
+    /// Allow RESP FLUSHDB/FLUSHALL to delete every key [default: false]
+    #[arg(long)]
+    pub allow_flush: Option<bool>,
 }
 
 impl Settings {
@@ -166,6 +178,9 @@ impl Settings {
             max_connections: over.max_connections.or(self.max_connections),
             io_memory: over.io_memory.or(self.io_memory),
             log_level: over.log_level.or(self.log_level),
+            resp_port: over.resp_port.or(self.resp_port),
+            requirepass: over.requirepass.or(self.requirepass),
+            allow_flush: over.allow_flush.or(self.allow_flush),
         }
     }
 
@@ -220,6 +235,13 @@ impl Settings {
         }
         if let Some(v) = self.io_memory {
             c.io_memory = usize_of(v, "io_memory")?;
+        }
+        if let Some(v) = self.resp_port {
+            c.resp_port = v;
+        }
+        c.requirepass = self.requirepass.clone().filter(|p| !p.is_empty());
+        if let Some(v) = self.allow_flush {
+            c.allow_flush = v;
         }
         c.validate().map_err(|e| e.to_string())?;
         Ok(c)

@@ -582,7 +582,7 @@ fn a_memlock_limit_below_the_minimum_exits_with_the_limit_and_the_fix() {
     let out = std::process::Command::new("sh")
         .arg("-c")
         .arg(format!(
-            "ulimit -l 64 && exec {} serve --data-dir {} --port {}",
+            "ulimit -l 64 && exec {} serve --resp-port 0 --data-dir {} --port {}",
             env!("CARGO_BIN_EXE_ringkv"),
             dir.path().join("data").display(),
             common::free_base_port(4)
@@ -619,6 +619,8 @@ fn a_data_dir_made_with_another_shard_count_is_refused() {
             data.to_str().unwrap(),
             "--shards",
             "1",
+            "--resp-port",
+            "0",
         ])
         .args(["--port", &common::free_base_port(1).to_string()])
         .output()
@@ -793,6 +795,8 @@ fn a_second_node_on_the_same_ports_or_data_directory_is_refused() {
                 data.to_str().unwrap(),
                 "--shards",
                 "2",
+                "--resp-port",
+                "0",
             ])
             .args(["--port", &port.to_string()])
             .output()

@@ -36,6 +36,11 @@ pub const HISTOGRAM_DIGITS: u8 = 3;
 /// Significant digits of the per-second histograms (1 % resolution, 30 KiB each).
 pub const INTERVAL_HISTOGRAM_DIGITS: u8 = 2;
 
+/// Most simultaneous connections of the echo server (its completion tags hold a 24-bit slot).
+pub const ECHO_CONNECTIONS_MAX: usize = 65_536;
+/// Largest partial request an echo connection may leave buffered before it is closed.
+pub const ECHO_PENDING_SIZE_MAX: usize = 16 << 20;
+
 /// Size of the shared random buffer values are sliced from.
 pub const VALUE_POOL_SIZE: usize = 2 * VALUE_SIZE_MAX;
 

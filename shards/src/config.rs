@@ -4,7 +4,8 @@
 
 use crate::error::Error;
 use crate::limits::{
-    BACKGROUND_SHARES_DEFAULT, CONNECTIONS_MAX_DEFAULT, IO_MEMORY_DEFAULT, SHARDS_MAX,
+    BACKGROUND_SHARES_DEFAULT, CONNECTIONS_MAX_DEFAULT, IO_MEMORY_DEFAULT, RESP_PORT_DEFAULT,
+    SHARDS_MAX,
 };
 use std::path::PathBuf;
 use std::time::Duration;
@@ -57,6 +58,14 @@ pub struct NodeConfig {
     pub io_memory: usize,
     /// Shares of the storage background queue (the foreground has 1000).
     pub background_shares: usize,
+    /// Port of the Redis protocol (RESP) listener, on every shard with
+    /// SO_REUSEPORT; 0 turns it off.
+    pub resp_port: u16,
+    /// Password RESP clients must send (AUTH / HELLO AUTH) before any other
+    /// command; `None` means no authentication.
+    pub requirepass: Option<String>,
+    /// Whether RESP FLUSHDB/FLUSHALL may delete every key (default false).
+    pub allow_flush: bool,
 }
 
 impl NodeConfig {
@@ -78,6 +87,9 @@ impl NodeConfig {
             connections_max: CONNECTIONS_MAX_DEFAULT,
             io_memory: IO_MEMORY_DEFAULT,
             background_shares: BACKGROUND_SHARES_DEFAULT,
+            resp_port: RESP_PORT_DEFAULT,
+            requirepass: None,
+            allow_flush: false,
         }
     }
 
@@ -119,6 +131,14 @@ impl NodeConfig {
             return bad(format!(
                 "max frame size {} must hold a full key and value ({frame_min} bytes)",
                 self.frame_size_max
+            ));
+        }
+        if self.resp_port != 0 && (self.port..=last_port as u16 - 1).contains(&self.resp_port) {
+            return bad(format!(
+                "resp port {} collides with the node's ports {}..={}",
+                self.resp_port,
+                self.port,
+                last_port - 1
             ));
         }
         if self.connections_max == 0 {

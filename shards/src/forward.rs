@@ -34,6 +34,43 @@ pub enum Call {
     },
     /// The callee's STATS lines.
     Stats,
+    /// A single-key RESP command the callee owns (its arguments, the name
+    /// first); answered with the encoded reply in `version` ([`Answer::Resp`]).
+    Resp {
+        /// The command's arguments, owned.
+        args: Vec<Vec<u8>>,
+        /// The protocol version of the calling connection.
+        version: ringkv_net::resp::RespVersion,
+    },
+    /// Part of a RESP DEL/UNLINK/EXISTS: keys the callee owns ([`Answer::Count`]).
+    Keys {
+        /// What to do with each key.
+        op: KeysOp,
+        /// The keys, in request order (duplicates kept).
+        keys: Vec<Vec<u8>>,
+    },
+    /// Walk every live key of the callee (DBSIZE, INFO keyspace, KEYS, FLUSHDB).
+    Walk(WalkOp),
+}
+
+/// What a [`Call::Keys`] does with each key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeysOp {
+    /// Count the live keys (a key named twice counts twice).
+    Exists,
+    /// Delete the live keys; count the deleted ones.
+    Delete,
+}
+
+/// What a [`Call::Walk`] does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WalkOp {
+    /// Count live keys and those with a TTL ([`Answer::Counted`]).
+    Count,
+    /// Delete every key; count the deleted ones ([`Answer::Counted`]).
+    Flush,
+    /// Every live key starting with the prefix ([`Answer::Keys`]).
+    Keys(Vec<u8>),
 }
 
 /// A shard's answer to a [`Call`].
@@ -49,6 +86,19 @@ pub enum Answer {
     Entries(Vec<Entry>),
     /// STATS lines.
     Stats(String),
+    /// An encoded RESP reply.
+    Resp(Vec<u8>),
+    /// Keys counted (EXISTS) or deleted (DEL).
+    Count(u64),
+    /// Keys walked, and how many of them have a TTL.
+    Counted {
+        /// Live keys (or keys deleted).
+        keys: u64,
+        /// Of which with a TTL.
+        expires: u64,
+    },
+    /// Keys found by a walk, in key order.
+    Keys(Vec<Vec<u8>>),
     /// The call failed with this status code and message.
     Failed(ringkv_net::client_frame::Status, String),
     /// The callee stopped before answering.

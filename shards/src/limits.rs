@@ -49,6 +49,24 @@ pub const SESSION_AHEAD_MAX: Duration = Duration::from_secs(60);
 /// moved (see `clock.rs`): the lease is rewritten about once per period.
 pub const CLOCK_LEASE_AHEAD: Duration = Duration::from_secs(10);
 
+/// Default port of the Redis protocol listener (6380, so a local Redis on
+/// 6379 keeps its port).
+pub const RESP_PORT_DEFAULT: u16 = 6380;
+
+/// Largest number of SCAN cursors a RESP connection remembers (the oldest is
+/// forgotten first; SCAN with a forgotten cursor answers `ERR invalid cursor`).
+pub const RESP_SCAN_CURSORS_MAX: usize = 64;
+
+/// Default COUNT of a RESP SCAN, and the page size of KEYS, DBSIZE and
+/// FLUSHDB when they walk a shard.
+pub const RESP_SCAN_COUNT_DEFAULT: usize = 10;
+
+/// Page size of KEYS, DBSIZE and FLUSHDB walking a shard's keys.
+pub const RESP_WALK_PAGE: usize = 4096;
+
+/// Largest SCAN COUNT honoured (a larger one is clamped).
+pub const RESP_SCAN_COUNT_MAX: usize = 100_000;
+
 /// Largest shard count a node accepts.
 pub const SHARDS_MAX: u32 = 1024;
 

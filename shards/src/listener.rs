@@ -1,6 +1,7 @@
 //! Accept loops: each shard accepts on the node's port (SO_REUSEPORT, the
 //! kernel spreads connections over the shards) and on its own port
-//! `port + 1 + shard` (shard-aware clients reach the owner directly).
+//! `port + 1 + shard` (shard-aware clients reach the owner directly), and,
+//! unless it is 0, on the RESP port (SO_REUSEPORT too).
 //!
 //! Invariants: the node never holds more than `connections_max` client
 //! connections (one over the limit gets an `Overloaded` error frame with id 0
@@ -39,10 +40,19 @@ impl Drop for Slot {
     }
 }
 
+/// The protocol a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// ringkv's binary protocol, with its SCAN scope.
+    Binary(Scope),
+    /// The Redis protocol (RESP2/RESP3).
+    Resp,
+}
+
 /// Accepts connections until `stop` fires; each runs in `gate`.
 pub async fn accept_loop(
     shard: Rc<Shard>,
-    scope: Scope,
+    protocol: Protocol,
     listener: TcpListener,
     gate: Rc<Gate>,
     stop: StopEvent,
@@ -68,14 +78,17 @@ pub async fn accept_loop(
         if open >= shard.config.connections_max {
             ShardCounters::bump(&shard.counters.refused);
             let max = shard.config.connections_max;
-            glommio::spawn_local(refuse(stream, max, slot)).detach();
+            glommio::spawn_local(refuse(stream, protocol, max, slot)).detach();
             continue;
         }
         ShardCounters::bump(&shard.counters.accepted);
         let _ = stream.set_nodelay(true);
         let (shard2, stop2) = (shard.clone(), stop.clone());
         let spawned = gate.spawn(async move {
-            conn::serve(shard2, scope, stream, stop2).await;
+            match protocol {
+                Protocol::Binary(scope) => conn::serve(shard2, scope, stream, stop2).await,
+                Protocol::Resp => crate::resp_conn::serve(shard2, stream, stop2).await,
+            }
             drop(slot);
         });
         match spawned {
@@ -87,10 +100,16 @@ pub async fn accept_loop(
     }
 }
 
-async fn refuse(mut stream: TcpStream, max: usize, slot: Slot) {
+async fn refuse(mut stream: TcpStream, protocol: Protocol, max: usize, slot: Slot) {
     let mut bytes = Vec::new();
-    let msg = format!("the node is at its limit of {max} connections");
-    encode_error(0, Status::Overloaded, &msg, &mut bytes);
+    match protocol {
+        Protocol::Binary(_) => {
+            let msg = format!("the node is at its limit of {max} connections");
+            encode_error(0, Status::Overloaded, &msg, &mut bytes);
+        }
+        // Redis's own line for this case.
+        Protocol::Resp => bytes.extend_from_slice(b"-ERR max number of clients reached\r\n"),
+    }
     let _ = stream.write_all(&bytes).await;
     let _ = stream.close().await;
     drop(slot);

@@ -24,7 +24,7 @@ use std::ops::Bound;
 use std::rc::Rc;
 
 /// Splits `items` (by key) per owning shard, keeping each item's position.
-fn group_by_owner<'k, T: Copy>(
+pub(crate) fn group_by_owner<'k, T: Copy>(
     shard: &Shard,
     items: &[T],
     key_of: impl Fn(&T) -> &'k [u8],

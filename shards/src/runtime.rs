@@ -21,6 +21,7 @@ use crate::forward::{Answer, Call};
 use crate::limits::{
     FOREGROUND_SHARES, MESH_CHANNEL_CAPACITY, SHUTDOWN_DRAIN_TIMEOUT, STOP_POLL_INTERVAL,
 };
+use crate::listener::Protocol;
 use crate::memlock;
 use crate::mesh::{self, Mesh, MeshHandle};
 use crate::service::Scope;
@@ -71,8 +72,10 @@ pub fn run(mut config: NodeConfig) -> Result<(), Error> {
 /// SO_REUSEPORT, which would let a second node on the same ports start and
 /// silently take half the connections; a plain bind first fails instead.
 fn check_ports_free(config: &NodeConfig) -> Result<(), Error> {
+    let resp = (config.resp_port != 0).then_some(config.resp_port);
     let ports = std::iter::once(config.port)
-        .chain((0..config.shards).map(|i| ringkv_net::routing::shard_port(config.port, i)));
+        .chain((0..config.shards).map(|i| ringkv_net::routing::shard_port(config.port, i)))
+        .chain(resp);
     for port in ports {
         let addr = format!("{}:{port}", config.host);
         if let Err(source) = std::net::TcpListener::bind(addr.as_str()) {
@@ -86,6 +89,12 @@ fn check_ports_free(config: &NodeConfig) -> Result<(), Error> {
 /// when `node.request_stop()` is called. Used by `run` and by tests.
 pub fn run_shards(config: Arc<NodeConfig>, node: Arc<NodeShared>) -> Result<(), Error> {
     let cpus = crate::config::cpu_count() as usize;
+    let _ = node.started_unix_ms.compare_exchange(
+        0,
+        ringkv_storage::io::now_ms(),
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
     let mesh_builder: MeshHandle<Call, Answer> =
         mesh::builder(config.shards as usize, MESH_CHANNEL_CAPACITY);
     let mut handles = Vec::new();
@@ -243,15 +252,23 @@ async fn serve_until_stopped(
         let shared = crate::listener::bind(shard.id, &config.host, config.port)?;
         let own_port = ringkv_net::routing::shard_port(config.port, shard.id);
         let own = crate::listener::bind(shard.id, &config.host, own_port)?;
-        Ok::<_, Error>([(Scope::Node, shared), (Scope::Shard, own)])
+        let mut all = vec![
+            (Protocol::Binary(Scope::Node), shared),
+            (Protocol::Binary(Scope::Shard), own),
+        ];
+        if config.resp_port != 0 {
+            let resp = crate::listener::bind(shard.id, &config.host, config.resp_port)?;
+            all.push((Protocol::Resp, resp));
+        }
+        Ok::<_, Error>(all)
     })();
     match listen {
         Ok(listeners) => {
-            for (scope, l) in listeners {
+            for (protocol, l) in listeners {
                 let task = glommio::spawn_local_into(
                     crate::listener::accept_loop(
                         shard.clone(),
-                        scope,
+                        protocol,
                         l,
                         gate.clone(),
                         stop.clone(),

@@ -471,6 +471,9 @@ pub async fn answer_call(shard: Rc<Shard>, call: Call) -> Answer {
             },
         },
         Call::Stats => Answer::Stats(stats_text(&shard)),
+        call @ (Call::Resp { .. } | Call::Keys { .. } | Call::Walk(_)) => {
+            crate::resp_exec::answer_call(&shard, call).await
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use crate::mesh::Mesh;
 use crate::store::Store;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// State shared by all shards of a node (atomics only; no lock on the request path).
@@ -26,6 +26,10 @@ pub struct NodeShared {
     pub ready: AtomicU32,
     /// Why shards failed, if any did.
     pub failures: Mutex<Vec<String>>,
+    /// When the node started (Unix ms; 0 before it did).
+    pub started_unix_ms: AtomicU64,
+    /// The last RESP client id handed out (CLIENT ID; ids start at 1).
+    pub resp_client_ids: AtomicU64,
 }
 
 impl NodeShared {

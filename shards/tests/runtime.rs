@@ -48,6 +48,7 @@ fn a_node_serves_forwards_and_stops_cleanly_in_process() {
     config.shards = 2;
     config.pin = false;
     config.port = free_port(4);
+    config.resp_port = 0;
     config.data_dir = dir.path().to_path_buf();
     config.io_memory = 1 << 20;
     config.memtable_size = 1 << 20;

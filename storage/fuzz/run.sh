@@ -10,7 +10,9 @@ RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters \
 -Cllvm-args=-sanitizer-coverage-pc-table \
 -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing" \
-  cargo build --release --bins --target "$triple"
+  cargo build --release --bins --examples --target "$triple"
+# Seeds: valid encodings from the real encoders (kept across runs).
+"./target/$triple/release/examples/make_seeds"
 targets=(sstable_block sstable_index sstable_bloom sstable_footer wal_frame wal_batch manifest_edits)
 for t in "${targets[@]}"; do
   [ -n "${ONLY:-}" ] && [ "$ONLY" != "$t" ] && continue

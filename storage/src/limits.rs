@@ -76,6 +76,11 @@ pub const WAL_PREPARE_CHUNK_PAUSE: Duration = Duration::from_millis(1);
 /// Bytes read from a WAL segment (or manifest log) per read during replay.
 pub const WAL_READ_CHUNK_SIZE: usize = 1024 * 1024;
 
+/// Most bytes checksummed while scanning a WAL segment or manifest log past
+/// a bad record for a later valid one, as a multiple of the file size:
+/// crafted candidate frames cannot make opening a log quadratic.
+pub const WAL_SCAN_CHECKSUM_RATIO_MAX: u64 = 4;
+
 /// Largest LSN a WAL frame may carry. A larger one in a checksummed frame is
 /// corruption (at a billion batches a second this is reached in 146 years);
 /// the bound keeps `lsn + 1` from overflowing anywhere.

@@ -101,6 +101,11 @@ impl Node {
                 "8MiB",
             ])
             .args(args)
+            .args(if args.contains(&"--resp-port") {
+                &[][..]
+            } else {
+                &["--resp-port", "0"][..]
+            })
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

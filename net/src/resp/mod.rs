@@ -12,6 +12,7 @@
 //! - [`reply`]: [`Reply`], the RESP2/RESP3 reply encoder.
 //! - [`replies`]: canned error lines for execution-time conditions, and the
 //!   HELLO reply.
+//! - [`info`]: INFO's section selection and text format.
 //! - [`error`]: [`RespError`], protocol errors with Redis's exact messages.
 //!
 //! Wire formats are drawn in [`parse`], [`inline`] and [`reply`]; user-facing
@@ -24,6 +25,7 @@
 pub mod args;
 pub mod command;
 pub mod error;
+pub mod info;
 pub mod inline;
 pub mod num;
 pub mod parse;

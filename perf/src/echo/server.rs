@@ -24,6 +24,7 @@ use io_uring::types::{BufRingEntry, Fd, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 
 use super::framing::{answer, Canned};
+use crate::limits::{ECHO_CONNECTIONS_MAX, ECHO_PENDING_SIZE_MAX};
 
 const OP_ACCEPT: u64 = 1;
 const OP_RECV: u64 = 2;
@@ -35,10 +36,6 @@ const BUF_COUNT: u16 = 1024;
 const BUF_SIZE: usize = 16 << 10;
 /// Submission queue entries.
 const RING_ENTRIES: u32 = 4096;
-/// Most simultaneous connections (slot index has 24 bits).
-pub const ECHO_CONNECTIONS_MAX: usize = 65_536;
-/// Largest partial request a connection may leave buffered.
-pub const ECHO_PENDING_SIZE_MAX: usize = 16 << 20;
 
 const _: () = assert!(BUF_COUNT.is_power_of_two() && BUF_COUNT <= 32_768);
 const _: () = assert!(ECHO_CONNECTIONS_MAX < (1 << 24));

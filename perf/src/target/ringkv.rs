@@ -129,11 +129,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RingkvConnection<S> {
                 after: b"",
             },
         };
+        let shard_count = self.shards.len();
         let conn = self.shards.get_mut(shard as usize).ok_or_else(|| {
-            ConnError::Protocol(format!(
-                "routing chose shard {shard} of {}",
-                self.order.len()
-            ))
+            ConnError::Protocol(format!("routing chose shard {shard} of {shard_count}"))
         })?;
         conn.queue(&header, &request);
         self.order.push_back(shard);

@@ -2,6 +2,9 @@
 //! encoders), so the fuzzers start past the structure checks:
 //! `cargo run --release --example make_seeds` (see run.sh).
 
+// Linked for the coverage callbacks the instrumented build references.
+extern crate libfuzzer_sys;
+
 use ringkv_storage::manifest::record::encode_edits;
 use ringkv_storage::manifest::ManifestEdit;
 use ringkv_storage::sstable::block::BlockBuilder;
@@ -68,9 +71,21 @@ fn main() {
         };
         let footer = Footer {
             data_end: 8192,
-            index: Section { offset: 8192, len: 100, crc: 1 },
-            bloom: Section { offset: 8292, len: 200, crc: 2 },
-            props: Section { offset: 8492, len: 60, crc: 3 },
+            index: Section {
+                offset: 8192,
+                len: 100,
+                crc: 1,
+            },
+            bloom: Section {
+                offset: 8292,
+                len: 200,
+                crc: 2,
+            },
+            props: Section {
+                offset: 8492,
+                len: 60,
+                crc: 3,
+            },
         };
         let mut out = 12289u64.to_le_bytes().to_vec();
         out.extend_from_slice(&footer.encode());

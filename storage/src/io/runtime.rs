@@ -10,24 +10,36 @@ pub type BackgroundTask<T> = glommio::Task<T>;
 /// Spawns `fut` on the current executor's background task queue if the caller
 /// registered one (see [`set_background_queue`]), else on the default queue.
 pub fn spawn_background<T: 'static>(fut: impl Future<Output = T> + 'static) -> BackgroundTask<T> {
-    match BACKGROUND_QUEUE.with(|q| q.get()) {
-        // The queue is created once per thread and never removed, so spawning
+    match current_background_queue() {
+        // The queue belongs to this executor and is never removed, so spawning
         // into it cannot fail.
         Some(tq) => glommio::spawn_local_into(fut, tq).expect("the background task queue is never removed"),
         None => glommio::spawn_local(fut),
     }
 }
 
+/// The background queue registered by the executor running on this thread, if any.
+fn current_background_queue() -> Option<glommio::TaskQueueHandle> {
+    let executor_id = glommio::executor().id();
+    BACKGROUND_QUEUE.with(|q| match q.get() {
+        Some((id, tq)) if id == executor_id => Some(tq),
+        _ => None,
+    })
+}
+
 thread_local! {
-    static BACKGROUND_QUEUE: std::cell::Cell<Option<glommio::TaskQueueHandle>> =
+    /// The background queue and the id of the executor that owns it: a thread
+    /// may run several executors one after another (tests do), and a queue
+    /// handle is only valid in the executor that created it.
+    static BACKGROUND_QUEUE: std::cell::Cell<Option<(usize, glommio::TaskQueueHandle)>> =
         const { std::cell::Cell::new(None) };
 }
 
-/// Creates (once per thread) a task queue with `shares` (foreground work
+/// Creates (once per executor) a task queue with `shares` (foreground work
 /// usually has 1000) for flushes and compactions, so they never take the
 /// foreground's latency budget. Call once per executor before opening engines.
 pub fn set_background_queue(shares: usize) {
-    if BACKGROUND_QUEUE.with(|q| q.get()).is_some() {
+    if current_background_queue().is_some() {
         return;
     }
     let tq = glommio::executor().create_task_queue(
@@ -35,7 +47,8 @@ pub fn set_background_queue(shares: usize) {
         glommio::Latency::NotImportant,
         "ringkv-storage-background",
     );
-    BACKGROUND_QUEUE.with(|q| q.set(Some(tq)));
+    let executor_id = glommio::executor().id();
+    BACKGROUND_QUEUE.with(|q| q.set(Some((executor_id, tq))));
 }
 
 /// Sleeps for `d` on the executor's timer.

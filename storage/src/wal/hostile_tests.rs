@@ -159,3 +159,25 @@ fn a_spare_named_with_the_largest_number_does_not_overflow_the_spare_counter() {
         wal.close().await.expect("close");
     });
 }
+
+#[test]
+fn crafted_candidate_frames_after_a_bad_record_cannot_make_the_scan_quadratic() {
+    // Once: every header (one per 32 bytes, right segment id, bad checksum,
+    // a payload reaching the end of the file) was checksummed in full: about
+    // size^2 / 64 bytes, terabytes for a 64 MiB segment. Now capped.
+    let dir = tempdir();
+    let size = 256 * 1024usize;
+    let mut bytes = vec![0u8; size];
+    for at in (0..size - 32).step_by(32) {
+        let h = &mut bytes[at..at + 32];
+        h[0..4].copy_from_slice(&WAL_MAGIC);
+        h[4..8].copy_from_slice(&0xdead_beefu32.to_le_bytes());
+        h[8..16].copy_from_slice(&1u64.to_le_bytes());
+        h[16..24].copy_from_slice(&1u64.to_le_bytes());
+        h[24..28].copy_from_slice(&((size - at - 32) as u32).to_le_bytes());
+        h[28] = KIND_BATCH;
+    }
+    std::fs::create_dir_all(dir.path().join("wal")).expect("mkdir");
+    std::fs::write(dir.path().join("wal").join(segment_file_name(1)), bytes).expect("write");
+    run(async { expect_corruption(open(dir.path(), 0).await, "gave up") });
+}

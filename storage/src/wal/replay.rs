@@ -10,6 +10,8 @@
 //!   which is corruption, not a crash.
 //! - LSNs rise by one per batch across segments; a segment-end frame repeats
 //!   the LSN of the segment's last batch.
+//! - No LSN exceeds [`LSN_MAX`](crate::limits::LSN_MAX), so the next LSN
+//!   never overflows; segment ids are bounded likewise on open.
 //!
 //! Known limit: a crash can persist the pages of the last in-flight write out
 //! of order, leaving a hole followed by a valid (never acknowledged) record.
@@ -25,7 +27,7 @@ use super::record::{self, Decoded, Invalid, FRAME_ALIGN, FRAME_HEADER_SIZE, WAL_
 use super::{batch, BatchEntries, Lsn, SegmentId, KIND_BATCH, KIND_SEGMENT_END};
 use crate::error::{Error, Result};
 use crate::io::{align_up, DirectFile};
-use crate::limits::{BATCH_SIZE_MAX, BLOCK_SIZE, LSN_MAX};
+use crate::limits::{BATCH_SIZE_MAX, BLOCK_SIZE, LSN_MAX, WAL_SCAN_CHECKSUM_RATIO_MAX};
 
 /// Bytes read from a segment per read during replay (see
 /// [`crate::limits::WAL_READ_CHUNK_SIZE`]).
@@ -58,6 +60,11 @@ impl<'f> Window<'f> {
             start: 0,
             bytes: Vec::new(),
         }
+    }
+
+    /// The file's path (for errors).
+    pub(crate) fn path(&self) -> &std::path::Path {
+        self.file.path()
     }
 
     /// Bytes `[pos, pos + len)` of the file, fewer at end of file.
@@ -122,6 +129,16 @@ pub(crate) async fn frame_at<'w>(
 }
 
 /// Offset of the first valid frame of `file_id` at or after `from` (aligned), if any.
+///
+/// Every candidate whose header names this file costs a checksum over its
+/// claimed payload; crafted headers every 32 bytes, each claiming a long
+/// payload, would make that quadratic (terabytes for one segment). So the
+/// bytes checksummed are capped at [`WAL_SCAN_CHECKSUM_RATIO_MAX`] times the
+/// file size, and past the cap the scan gives up with
+/// [`Error::Corruption`]: the safe side, as for any bad record followed by
+/// something that looks written. Real tails stay far below the cap: their
+/// frames do not overlap, and stale frames of a recycled segment carry
+/// another file id, which is refused before any checksum.
 pub(crate) async fn find_valid_frame(
     window: &mut Window<'_>,
     size: u64,
@@ -131,16 +148,34 @@ pub(crate) async fn find_valid_frame(
     payload_len_max: usize,
 ) -> Result<Option<u64>> {
     let mut q = from.next_multiple_of(FRAME_ALIGN as u64);
+    let budget = size.saturating_mul(WAL_SCAN_CHECKSUM_RATIO_MAX);
+    let mut checksummed = 0u64;
     while q + FRAME_HEADER_SIZE as u64 <= size {
         let chunk = window.get(q, READ_CHUNK_SIZE).await?;
         let advance = (chunk.len() / FRAME_ALIGN * FRAME_ALIGN) as u64;
         let candidates = record::magic_candidates(chunk, magic);
         for c in candidates {
             let at = q + c as u64;
-            if let Decoded::Frame { .. } =
-                frame_at(window, at, magic, file_id, payload_len_max).await?
-            {
-                return Ok(Some(at));
+            match frame_at(window, at, magic, file_id, payload_len_max).await? {
+                Decoded::Frame { .. } => return Ok(Some(at)),
+                Decoded::Invalid(Invalid::BadChecksum { .. }) => {
+                    let header = window.get(at, FRAME_HEADER_SIZE).await?;
+                    let len = header
+                        .get(24..28)
+                        .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64);
+                    checksummed = checksummed.saturating_add(len + FRAME_HEADER_SIZE as u64);
+                    if checksummed > budget {
+                        return Err(Error::corruption(
+                            window.path(),
+                            at,
+                            format!(
+                                "gave up looking for a valid record after checksumming \
+                                 {checksummed} bytes of candidates in a {size}-byte file"
+                            ),
+                        ));
+                    }
+                }
+                _ => {}
             }
         }
         if advance == 0 {

@@ -1,0 +1,166 @@
+//! One RESP (Redis protocol) client connection: read into a buffer, parse
+//! every complete command in place, execute them in order, encode all
+//! replies of the batch into one buffer, write it once.
+//!
+//! ```text
+//!  buf: [ cmd | cmd | cmd | partial... ]   <- read appends here
+//!  out: [ reply | reply | reply ]          -> one write
+//! ```
+//!
+//! Invariants:
+//! - Replies come in request order, and commands of one connection run one
+//!   after the other (a pipelined `SET k v` then `GET k` reads `v`), as in
+//!   Redis. Concurrency comes from connections, not from one pipeline.
+//! - The receive buffer never grows beyond the command size limit plus its
+//!   initial size (the parser refuses larger commands from their headers).
+//! - A batch stops after [`RESP_BATCH_COMMANDS_MAX`] commands or
+//!   [`RESP_BATCH_OUTPUT_MAX`] bytes of replies, so one pipeline cannot hold
+//!   unbounded memory.
+//! - A protocol error is answered with Redis's error line after the replies
+//!   of the commands before it, then the connection is closed; an unknown
+//!   command or bad arguments get an error reply and the connection goes on.
+
+use crate::limits::RECEIVE_BUFFER_SIZE_INITIAL;
+use crate::resp_exec::{execute, Session};
+use crate::shard::{Shard, ShardCounters};
+use crate::stop::StopEvent;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use ringkv_net::resp::{parse_command, Decoded, Reply, RespLimits};
+use std::rc::Rc;
+
+/// Largest number of commands executed before their replies are written.
+pub const RESP_BATCH_COMMANDS_MAX: usize = 1024;
+
+/// Reply bytes after which a batch stops and writes (the command that
+/// crosses it still completes).
+pub const RESP_BATCH_OUTPUT_MAX: usize = 1 << 20;
+
+/// What one batch found.
+struct BatchEnd {
+    /// Bytes of complete commands consumed.
+    consumed: usize,
+    /// More bytes needed before the next command is complete (0: none pending
+    /// or the batch stopped at a cap).
+    needed: usize,
+    /// Close after writing (protocol error or QUIT).
+    close: bool,
+}
+
+async fn run_batch(
+    shard: &Rc<Shard>,
+    session: &mut Session,
+    buf: &[u8],
+    out: &mut Vec<u8>,
+) -> BatchEnd {
+    let mut end = BatchEnd {
+        consumed: 0,
+        needed: 0,
+        close: false,
+    };
+    let mut commands = 0;
+    while end.consumed < buf.len() {
+        if commands >= RESP_BATCH_COMMANDS_MAX || out.len() >= RESP_BATCH_OUTPUT_MAX {
+            break;
+        }
+        let limits = RespLimits {
+            authenticated: session.authenticated,
+            ..RespLimits::default()
+        };
+        match parse_command(&buf[end.consumed..], &limits) {
+            Ok(Decoded::Frame { frame: args, len }) => {
+                end.consumed += len;
+                commands += 1;
+                execute(shard, session, &args, out).await;
+                if session.quit {
+                    end.close = true;
+                    break;
+                }
+            }
+            Ok(Decoded::Incomplete { needed }) => {
+                end.needed = needed.max(1);
+                break;
+            }
+            Err(e) => {
+                ShardCounters::bump(&shard.counters.bad_requests);
+                tracing::debug!(shard = shard.id, "RESP protocol error: {e}");
+                Reply::new(out, session.version).error(&e.redis_message());
+                end.close = true;
+                break;
+            }
+        }
+    }
+    end
+}
+
+/// Serves one RESP connection until the peer closes it, sends QUIT or a
+/// protocol error, or the shard stops (after the batch in flight).
+pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, stop: StopEvent) {
+    let size_max = RespLimits::default().command_size_max + RECEIVE_BUFFER_SIZE_INITIAL;
+    let peer = stream
+        .peer_addr()
+        .map_or_else(|_| "?".to_string(), |a| a.to_string());
+    let mut session = Session::new(&shard, peer);
+    let mut buf = vec![0u8; RECEIVE_BUFFER_SIZE_INITIAL];
+    let mut filled = 0usize;
+    let mut out = Vec::with_capacity(RECEIVE_BUFFER_SIZE_INITIAL);
+    loop {
+        let end = run_batch(&shard, &mut session, &buf[..filled], &mut out).await;
+        if !out.is_empty() {
+            if stream.write_all(&out).await.is_err() {
+                return;
+            }
+            out.clear();
+            if out.capacity() > 4 * RECEIVE_BUFFER_SIZE_INITIAL {
+                out.shrink_to(RECEIVE_BUFFER_SIZE_INITIAL);
+            }
+        }
+        if end.close {
+            let _ = stream.close().await;
+            return;
+        }
+        if end.consumed > 0 {
+            buf.copy_within(end.consumed..filled, 0);
+            filled -= end.consumed;
+        }
+        if end.needed == 0 && filled > 0 {
+            // The batch stopped at a cap: more complete commands may wait.
+            continue;
+        }
+        if stop.is_fired() {
+            let _ = stream.close().await;
+            return;
+        }
+        let want = (filled + end.needed.max(1)).min(size_max);
+        if want > buf.len() {
+            buf.resize(want.max(buf.len() * 2).min(size_max), 0);
+        } else if filled == 0 && buf.len() > 4 * RECEIVE_BUFFER_SIZE_INITIAL {
+            buf.truncate(RECEIVE_BUFFER_SIZE_INITIAL);
+            buf.shrink_to_fit();
+        }
+        if filled == buf.len() {
+            // Cannot happen: the parser refuses a command larger than the
+            // buffer can grow to. Refuse the stream rather than spin.
+            let _ = stream
+                .write_all(b"-ERR Protocol error: command too large\r\n")
+                .await;
+            return;
+        }
+        let read = futures_lite::future::or(
+            async { Some(stream.read(&mut buf[filled..]).await) },
+            async {
+                stop.wait().await;
+                None
+            },
+        )
+        .await;
+        match read {
+            Some(Ok(0)) | Some(Err(_)) => return,
+            Some(Ok(n)) => filled += n,
+            None => {
+                let _ = stream.close().await;
+                return;
+            }
+        }
+    }
+}
