@@ -6,7 +6,7 @@
 mod common;
 
 use common::{free_base_port, key_owned_by, temp_dir, Node};
-use redis::{Connection, RedisError, Value};
+use redis::{Commands, Connection, RedisError, Value};
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 /// A node with a RESP port, and its temp dir (kept alive with it).
 struct RespNode {
-    node: Node,
+    _node: Node,
     resp_port: u16,
     _dir: tempfile::TempDir,
 }
@@ -38,7 +38,7 @@ impl RespNode {
             std::thread::sleep(Duration::from_millis(20));
         }
         RespNode {
-            node,
+            _node: node,
             resp_port,
             _dir: dir,
         }
@@ -195,11 +195,20 @@ fn string_commands_follow_redis_semantics_and_error_strings() {
     let mut c = n.con();
     let v: String = q(&mut c, &[b"SET", b"k", b"v"]);
     assert_eq!(v, "OK");
-    assert_eq!(q::<Option<String>>(&mut c, &[b"GET", b"k"]), Some("v".into()));
+    assert_eq!(
+        q::<Option<String>>(&mut c, &[b"GET", b"k"]),
+        Some("v".into())
+    );
     assert_eq!(q::<Option<String>>(&mut c, &[b"GET", b"missing"]), None);
     // NX / XX / GET / KEEPTTL / EX / PX / EXAT / PXAT.
-    assert_eq!(q::<Option<String>>(&mut c, &[b"SET", b"k", b"x", b"NX"]), None);
-    assert_eq!(q::<Option<String>>(&mut c, &[b"SET", b"new", b"x", b"XX"]), None);
+    assert_eq!(
+        q::<Option<String>>(&mut c, &[b"SET", b"k", b"x", b"NX"]),
+        None
+    );
+    assert_eq!(
+        q::<Option<String>>(&mut c, &[b"SET", b"new", b"x", b"XX"]),
+        None
+    );
     assert_eq!(
         q::<Option<String>>(&mut c, &[b"SET", b"k", b"v2", b"GET"]),
         Some("v".into())
@@ -226,7 +235,10 @@ fn string_commands_follow_redis_semantics_and_error_strings() {
     let pat = ((now_s + 1000) * 1000).to_string();
     let _: () = q(&mut c, &[b"SET", b"pxat", b"v", b"PXAT", pat.as_bytes()]);
     assert!(q::<i64>(&mut c, &[b"TTL", b"pxat"]) > 990);
-    assert_eq!(qerr(&mut c, &["SET", "k", "v", "NX", "XX"]), "ERR syntax error");
+    assert_eq!(
+        qerr(&mut c, &["SET", "k", "v", "NX", "XX"]),
+        "ERR syntax error"
+    );
     assert_eq!(
         qerr(&mut c, &["SET", "k", "v", "EX", "0"]),
         "ERR invalid expire time in 'set' command"
@@ -329,7 +341,12 @@ fn multi_key_commands_span_both_shards_and_answer_in_order() {
     let got: Vec<Option<String>> = q(&mut c, &[b"MGET", k1, b"nope", k0, k1]);
     assert_eq!(
         got,
-        vec![Some("one".into()), None, Some("zero".into()), Some("one".into())]
+        vec![
+            Some("one".into()),
+            None,
+            Some("zero".into()),
+            Some("one".into())
+        ]
     );
     assert_eq!(q::<i64>(&mut c, &[b"EXISTS", k0, k1, k0, b"nope"]), 3);
     assert_eq!(q::<i64>(&mut c, &[b"MSETNX", b"fresh", b"1", k0, b"x"]), 0);
@@ -380,7 +397,8 @@ fn pipelines_keep_order_and_values_are_binary_safe() {
     assert_eq!(q::<Vec<u8>>(&mut c, &[b"GET", key]), tricky);
     // A raw pipeline delivered one byte at a time: same replies.
     let mut raw = n.raw();
-    let req = b"*3\r\n$3\r\nSET\r\n$2\r\nsp\r\n$4\r\na\r\nb\r\n*2\r\n$3\r\nGET\r\n$2\r\nsp\r\nPING\r\n";
+    let req =
+        b"*3\r\n$3\r\nSET\r\n$2\r\nsp\r\n$4\r\na\r\nb\r\n*2\r\n$3\r\nGET\r\n$2\r\nsp\r\nPING\r\n";
     for b in req.iter() {
         raw.send(std::slice::from_ref(b));
     }
@@ -457,7 +475,10 @@ fn connection_commands_info_config_and_unknown_commands() {
     assert_eq!(q::<String>(&mut c, &[b"PING", b"hi"]), "hi");
     assert_eq!(q::<String>(&mut c, &[b"ECHO", b"x\r\ny"]), "x\r\ny");
     assert_eq!(q::<String>(&mut c, &[b"SELECT", b"0"]), "OK");
-    assert_eq!(qerr(&mut c, &["SELECT", "1"]), "ERR DB index is out of range");
+    assert_eq!(
+        qerr(&mut c, &["SELECT", "1"]),
+        "ERR DB index is out of range"
+    );
     assert_eq!(
         qerr(&mut c, &["NOSUCH", "a", "b"]),
         "ERR unknown command 'NOSUCH', with args beginning with: 'a' 'b' "
@@ -504,16 +525,26 @@ fn connection_commands_info_config_and_unknown_commands() {
     let count: i64 = q(&mut c, &[b"COMMAND", b"COUNT"]);
     assert!(count >= 40, "{count}");
     let docs: Value = q(&mut c, &[b"COMMAND", b"DOCS", b"get"]);
-    assert!(matches!(docs, Value::Array(ref a) if a.len() == 2), "{docs:?}");
+    assert!(
+        matches!(docs, Value::Array(ref a) if a.len() == 2),
+        "{docs:?}"
+    );
     let all: Value = q(&mut c, &[b"COMMAND"]);
     assert!(matches!(all, Value::Array(ref a) if a.len() as i64 == count));
     // RESP3 after HELLO 3, RESP2 before; QUIT closes.
     let mut raw = n.raw();
     assert_eq!(raw.call(b"GET nothing\r\n"), b"$-1\r\n");
     let hello = raw.call(b"HELLO 3\r\n");
-    assert!(hello.starts_with(b"%7\r\n"), "{:?}", String::from_utf8_lossy(&hello));
+    assert!(
+        hello.starts_with(b"%7\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&hello)
+    );
     assert_eq!(raw.call(b"GET nothing\r\n"), b"_\r\n");
-    assert_eq!(raw.call(b"CONFIG GET databases\r\n"), b"%1\r\n$9\r\ndatabases\r\n$1\r\n1\r\n");
+    assert_eq!(
+        raw.call(b"CONFIG GET databases\r\n"),
+        b"%1\r\n$9\r\ndatabases\r\n$1\r\n1\r\n"
+    );
     assert_eq!(raw.call(b"QUIT\r\n"), b"+OK\r\n");
     assert_eq!(raw.recv(), None);
 }
@@ -524,22 +555,42 @@ fn a_protocol_error_answers_and_closes_while_others_keep_working() {
     let mut healthy = n.con();
     let _: () = q(&mut healthy, &[b"SET", b"keep", b"me"]);
     for (bad, reply) in [
-        (&b"*1\r\n$abc\r\n"[..], &b"-ERR Protocol error: invalid bulk length\r\n"[..]),
-        (b"*1\r\n$-5\r\n", b"-ERR Protocol error: invalid bulk length\r\n"),
+        (
+            &b"*1\r\n$abc\r\n"[..],
+            &b"-ERR Protocol error: invalid bulk length\r\n"[..],
+        ),
+        (
+            b"*1\r\n$-5\r\n",
+            b"-ERR Protocol error: invalid bulk length\r\n",
+        ),
         (
             b"*1\r\n$99999999999\r\n",
             b"-ERR Protocol error: invalid bulk length\r\n",
         ),
-        (b"*x\r\n", b"-ERR Protocol error: invalid multibulk length\r\n"),
-        (b"*2\r\n:1\r\n", b"-ERR Protocol error: expected '$', got ':'\r\n"),
-        (b"PING \"open\r\n", b"-ERR Protocol error: unbalanced quotes in request\r\n"),
+        (
+            b"*x\r\n",
+            b"-ERR Protocol error: invalid multibulk length\r\n",
+        ),
+        (
+            b"*2\r\n:1\r\n",
+            b"-ERR Protocol error: expected '$', got ':'\r\n",
+        ),
+        (
+            b"PING \"open\r\n",
+            b"-ERR Protocol error: unbalanced quotes in request\r\n",
+        ),
     ] {
         let mut raw = n.raw();
         // A good command first: its reply comes before the error.
         raw.send(b"PING\r\n");
         raw.send(bad);
         assert_eq!(raw.recv().unwrap(), b"+PONG\r\n");
-        assert_eq!(raw.recv().unwrap(), reply, "{:?}", String::from_utf8_lossy(bad));
+        assert_eq!(
+            raw.recv().unwrap(),
+            reply,
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
         assert_eq!(raw.recv(), None, "closed after a protocol error");
     }
     let mut garbage = n.raw();
@@ -554,7 +605,12 @@ fn a_protocol_error_answers_and_closes_while_others_keep_working() {
         })
         .collect();
     garbage.send(&bytes);
-    while garbage.stream.read(&mut [0u8; 4096]).map(|n| n > 0).unwrap_or(false) {}
+    while garbage
+        .stream
+        .read(&mut [0u8; 4096])
+        .map(|n| n > 0)
+        .unwrap_or(false)
+    {}
     assert_eq!(
         q::<Option<String>>(&mut healthy, &[b"GET", b"keep"]),
         Some("me".into())
@@ -575,26 +631,40 @@ fn auth_is_required_when_a_password_is_configured() {
     );
     assert_eq!(raw.call(b"AUTH s3cret\r\n"), b"+OK\r\n");
     assert_eq!(raw.call(b"SET k v\r\n"), b"+OK\r\n");
-    let client = redis::Client::open(format!("redis://:s3cret@127.0.0.1:{}/", n.resp_port)).unwrap();
+    let client =
+        redis::Client::open(format!("redis://:s3cret@127.0.0.1:{}/", n.resp_port)).unwrap();
     let mut c = client.get_connection().unwrap();
-    assert_eq!(q::<Option<String>>(&mut c, &[b"GET", b"k"]), Some("v".into()));
+    assert_eq!(
+        q::<Option<String>>(&mut c, &[b"GET", b"k"]),
+        Some("v".into())
+    );
     // Without a password configured, AUTH says so.
     let open = RespNode::start(&[]);
     let e = qerr(&mut open.con(), &["AUTH", "x"]);
-    assert!(e.starts_with("ERR AUTH <password> called without any password"), "{e}");
+    assert!(
+        e.starts_with("ERR AUTH <password> called without any password"),
+        "{e}"
+    );
 }
 
 #[test]
 fn redis_cli_sets_gets_and_mass_inserts_ten_thousand_keys() {
     let n = RespNode::start(&[]);
-    assert_eq!(redis_cli(n.resp_port, &["set", "a", "b"], None).trim(), "OK");
+    assert_eq!(
+        redis_cli(n.resp_port, &["set", "a", "b"], None).trim(),
+        "OK"
+    );
     assert_eq!(redis_cli(n.resp_port, &["get", "a"], None).trim(), "b");
     let mut input = Vec::new();
     for i in 0..10_000 {
         let (k, v) = (format!("mass:{i}"), format!("value-{i}"));
         input.extend_from_slice(
-            format!("*3\r\n$3\r\nSET\r\n${}\r\n{k}\r\n${}\r\n{v}\r\n", k.len(), v.len())
-                .as_bytes(),
+            format!(
+                "*3\r\n$3\r\nSET\r\n${}\r\n{k}\r\n${}\r\n{v}\r\n",
+                k.len(),
+                v.len()
+            )
+            .as_bytes(),
         );
     }
     let out = redis_cli(n.resp_port, &["--pipe"], Some(&input));

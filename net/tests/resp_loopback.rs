@@ -137,7 +137,14 @@ fn redis_cli_available() -> bool {
 fn cli(port: u16, args: &[&str], stdin: Option<&[u8]>) -> String {
     // `timeout` (coreutils) bounds the test if the codec ever stalls redis-cli.
     let mut child = Process::new("timeout")
-        .args(["60", "redis-cli", "-h", "127.0.0.1", "-p", &port.to_string()])
+        .args([
+            "60",
+            "redis-cli",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -742,7 +742,11 @@ async fn walk_all(shard: &Rc<Shard>, op: WalkOp) -> Result<Vec<Answer>, String> 
 pub(crate) async fn count_keys(shard: &Rc<Shard>) -> Result<(u64, u64), String> {
     let (mut keys, mut expires) = (0, 0);
     for a in walk_all(shard, WalkOp::Count).await? {
-        if let Answer::Counted { keys: k, expires: e } = a {
+        if let Answer::Counted {
+            keys: k,
+            expires: e,
+        } = a
+        {
             keys += k;
             expires += e;
         }
@@ -895,7 +899,9 @@ async fn run_other(
             type_name,
         } => {
             let count = count.map_or(RESP_SCAN_COUNT_DEFAULT, |c| {
-                usize::try_from(c).unwrap_or(usize::MAX).clamp(1, RESP_SCAN_COUNT_MAX)
+                usize::try_from(c)
+                    .unwrap_or(usize::MAX)
+                    .clamp(1, RESP_SCAN_COUNT_MAX)
             });
             // Every ringkv key is a string: TYPE string filters nothing and
             // any other type matches nothing.
@@ -1009,7 +1015,10 @@ fn password_ok(shard: &Shard, user: Option<&[u8]>, password: &[u8]) -> bool {
             let p = p.as_bytes();
             // Compare without an early exit on the first differing byte.
             p.len() == password.len()
-                && p.iter().zip(password).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+                && p.iter()
+                    .zip(password)
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                    == 0
         }
     }
 }

@@ -124,7 +124,11 @@ pub async fn info_text(shard: &Rc<Shard>, sections: ArgSlice<'_>) -> Result<Stri
         match *section {
             "server" => {
                 s.push_str("# Server\r\n");
-                kv(&mut s, "redis_version", &crate::resp_exec::REDIS_VERSION_COMPAT);
+                kv(
+                    &mut s,
+                    "redis_version",
+                    &crate::resp_exec::REDIS_VERSION_COMPAT,
+                );
                 kv(&mut s, "ringkv_version", &env!("CARGO_PKG_VERSION"));
                 kv(&mut s, "redis_mode", &"standalone");
                 kv(&mut s, "os", &std::env::consts::OS);
@@ -139,7 +143,11 @@ pub async fn info_text(shard: &Rc<Shard>, sections: ArgSlice<'_>) -> Result<Stri
             }
             "clients" => {
                 s.push_str("# Clients\r\n");
-                kv(&mut s, "connected_clients", &node.connections.load(Ordering::Relaxed));
+                kv(
+                    &mut s,
+                    "connected_clients",
+                    &node.connections.load(Ordering::Relaxed),
+                );
                 kv(&mut s, "maxclients", &config.connections_max);
             }
             "memory" => {
@@ -168,7 +176,8 @@ pub async fn info_text(shard: &Rc<Shard>, sections: ArgSlice<'_>) -> Result<Stri
                 s.push_str("# Keyspace\r\n");
                 let (keys, expires) = crate::resp_exec::count_keys(shard).await?;
                 if keys > 0 {
-                    kv(&mut s, 
+                    kv(
+                        &mut s,
                         "db0",
                         &format_args!("keys={keys},expires={expires},avg_ttl=0"),
                     );

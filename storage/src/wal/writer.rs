@@ -716,21 +716,16 @@ impl Shared {
     async fn acquire_segment(&self, id: SegmentId, size: u64) -> Result<Rc<DirectFile>> {
         let path = self.segment_path(id);
         let spare = self.state.borrow_mut().spares.pop();
-        let spare = match spare {
-            Some(p) => Some(p),
-            None => {
-                let task = self.state.borrow_mut().preparing.take();
-                match task {
-                    Some(task) => Some(task.await?),
-                    None => None,
-                }
-            }
-        };
         let source = match spare {
             Some(p) => p,
             None => {
+                // No zero-filled spare is ready. Waiting for the background fill
+                // (paced, in a low-share queue) stalled writers for seconds under
+                // load, so allocate this segment with fallocate instead: its
+                // commits pay a journal update each until the fill in progress
+                // supplies the next spare.
                 let name = self.take_spare_name();
-                prepare_spare(self.dir.clone(), name, size, false).await?
+                allocate_spare(self.dir.clone(), name, size).await?
             }
         };
         io::rename(&source, &path)?;
@@ -800,6 +795,20 @@ async fn prepare_spare(dir: PathBuf, name: String, size: u64, paced: bool) -> Re
             io::sleep(PREPARE_CHUNK_PAUSE).await;
         }
     }
+    file.sync().await?;
+    file.close().await?;
+    let path = dir.join(name);
+    io::rename(&tmp, &path)?;
+    Ok(path)
+}
+
+/// Creates a spare segment of `size` bytes with fallocate (unwritten extents,
+/// read back as zeros) under a temporary name, syncs it and renames it to
+/// `<dir>/<name>`. Fast, but each commit into it costs a journal update.
+async fn allocate_spare(dir: PathBuf, name: String, size: u64) -> Result<PathBuf> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let file = DirectFile::create_new(&tmp).await?;
+    file.preallocate(size, false).await?;
     file.sync().await?;
     file.close().await?;
     let path = dir.join(name);
