@@ -60,7 +60,11 @@ pub enum Error {
 
 impl Error {
     /// Wraps an I/O error with the operation and path it concerns.
-    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: impl Into<std::io::Error>) -> Self {
+    pub fn io(
+        op: &'static str,
+        path: impl Into<PathBuf>,
+        source: impl Into<std::io::Error>,
+    ) -> Self {
         Error::Io {
             op,
             path: path.into(),

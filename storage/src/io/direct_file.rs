@@ -99,8 +99,15 @@ impl DirectFile {
 
     /// Writes the whole buffer at `offset`. Both are block-aligned.
     pub async fn write_at(&self, buf: AlignedBuf, offset: u64) -> Result<()> {
-        assert!(offset % BLOCK_SIZE as u64 == 0, "unaligned write offset {offset}");
-        assert!(buf.len() % BLOCK_SIZE == 0, "unaligned write length {}", buf.len());
+        assert!(
+            offset % BLOCK_SIZE as u64 == 0,
+            "unaligned write offset {offset}"
+        );
+        assert!(
+            buf.len() % BLOCK_SIZE == 0,
+            "unaligned write length {}",
+            buf.len()
+        );
         let len = buf.len();
         let written = self
             .file
@@ -124,7 +131,10 @@ impl DirectFile {
     /// cleared first. Returns fewer bytes only at end of file. Large reads are
     /// split into pieces of at most [`DIRECT_READ_SIZE_MAX`].
     pub async fn read_into(&self, offset: u64, len: usize, out: &mut Vec<u8>) -> Result<()> {
-        assert!(offset % BLOCK_SIZE as u64 == 0, "unaligned read offset {offset}");
+        assert!(
+            offset % BLOCK_SIZE as u64 == 0,
+            "unaligned read offset {offset}"
+        );
         assert!(len % BLOCK_SIZE == 0, "unaligned read length {len}");
         out.clear();
         out.reserve(len);

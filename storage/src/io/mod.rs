@@ -18,7 +18,9 @@ mod direct_file;
 mod runtime;
 
 pub use direct_file::{AlignedBuf, DirectFile};
-pub use runtime::{now_ms, set_background_queue, sleep, spawn_background, yield_now, BackgroundTask};
+pub use runtime::{
+    now_ms, set_background_queue, sleep, spawn_background, yield_now, BackgroundTask,
+};
 
 use crate::error::{Error, Result};
 use crate::limits::BLOCK_SIZE;
@@ -45,15 +47,23 @@ pub fn align_up(len: usize) -> usize {
 /// Whether direct I/O really happens in `dir` (false on tmpfs, where glommio
 /// drops O_DIRECT without saying so).
 pub fn direct_io_supported(dir: &Path) -> Result<bool> {
-    let c_path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
-        .map_err(|e| Error::io("statfs", dir, std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?;
+    let c_path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).map_err(|e| {
+        Error::io(
+            "statfs",
+            dir,
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+        )
+    })?;
     // SAFETY: statfs writes into a zeroed struct we own; the path is NUL-terminated.
     let mut buf: libc::statfs = unsafe { std::mem::zeroed() };
     let rc = unsafe { libc::statfs(c_path.as_ptr(), &mut buf) };
     if rc != 0 {
         return Err(Error::io("statfs", dir, std::io::Error::last_os_error()));
     }
-    #[allow(clippy::unnecessary_cast, reason = "f_type's width differs between libc targets")]
+    #[allow(
+        clippy::unnecessary_cast,
+        reason = "f_type's width differs between libc targets"
+    )]
     let fs_type = buf.f_type as i64;
     Ok(fs_type != TMPFS_MAGIC)
 }
@@ -75,7 +85,8 @@ pub async fn prepare_dir(dir: &Path, require_direct_io: bool) -> Result<()> {
     let meta = match std::fs::metadata(&probe) {
         Ok(m) if m.len() >= BLOCK_SIZE as u64 => m,
         _ => {
-            std::fs::write(&probe, vec![0xA5u8; BLOCK_SIZE]).map_err(|e| Error::io("write probe", &probe, e))?;
+            std::fs::write(&probe, vec![0xA5u8; BLOCK_SIZE])
+                .map_err(|e| Error::io("write probe", &probe, e))?;
             std::fs::metadata(&probe).map_err(|e| Error::io("stat probe", &probe, e))?
         }
     };
@@ -100,7 +111,9 @@ pub async fn sync_dir(dir: &Path) -> Result<()> {
         .await
         .map_err(|e| Error::io("open dir", dir, e))?;
     d.sync().await.map_err(|e| Error::io("fsync dir", dir, e))?;
-    d.close().await.map_err(|e| Error::io("close dir", dir, e))?;
+    d.close()
+        .await
+        .map_err(|e| Error::io("close dir", dir, e))?;
     Ok(())
 }
 

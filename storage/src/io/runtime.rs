@@ -13,7 +13,9 @@ pub fn spawn_background<T: 'static>(fut: impl Future<Output = T> + 'static) -> B
     match current_background_queue() {
         // The queue belongs to this executor and is never removed, so spawning
         // into it cannot fail.
-        Some(tq) => glommio::spawn_local_into(fut, tq).expect("the background task queue is never removed"),
+        Some(tq) => {
+            glommio::spawn_local_into(fut, tq).expect("the background task queue is never removed")
+        }
         None => glommio::spawn_local(fut),
     }
 }
