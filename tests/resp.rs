@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 /// A node with a RESP port, and its temp dir (kept alive with it).
 struct RespNode {
-    _node: Node,
+    node: Node,
     resp_port: u16,
     _dir: tempfile::TempDir,
 }
@@ -38,7 +38,7 @@ impl RespNode {
             std::thread::sleep(Duration::from_millis(20));
         }
         RespNode {
-            _node: node,
+            node,
             resp_port,
             _dir: dir,
         }
@@ -631,6 +631,19 @@ fn auth_is_required_when_a_password_is_configured() {
     );
     assert_eq!(raw.call(b"AUTH s3cret\r\n"), b"+OK\r\n");
     assert_eq!(raw.call(b"SET k v\r\n"), b"+OK\r\n");
+    // HELLO authenticates and switches protocol at once, or says how.
+    let mut hello = n.raw();
+    assert!(hello
+        .call(b"HELLO 3\r\n")
+        .starts_with(b"-NOAUTH HELLO must be called"));
+    assert!(hello
+        .call(b"HELLO 3 AUTH default wrong\r\n")
+        .starts_with(b"-WRONGPASS"));
+    assert!(hello
+        .call(b"HELLO 3 AUTH default s3cret SETNAME me\r\n")
+        .starts_with(b"%7\r\n"));
+    assert_eq!(hello.call(b"CLIENT GETNAME\r\n"), b"$2\r\nme\r\n");
+    assert_eq!(hello.call(b"GET nothing\r\n"), b"_\r\n");
     let client =
         redis::Client::open(format!("redis://:s3cret@127.0.0.1:{}/", n.resp_port)).unwrap();
     let mut c = client.get_connection().unwrap();
@@ -645,6 +658,10 @@ fn auth_is_required_when_a_password_is_configured() {
         e.starts_with("ERR AUTH <password> called without any password"),
         "{e}"
     );
+    // SIGTERM with RESP connections open: a clean exit.
+    let mut node = n;
+    assert_eq!(raw.call(b"PING\r\n"), b"+PONG\r\n");
+    assert!(node.node.terminate().success());
 }
 
 #[test]
@@ -679,4 +696,23 @@ fn redis_cli_sets_gets_and_mass_inserts_ten_thousand_keys() {
     assert_eq!(redis_cli(n.resp_port, &["dbsize"], None).trim(), "10000");
     let scanned = redis_cli(n.resp_port, &["--scan", "--pattern", "mass:*"], None);
     assert_eq!(scanned.lines().count(), 10_000);
+}
+
+#[test]
+fn counters_are_shared_between_resp_and_the_binary_protocol() {
+    let n = RespNode::start(&[]);
+    let mut con = n.con();
+    let after_resp: i64 = con.incr("shared-counter", 40).expect("INCRBY over RESP");
+    assert_eq!(after_resp, 40);
+    let mut client = n.node.client();
+    assert_eq!(
+        client
+            .incr(b"shared-counter", 2)
+            .expect("INCR over the binary protocol"),
+        42
+    );
+    let text: String = con.get("shared-counter").expect("GET over RESP");
+    assert_eq!(text, "42", "the binary protocol stores decimal text too");
+    let back: i64 = con.decr("shared-counter", 2).expect("DECRBY over RESP");
+    assert_eq!(back, 40);
 }

@@ -305,7 +305,15 @@ async fn run_key(shard: &Shard, cmd: &Command<'_>, r: &mut Reply<'_>) -> Result<
             check_key(shard, key)?;
             check_value(shard, value.len())?;
             let _guard = shard.locks.lock(key).await;
-            let (cur, floor) = read(shard, key).await?;
+            // A plain SET needs nothing of the old value (like the binary
+            // PUT, it is stamped above everything this shard stamped).
+            let needs_read =
+                get || condition != SetCondition::Always || matches!(ttl, SetTtl::Keep);
+            let (cur, floor) = if needs_read {
+                read(shard, key).await?
+            } else {
+                (None, None)
+            };
             let now = now_ms();
             let ok = match condition {
                 SetCondition::Always => true,

@@ -284,11 +284,17 @@ async fn serve_until_stopped(
                     host = %config.host,
                     port = config.port,
                     shards = shard.shard_count,
-                    "ringkv node ready: {}:{} (shard ports {}..={})",
+                    resp_port = config.resp_port,
+                    "ringkv node ready: {}:{} (shard ports {}..={}; Redis protocol {})",
                     config.host,
                     config.port,
                     ringkv_net::routing::shard_port(config.port, 0),
-                    ringkv_net::routing::shard_port(config.port, shard.shard_count - 1)
+                    ringkv_net::routing::shard_port(config.port, shard.shard_count - 1),
+                    if config.resp_port == 0 {
+                        "off".to_string()
+                    } else {
+                        format!("port {}", config.resp_port)
+                    }
                 );
             }
         }

@@ -291,17 +291,19 @@ async fn execute_key_inner(
             let (current, expires) = match live(record, now_ms()) {
                 None => (0i64, 0u64),
                 Some(r) => {
+                    // Counters are decimal text, as in Redis, so the binary
+                    // protocol and RESP read and write the same counters.
                     let bytes = r.value.as_deref().unwrap_or_default();
-                    let Ok(arr) = <[u8; 8]>::try_from(bytes) else {
+                    let Some(n) = ringkv_net::resp::num::parse_i64(bytes) else {
                         return Err(Outcome::Error(
                             Status::NotAnInteger,
                             format!(
-                                "the value is {} bytes, not an 8-byte little-endian integer",
+                                "the value ({} bytes) is not a decimal signed 64-bit integer",
                                 bytes.len()
                             ),
                         ));
                     };
-                    (i64::from_le_bytes(arr), r.expires_at_ms)
+                    (n, r.expires_at_ms)
                 }
             };
             let Some(next) = current.checked_add(delta) else {
@@ -313,7 +315,7 @@ async fn execute_key_inner(
             let version = stamp(shard, session, floor)?;
             shard
                 .store
-                .put(key, &next.to_le_bytes(), version, expires)
+                .put(key, next.to_string().as_bytes(), version, expires)
                 .await
                 .map_err(|e| storage_failure(shard, &e))?;
             Ok(Outcome::Integer(next, version))

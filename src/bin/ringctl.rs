@@ -90,7 +90,7 @@ enum Cmd {
         #[arg(long, default_value_t = 100)]
         limit: u64,
     },
-    /// Add to an 8-byte little-endian integer value (missing = 0); prints the result.
+    /// Add to an integer value stored as decimal text, as Redis does (missing = 0); prints the result.
     Incr {
         key: String,
         #[arg(default_value_t = 1, allow_negative_numbers = true)]

@@ -245,7 +245,7 @@ pub enum Request<'a> {
         value: &'a [u8],
         ttl_ms: u64,
     },
-    /// Adds `delta` to an 8-byte little-endian integer value (absent = 0).
+    /// Adds `delta` to an integer value stored as decimal text, as in Redis (absent = 0).
     /// DECR by n decodes as `Incr { delta: -n }`.
     Incr { key: &'a [u8], delta: i64 },
 }

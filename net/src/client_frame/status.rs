@@ -36,7 +36,7 @@ pub enum Status {
     /// The frame's protocol version is not one this node speaks; the connection
     /// is closed.
     UnsupportedVersion = 15,
-    /// INCR/DECR on a value that is not an 8-byte little-endian integer.
+    /// INCR/DECR on a value that is not a decimal signed 64-bit integer.
     NotAnInteger = 16,
     /// INCR/DECR would overflow an `i64`.
     Overflow = 17,
