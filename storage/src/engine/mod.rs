@@ -57,7 +57,7 @@ use crate::cache::BlockCache;
 use crate::compaction::{LevelConfig, LEVEL_COUNT};
 use crate::error::{Error, Result};
 use crate::io;
-use crate::limits::{BATCH_ENTRIES_MAX, BATCH_SIZE_MAX, KEY_SIZE_MAX, VALUE_SIZE_MAX};
+use crate::limits::{BATCH_ENTRIES_MAX, BATCH_SIZE_MAX};
 use crate::manifest::Manifest;
 use crate::memtable::Memtable;
 use crate::sstable::{table_file_name, Table};
@@ -518,19 +518,8 @@ fn validate(batch: &WriteBatch) -> Result<u64> {
         if key.is_empty() {
             return Err(Error::KeyEmpty);
         }
-        if key.len() > KEY_SIZE_MAX {
-            return Err(Error::KeyTooLarge {
-                size: key.len(),
-                size_max: KEY_SIZE_MAX,
-            });
-        }
+        crate::wal::batch::check_entry(key, record)?;
         let value_len = record.value.as_ref().map_or(0, Vec::len);
-        if value_len > VALUE_SIZE_MAX {
-            return Err(Error::ValueTooLarge {
-                size: value_len,
-                size_max: VALUE_SIZE_MAX,
-            });
-        }
         size += key.len() + value_len + BATCH_ENTRY_OVERHEAD_BYTES;
     }
     if batch.len() > BATCH_ENTRIES_MAX || size > BATCH_SIZE_MAX {

@@ -34,23 +34,30 @@ pub fn encoded_len(entries: &[(&[u8], &Record)]) -> usize {
         .sum::<usize>()
 }
 
+/// Checks one entry's key and value against [`KEY_SIZE_MAX`] and
+/// [`VALUE_SIZE_MAX`]: the one place these limits are enforced for writes.
+pub fn check_entry(key: &[u8], record: &Record) -> Result<()> {
+    if key.len() > KEY_SIZE_MAX {
+        return Err(Error::KeyTooLarge {
+            size: key.len(),
+            size_max: KEY_SIZE_MAX,
+        });
+    }
+    let value_len = record.value.as_ref().map_or(0, Vec::len);
+    if value_len > VALUE_SIZE_MAX {
+        return Err(Error::ValueTooLarge {
+            size: value_len,
+            size_max: VALUE_SIZE_MAX,
+        });
+    }
+    Ok(())
+}
+
 /// Checks `entries` against the key, value and batch limits; nothing is
 /// encoded when this fails. Returns the encoded size.
 pub fn validate(entries: &[(&[u8], &Record)]) -> Result<usize> {
     for (key, record) in entries {
-        if key.len() > KEY_SIZE_MAX {
-            return Err(Error::KeyTooLarge {
-                size: key.len(),
-                size_max: KEY_SIZE_MAX,
-            });
-        }
-        let value_len = record.value.as_ref().map_or(0, Vec::len);
-        if value_len > VALUE_SIZE_MAX {
-            return Err(Error::ValueTooLarge {
-                size: value_len,
-                size_max: VALUE_SIZE_MAX,
-            });
-        }
+        check_entry(key, record)?;
     }
     let size = encoded_len(entries);
     if entries.len() > BATCH_ENTRIES_MAX || size > BATCH_SIZE_MAX {
