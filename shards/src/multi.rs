@@ -36,10 +36,14 @@ pub(crate) fn group_by_owner<'k, T: Copy>(
     groups
 }
 
-/// Answers MGET: every key read from its owner, in request order.
-pub(crate) async fn mget(shard: &Rc<Shard>, id: u64, keys: &[&[u8]], out: &RefCell<Vec<u8>>) {
+/// Reads every key from its owning shard (locally, or over the mesh), in
+/// request order. On failure, returns the owner's answer for the caller to
+/// render in its own protocol (binary or RESP).
+pub(crate) async fn mget_values(
+    shard: &Rc<Shard>,
+    keys: &[&[u8]],
+) -> Result<Vec<Option<(Vec<u8>, Version)>>, Answer> {
     let groups = group_by_owner(shard, keys, |k| k);
-    let mut results: Vec<Option<(Vec<u8>, Version)>> = vec![None; keys.len()];
     let mut parts = Vec::new();
     for (owner, group) in groups.into_iter().enumerate() {
         if group.is_empty() {
@@ -53,7 +57,10 @@ pub(crate) async fn mget(shard: &Rc<Shard>, id: u64, keys: &[&[u8]], out: &RefCe
                     match get_local(&shard, key).await {
                         Ok(v) => values.push(v),
                         Err(Outcome::Error(s, m)) => return (group, Answer::Failed(s, m)),
-                        Err(_) => return (group, Answer::Failed(Status::Internal, String::new())),
+                        Err(other) => {
+                            let message = format!("unexpected outcome {other:?}");
+                            return (group, Answer::Failed(Status::Internal, message));
+                        }
                     }
                 }
                 Answer::Values(values)
@@ -64,6 +71,7 @@ pub(crate) async fn mget(shard: &Rc<Shard>, id: u64, keys: &[&[u8]], out: &RefCe
             (group, answer)
         }));
     }
+    let mut results: Vec<Option<(Vec<u8>, Version)>> = vec![None; keys.len()];
     for (group, answer) in crate::join::join_all(parts).await {
         match answer {
             Answer::Values(values) if values.len() == group.len() => {
@@ -71,12 +79,21 @@ pub(crate) async fn mget(shard: &Rc<Shard>, id: u64, keys: &[&[u8]], out: &RefCe
                     results[pos] = v;
                 }
             }
-            other => {
-                encode_unexpected(id, other, &mut out.borrow_mut());
-                return;
-            }
+            other => return Err(other),
         }
     }
+    Ok(results)
+}
+
+/// Answers MGET: every key read from its owner, in request order.
+pub(crate) async fn mget(shard: &Rc<Shard>, id: u64, keys: &[&[u8]], out: &RefCell<Vec<u8>>) {
+    let results = match mget_values(shard, keys).await {
+        Ok(results) => results,
+        Err(answer) => {
+            encode_unexpected(id, answer, &mut out.borrow_mut());
+            return;
+        }
+    };
     let items: Vec<Option<(&[u8], WireVersion)>> = results
         .iter()
         .map(|r| r.as_ref().map(|(v, ver)| (v.as_slice(), wire(*ver))))

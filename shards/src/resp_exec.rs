@@ -35,8 +35,8 @@ use crate::forward::{Answer, Call, KeysOp, WalkOp};
 use crate::limits::{
     RESP_SCAN_COUNT_DEFAULT, RESP_SCAN_COUNT_MAX, RESP_SCAN_CURSORS_MAX, RESP_WALK_PAGE,
 };
-use crate::multi::{group_by_owner, scan_span};
-use crate::service::{get_local, live, now_ms, put_local, stamp, storage_failure, Outcome};
+use crate::multi::{group_by_owner, mget_values, scan_span};
+use crate::service::{live, now_ms, put_local, stamp, storage_failure, Outcome};
 use crate::shard::{Shard, ShardCounters};
 use crate::store::{BatchWrite, ScanSpan};
 use ringkv_net::resp::command::{
@@ -550,40 +550,11 @@ async fn keys_everywhere(shard: &Rc<Shard>, op: KeysOp, keys: ArgSlice<'_>) -> R
 /// MGET: every key read from its owner, in request order.
 async fn mget(shard: &Rc<Shard>, keys: ArgSlice<'_>) -> Result<Vec<Option<Vec<u8>>>, String> {
     let keys: Vec<&[u8]> = keys.iter().collect();
-    let groups = group_by_owner(shard, &keys, |k| k);
-    let mut parts = Vec::new();
-    for (owner, group) in groups.into_iter().enumerate() {
-        if group.is_empty() {
-            continue;
-        }
-        let shard = shard.clone();
-        parts.push(Box::pin(async move {
-            let answer = if owner as u32 == shard.id {
-                let mut values = Vec::with_capacity(group.len());
-                for (_, key) in &group {
-                    match get_local(&shard, key).await {
-                        Ok(v) => values.push(v),
-                        Err(o) => return (group, Err(outcome_message(o))),
-                    }
-                }
-                Answer::Values(values)
-            } else {
-                let keys = group.iter().map(|(_, k)| k.to_vec()).collect();
-                shard.call(owner as u32, Call::Get { keys }).await
-            };
-            match answer {
-                Answer::Values(v) if v.len() == group.len() => (group, Ok(v)),
-                other => (group, Err(unexpected(other))),
-            }
-        }));
-    }
-    let mut results: Vec<Option<Vec<u8>>> = vec![None; keys.len()];
-    for (group, values) in crate::join::join_all(parts).await {
-        for ((pos, _), v) in group.into_iter().zip(values?) {
-            results[pos] = v.map(|(value, _)| value);
-        }
-    }
-    Ok(results)
+    let values = mget_values(shard, &keys).await.map_err(unexpected)?;
+    Ok(values
+        .into_iter()
+        .map(|v| v.map(|(value, _)| value))
+        .collect())
 }
 
 /// MSET: each owner writes its pairs as one atomic batch.
