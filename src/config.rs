@@ -23,6 +23,16 @@
 //! resp_port = 6380            # Redis protocol port; 0 turns it off
 //! requirepass = "secret"      # RESP AUTH password (default: none)
 //! allow_flush = false         # allow RESP FLUSHDB / FLUSHALL
+//! seeds = ["10.0.0.2:7379", "10.0.0.3:7379"]  # other nodes; none = standalone
+//! replication_factor = 3      # copies of each key
+//! vnodes = 256                # tokens of this node on the ring
+//! rack = "r1"                 # replicas avoid sharing a rack
+//! default_consistency = "quorum"  # one | quorum | all, for requests without a level
+//! request_timeout_ms = 2000   # coordinator deadline
+//! read_fanout = "all"         # all | required
+//! hints = true                # hinted handoff
+//! hint_window_secs = 10800    # hints older than this are dropped
+//! max_hints_size = "256MiB"   # per shard
 //! ```
 
 use ringkv_shards::{DurabilityMode, NodeConfig};
@@ -149,6 +159,61 @@ pub struct Settings {
     /// Allow RESP FLUSHDB/FLUSHALL to delete every key [default: false]
     #[arg(long)]
     pub allow_flush: Option<bool>,
+    /// Other nodes of the cluster, HOST:PORT[,HOST:PORT...] (each a node's port) [default: none, standalone]
+    #[arg(long, value_delimiter = ',')]
+    pub seeds: Option<Vec<String>>,
+    /// Copies of each key (N) [default: 3]
+    #[arg(long)]
+    pub replication_factor: Option<u32>,
+    /// Virtual-node tokens of this node on the ring [default: 256]
+    #[arg(long)]
+    pub vnodes: Option<u32>,
+    /// This node's rack; replicas of a key avoid sharing a rack [default: none]
+    #[arg(long)]
+    pub rack: Option<String>,
+    /// Level of requests that carry none, e.g. RESP commands [default: quorum]
+    #[arg(long, value_enum)]
+    pub default_consistency: Option<ConsistencyLevel>,
+    /// How long a coordinator waits for replicas, milliseconds [default: 2000]
+    #[arg(long)]
+    pub request_timeout_ms: Option<u64>,
+    /// Whether reads ask every live replica or only as many as the level needs [default: all]
+    #[arg(long, value_enum)]
+    pub read_fanout: Option<Fanout>,
+    /// Keep writes a replica missed as hints and replay them when it is back [default: true]
+    #[arg(long)]
+    pub hints: Option<bool>,
+    /// Drop hints older than this many seconds [default: 10800]
+    #[arg(long)]
+    pub hint_window_secs: Option<u64>,
+    /// Largest size of one shard's hints, e.g. 256MiB [default: 256MiB]
+    #[arg(long)]
+    pub max_hints_size: Option<Size>,
+    /// Test only: run this node's clock this many milliseconds off the real one
+    #[arg(long, hide = true, allow_hyphen_values = true)]
+    pub clock_offset_ms: Option<i64>,
+}
+
+/// A consistency level as written in config and flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsistencyLevel {
+    /// One replica.
+    One,
+    /// A majority of the replicas.
+    Quorum,
+    /// Every replica.
+    All,
+}
+
+/// Read fan-out as written in config and flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Fanout {
+    /// Ask every live replica, answer after R (late answers still repair).
+    All,
+    /// Ask only R replicas.
+    Required,
 }
 
 impl Settings {
@@ -181,6 +246,17 @@ impl Settings {
             resp_port: over.resp_port.or(self.resp_port),
             requirepass: over.requirepass.or(self.requirepass),
             allow_flush: over.allow_flush.or(self.allow_flush),
+            seeds: over.seeds.or(self.seeds),
+            replication_factor: over.replication_factor.or(self.replication_factor),
+            vnodes: over.vnodes.or(self.vnodes),
+            rack: over.rack.or(self.rack),
+            default_consistency: over.default_consistency.or(self.default_consistency),
+            request_timeout_ms: over.request_timeout_ms.or(self.request_timeout_ms),
+            read_fanout: over.read_fanout.or(self.read_fanout),
+            hints: over.hints.or(self.hints),
+            hint_window_secs: over.hint_window_secs.or(self.hint_window_secs),
+            max_hints_size: over.max_hints_size.or(self.max_hints_size),
+            clock_offset_ms: over.clock_offset_ms.or(self.clock_offset_ms),
         }
     }
 
@@ -243,8 +319,67 @@ impl Settings {
         if let Some(v) = self.allow_flush {
             c.allow_flush = v;
         }
+        self.resolve_cluster(&mut c);
+        if c.cluster.clustered() && self.node_id.is_none() {
+            return Err(
+                "a node with --seeds needs its own --node-id (a number unique in the cluster)"
+                    .into(),
+            );
+        }
         c.validate().map_err(|e| e.to_string())?;
         Ok(c)
+    }
+}
+
+impl Settings {
+    fn resolve_cluster(&self, c: &mut NodeConfig) {
+        use ringkv_cluster::consistency::Level;
+        use ringkv_cluster::coordinator::ReadFanout;
+        let k = &mut c.cluster;
+        if let Some(v) = &self.seeds {
+            k.seeds = v
+                .iter()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+        }
+        if let Some(v) = self.replication_factor {
+            k.replication_factor = v;
+        }
+        if let Some(v) = self.vnodes {
+            k.vnodes = v;
+        }
+        if let Some(v) = &self.rack {
+            k.rack = v.clone();
+        }
+        if let Some(v) = self.default_consistency {
+            k.default_consistency = match v {
+                ConsistencyLevel::One => Level::One,
+                ConsistencyLevel::Quorum => Level::Quorum,
+                ConsistencyLevel::All => Level::All,
+            };
+        }
+        if let Some(v) = self.request_timeout_ms {
+            k.request_timeout = Duration::from_millis(v);
+        }
+        if let Some(v) = self.read_fanout {
+            k.read_fanout = match v {
+                Fanout::All => ReadFanout::All,
+                Fanout::Required => ReadFanout::Required,
+            };
+        }
+        if let Some(v) = self.hints {
+            k.hints = v;
+        }
+        if let Some(v) = self.hint_window_secs {
+            k.hint_window = Duration::from_secs(v);
+        }
+        if let Some(v) = self.max_hints_size {
+            k.hints_bytes_max = v.0;
+        }
+        if let Some(v) = self.clock_offset_ms {
+            c.clock_offset_ms = v;
+        }
     }
 }
 

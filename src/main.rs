@@ -3,6 +3,7 @@
 //! never as a backtrace.
 
 mod config;
+mod dev_cluster;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -27,8 +28,11 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
         #[command(flatten)]
-        settings: config::Settings,
+        settings: Box<config::Settings>,
     },
+    /// Start a local N-node cluster on loopback (each node its own `ringkv serve`
+    /// process); stops them all on Ctrl-C or SIGTERM.
+    DevCluster(dev_cluster::DevCluster),
 }
 
 fn init_logging(level: Option<&str>) {
@@ -66,7 +70,8 @@ fn serve(config_file: Option<PathBuf>, flags: config::Settings) -> Result<(), St
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve { config, settings } => serve(config, settings),
+        Command::Serve { config, settings } => serve(config, *settings),
+        Command::DevCluster(args) => dev_cluster::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,6 +2,8 @@
 //!
 //! - [`client_frame`]: the binary client protocol (request/response frames,
 //!   zero-copy decoding, status codes). Specified in `docs/protocol.md`.
+//! - [`internode`]: frames between shards of different nodes (rkyv
+//!   archives, checksummed, read in place), and their receive buffer.
 //! - [`routing`]: key -> token -> shard -> port, shared by servers and clients.
 //! - [`limits`]: every protocol limit, with compile-time relations.
 //! - [`client`]: the blocking shard-aware [`client::Client`] and the
@@ -18,6 +20,7 @@
 pub mod client;
 pub mod client_frame;
 pub mod error;
+pub mod internode;
 pub mod limits;
 pub mod resp;
 pub mod routing;

@@ -123,3 +123,59 @@ const _: () =
 const _: () = assert!(RESP_UNAUTHENTICATED_ARGS_MAX <= RESP_ARGS_MAX);
 const _: () = assert!(RESP_UNAUTHENTICATED_BULK_SIZE_MAX <= RESP_BULK_SIZE_MAX);
 const _: () = assert!(RESP_ARGS_MAX as u64 <= i32::MAX as u64);
+
+// ---- Internode frames. See `crate::internode` and docs/protocol.md. ----
+
+/// Largest rkyv archive in one internode frame, in bytes. A frame declaring
+/// more is refused (and the connection closed) from its first four bytes.
+pub const INTERNODE_FRAME_SIZE_MAX: usize = 64 * 1024 * 1024;
+
+/// A sender closes a batch (and starts another frame) once its messages hold
+/// about this many bytes, so one frame never delays the next turn's messages
+/// for long and stays far under [`INTERNODE_FRAME_SIZE_MAX`].
+pub const INTERNODE_BATCH_BYTES_TARGET: usize = 1024 * 1024;
+
+// A frame of a full batch target plus one maximal write always fits.
+const _: () = assert!(
+    INTERNODE_BATCH_BYTES_TARGET + 2 * (KEY_SIZE_MAX + VALUE_SIZE_MAX) <= INTERNODE_FRAME_SIZE_MAX
+);
+const _: () = assert!(INTERNODE_FRAME_SIZE_MAX < u32::MAX as usize);
+
+// ---- RING answers. See `crate::client_frame` (RING) and docs/protocol.md. ----
+
+/// Most nodes a RING answer may list (the cluster crate's `NODES_MAX`).
+pub const RING_NODES_MAX: usize = 1024;
+
+/// Most vnode tokens one node of a RING answer may list (the cluster crate's
+/// `TOKENS_PER_NODE_MAX`).
+pub const RING_TOKENS_MAX: usize = 4096;
+
+/// Longest host or rack name in a RING answer, in bytes (the cluster crate's
+/// `NAME_SIZE_MAX`).
+pub const RING_NAME_SIZE_MAX: usize = 255;
+
+/// Fewest bytes one node takes in a RING answer: id (4), port (2), shards (4),
+/// host length (2), rack length (2), token count (4).
+pub const RING_NODE_SIZE_MIN: usize = 18;
+
+const _: () = assert!(RING_NODES_MAX == ringkv_cluster::limits::NODES_MAX);
+const _: () = assert!(RING_TOKENS_MAX == ringkv_cluster::limits::TOKENS_PER_NODE_MAX);
+const _: () = assert!(RING_NAME_SIZE_MAX == ringkv_cluster::limits::NAME_SIZE_MAX);
+const _: () = assert!(RING_NAME_SIZE_MAX <= u16::MAX as usize);
+// A ring of the most nodes, each with the default vnode count and the longest
+// names, fits in the default frame (a larger ring needs a larger frame maximum).
+const _: () = assert!(
+    RESPONSE_HEADER_SIZE
+        + 16
+        + RING_NODES_MAX
+            * (RING_NODE_SIZE_MIN
+                + 2 * RING_NAME_SIZE_MAX
+                + 8 * ringkv_cluster::limits::VNODES_DEFAULT as usize)
+        <= FRAME_SIZE_MAX_DEFAULT
+);
+
+// ---- Client library. ----
+
+/// How long the blocking client routes around a node it could not connect to
+/// (token-aware routing then uses the next replica, or the home node), in ms.
+pub const CLIENT_NODE_RETRY_DELAY_MS: u64 = 1000;

@@ -224,6 +224,16 @@ fn answer(
                 &mut o,
             ),
             Request::Stats => encode_response(id, &Response::Stats { text: b"keys 0\n" }, &mut o),
+            // A node that predates RING: the client must behave as a
+            // single-node client.
+            Request::Ring => encode_response(
+                id,
+                &Response::Error {
+                    status: Status::UnknownOpcode,
+                    message: b"unknown opcode 0x04",
+                },
+                &mut o,
+            ),
             Request::Get { key } => {
                 let s = owner(key)?;
                 match maps[s].get(key) {
@@ -717,17 +727,20 @@ fn an_answer_with_an_unknown_id_is_a_protocol_error() {
                         decode_request(&buf[..filled], 4096)
                     {
                         let mut out = Vec::new();
-                        let response = if r == Request::Hello {
-                            Response::Hello {
+                        let response = match r {
+                            Request::Hello => Response::Hello {
                                 node_id: 1,
                                 shard_count: 1,
                                 base_port: gone - 1,
                                 protocol_version: 1,
-                            }
-                        } else {
-                            Response::NotFound
+                            },
+                            Request::Ring => Response::Error {
+                                status: Status::UnknownOpcode,
+                                message: b"unknown opcode",
+                            },
+                            _ => Response::NotFound,
                         };
-                        let id = if r == Request::Hello {
+                        let id = if matches!(r, Request::Hello | Request::Ring) {
                             h.id
                         } else {
                             h.id + 1000

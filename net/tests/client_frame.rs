@@ -5,12 +5,17 @@
 
 use proptest::collection::vec;
 use proptest::prelude::*;
+use ringkv_cluster::ring::NodeInfo;
 use ringkv_net::client_frame::{
     decode_request, decode_response, encode_request, encode_response, opcode, CasExpect,
     Consistency, Decoded, EntryList, KeyList, PairList, Request, RequestHeader, Response, Resync,
     ScanEntry, Status, TtlState, ValueList, WireVersion, PROTOCOL_VERSION,
 };
-use ringkv_net::limits::{BATCH_KEYS_MAX, FRAME_SIZE_MAX_DEFAULT, KEY_SIZE_MAX, VALUE_SIZE_MAX};
+use ringkv_net::client_frame::{encode_ring_response, kind, RingNodeList};
+use ringkv_net::limits::{
+    BATCH_KEYS_MAX, FRAME_SIZE_MAX_DEFAULT, KEY_SIZE_MAX, RING_NAME_SIZE_MAX, RING_NODES_MAX,
+    RING_TOKENS_MAX, VALUE_SIZE_MAX,
+};
 
 const MAX: usize = FRAME_SIZE_MAX_DEFAULT;
 
@@ -28,6 +33,7 @@ enum OwnedRequest {
     Ping,
     Hello,
     Stats,
+    Ring,
     Get(Vec<u8>),
     Exists(Vec<u8>),
     Ttl(Vec<u8>),
@@ -45,6 +51,7 @@ fn with_request<R>(o: &OwnedRequest, f: impl FnOnce(&Request<'_>) -> R) -> R {
         OwnedRequest::Ping => f(&Request::Ping),
         OwnedRequest::Hello => f(&Request::Hello),
         OwnedRequest::Stats => f(&Request::Stats),
+        OwnedRequest::Ring => f(&Request::Ring),
         OwnedRequest::Get(k) => f(&Request::Get { key: k }),
         OwnedRequest::Exists(k) => f(&Request::Exists { key: k }),
         OwnedRequest::Ttl(k) => f(&Request::Ttl { key: k }),
@@ -111,6 +118,7 @@ enum OwnedResponse {
     Ttl(TtlState),
     Bool(bool),
     Stats(Vec<u8>),
+    Ring(u64, u32, Vec<NodeInfo>),
     Error(Status, Vec<u8>),
 }
 
@@ -165,6 +173,19 @@ fn with_response<R>(o: &OwnedResponse, f: impl FnOnce(&Response<'_>) -> R) -> R 
         OwnedResponse::Ttl(state) => f(&Response::Ttl { state: *state }),
         OwnedResponse::Bool(b) => f(&Response::Bool(*b)),
         OwnedResponse::Stats(text) => f(&Response::Stats { text }),
+        OwnedResponse::Ring(version, rf, nodes) => {
+            // A RING node list exists only decoded from the wire: encode it
+            // with the server's encoder and decode it back.
+            let mut buf = Vec::new();
+            encode_ring_response(0, *version, *rf, nodes, &mut buf);
+            match decode_response(&buf, usize::MAX) {
+                Ok(Decoded::Frame {
+                    frame: (_, r @ Response::Ring { .. }),
+                    ..
+                }) => f(&r),
+                other => panic!("encoded ring did not decode: {other:?}"),
+            }
+        }
         OwnedResponse::Error(status, message) => f(&Response::Error {
             status: *status,
             message,
@@ -220,6 +241,7 @@ fn request() -> impl Strategy<Value = OwnedRequest> {
         Just(OwnedRequest::Ping),
         Just(OwnedRequest::Hello),
         Just(OwnedRequest::Stats),
+        Just(OwnedRequest::Ring),
         key().prop_map(OwnedRequest::Get),
         key().prop_map(OwnedRequest::Exists),
         key().prop_map(OwnedRequest::Ttl),
@@ -233,6 +255,25 @@ fn request() -> impl Strategy<Value = OwnedRequest> {
             .prop_map(|(k, e, v, t)| OwnedRequest::Cas(k, e, v, t)),
         (key(), any::<i64>()).prop_map(|(k, d)| OwnedRequest::Incr(k, d)),
     ]
+}
+
+fn ring_node() -> impl Strategy<Value = NodeInfo> {
+    (
+        any::<u32>(),
+        "[a-z0-9.:-]{0,40}",
+        any::<u16>(),
+        1u32..=1024,
+        "\\PC{0,8}",
+        vec(any::<u64>(), 0..40),
+    )
+        .prop_map(|(id, host, port, shards, rack, tokens)| NodeInfo {
+            id,
+            host,
+            port,
+            shards,
+            rack,
+            tokens,
+        })
 }
 
 fn response() -> impl Strategy<Value = OwnedResponse> {
@@ -256,6 +297,8 @@ fn response() -> impl Strategy<Value = OwnedResponse> {
         ttl.prop_map(OwnedResponse::Ttl),
         any::<bool>().prop_map(OwnedResponse::Bool),
         vec(any::<u8>(), 0..300).prop_map(OwnedResponse::Stats),
+        (any::<u64>(), any::<u32>(), vec(ring_node(), 0..6))
+            .prop_map(|(v, rf, nodes)| OwnedResponse::Ring(v, rf, nodes)),
         (
             proptest::sample::select(Status::ALL.to_vec()),
             vec(any::<u8>(), 0..=1024)
@@ -290,6 +333,7 @@ fn sample_requests() -> Vec<Vec<u8>> {
     let h = header0();
     let samples = [
         OwnedRequest::Ping,
+        OwnedRequest::Ring,
         OwnedRequest::Get(b"key".to_vec()),
         OwnedRequest::Put(b"k".to_vec(), b"value".to_vec(), 1000),
         OwnedRequest::MGet(vec![b"a".to_vec(), b"bb".to_vec(), vec![]]),
@@ -318,11 +362,33 @@ fn sample_requests() -> Vec<Vec<u8>> {
     samples.iter().map(|s| encode_req(&h, s)).collect()
 }
 
+fn sample_ring_nodes() -> Vec<NodeInfo> {
+    vec![
+        NodeInfo {
+            id: 1,
+            host: "10.0.0.1".into(),
+            port: 7379,
+            shards: 2,
+            rack: "r1".into(),
+            tokens: vec![5, 1 << 40, u64::MAX],
+        },
+        NodeInfo {
+            id: 2,
+            host: "node-2".into(),
+            port: 7400,
+            shards: 1,
+            rack: String::new(),
+            tokens: vec![7],
+        },
+    ]
+}
+
 fn sample_responses() -> Vec<Vec<u8>> {
     let v = WireVersion { hlc: 5, node: 1 };
     let samples = [
         OwnedResponse::Pong,
         OwnedResponse::Hello(1, 4, 7379, PROTOCOL_VERSION),
+        OwnedResponse::Ring(42, 3, sample_ring_nodes()),
         OwnedResponse::Value(b"value".to_vec(), v, 0),
         OwnedResponse::Values(vec![Some((b"x".to_vec(), v)), None]),
         OwnedResponse::ScanPage(vec![(b"a".to_vec(), b"1".to_vec(), v)], b"a".to_vec()),
@@ -815,4 +881,176 @@ fn the_put_example_of_the_spec_encodes_byte_for_byte() {
     ]
     .concat();
     assert_eq!(answer, expected);
+}
+
+// ---------------------------------------------------------------- RING
+
+/// A response frame of kind `k` with `body` (for hand-made bad bodies).
+fn raw_response(k: u8, id: u64, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&((10 + body.len()) as u32).to_le_bytes());
+    out.push(PROTOCOL_VERSION);
+    out.push(k);
+    out.extend_from_slice(&id.to_le_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+fn decoded_ring(frame: &[u8]) -> (u64, u32, RingNodeList<'_>) {
+    match decode_response(frame, MAX) {
+        Ok(Decoded::Frame {
+            frame:
+                (
+                    _,
+                    Response::Ring {
+                        version,
+                        replication_factor,
+                        nodes,
+                    },
+                ),
+            ..
+        }) => (version, replication_factor, nodes),
+        other => panic!("expected a ring, got {other:?}"),
+    }
+}
+
+fn ring_error(frame: &[u8]) -> String {
+    match decode_response(frame, MAX) {
+        Err(e) => e.to_string(),
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+/// One node's bytes on the wire, with counts chosen by the caller.
+fn raw_ring_node(
+    id: u32,
+    shards: u32,
+    host: &[u8],
+    rack: &[u8],
+    token_count: u32,
+    tokens: &[u64],
+) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(&id.to_le_bytes());
+    b.extend_from_slice(&7379u16.to_le_bytes());
+    b.extend_from_slice(&shards.to_le_bytes());
+    b.extend_from_slice(&(host.len() as u16).to_le_bytes());
+    b.extend_from_slice(host);
+    b.extend_from_slice(&(rack.len() as u16).to_le_bytes());
+    b.extend_from_slice(rack);
+    b.extend_from_slice(&token_count.to_le_bytes());
+    for t in tokens {
+        b.extend_from_slice(&t.to_le_bytes());
+    }
+    b
+}
+
+fn raw_ring(node_count: u32, nodes: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&9u64.to_le_bytes());
+    body.extend_from_slice(&3u32.to_le_bytes());
+    body.extend_from_slice(&node_count.to_le_bytes());
+    body.extend_from_slice(nodes);
+    raw_response(kind::RING, 1, &body)
+}
+
+#[test]
+fn a_ring_answer_decodes_zero_copy_back_to_its_nodes() {
+    let nodes = sample_ring_nodes();
+    let mut frame = Vec::new();
+    encode_ring_response(5, 42, 3, &nodes, &mut frame);
+    let (version, rf, list) = decoded_ring(&frame);
+    assert_eq!((version, rf, list.len()), (42, 3, 2));
+    let first = list.iter().next().unwrap();
+    assert_eq!(first.host, b"10.0.0.1");
+    assert!(
+        frame.as_ptr_range().contains(&first.host.as_ptr()),
+        "host borrows the frame"
+    );
+    assert_eq!(
+        first.tokens.iter().collect::<Vec<_>>(),
+        vec![5, 1 << 40, u64::MAX]
+    );
+    assert_eq!(list.to_node_infos().unwrap(), nodes);
+}
+
+#[test]
+fn a_one_node_ring_is_what_a_standalone_node_answers() {
+    let node = NodeInfo {
+        id: 0,
+        host: "127.0.0.1".into(),
+        port: 7379,
+        shards: 4,
+        rack: String::new(),
+        tokens: ringkv_cluster::ring::default_tokens(0, 256),
+    };
+    let ring = ringkv_cluster::ring::Ring::new(vec![node.clone()], 3).unwrap();
+    let mut frame = Vec::new();
+    encode_ring_response(1, ring.version(), 3, ring.nodes(), &mut frame);
+    let (version, rf, list) = decoded_ring(&frame);
+    let again = ringkv_cluster::ring::Ring::new(list.to_node_infos().unwrap(), rf).unwrap();
+    assert_eq!(again.version(), version);
+    assert_eq!(again.nodes(), &[node]);
+}
+
+#[test]
+fn a_ring_with_too_many_nodes_is_refused_before_iterating() {
+    let e = ring_error(&raw_ring(RING_NODES_MAX as u32 + 1, &[0; 64]));
+    assert!(e.contains(&format!("{}", RING_NODES_MAX + 1)), "{e}");
+    // A count within the limit but beyond the bytes present.
+    let e = ring_error(&raw_ring(100, &raw_ring_node(1, 1, b"h", b"", 0, &[])));
+    assert!(e.contains("ring node count"), "{e}");
+}
+
+#[test]
+fn a_node_with_too_many_tokens_or_tokens_past_the_end_is_refused() {
+    let node = raw_ring_node(1, 1, b"h", b"", RING_TOKENS_MAX as u32 + 1, &[1, 2]);
+    let e = ring_error(&raw_ring(1, &node));
+    assert!(e.contains(&format!("{}", RING_TOKENS_MAX + 1)), "{e}");
+    let node = raw_ring_node(1, 1, b"h", b"", 3, &[1, 2]);
+    let e = ring_error(&raw_ring(1, &node));
+    assert!(e.contains("token count"), "{e}");
+}
+
+#[test]
+fn ring_names_over_the_limit_or_not_utf8_and_zero_shards_are_refused() {
+    let long = vec![b'h'; RING_NAME_SIZE_MAX + 1];
+    let e = ring_error(&raw_ring(1, &raw_ring_node(1, 1, &long, b"", 1, &[1])));
+    assert!(e.contains(&format!("{}", RING_NAME_SIZE_MAX + 1)), "{e}");
+    let e = ring_error(&raw_ring(
+        1,
+        &raw_ring_node(1, 1, b"h", &[0xFF, 0xFE], 1, &[1]),
+    ));
+    assert!(e.contains("UTF-8"), "{e}");
+    let e = ring_error(&raw_ring(1, &raw_ring_node(1, 0, b"h", b"", 1, &[1])));
+    assert!(e.contains("shard count 0"), "{e}");
+    let exact = vec![b'h'; RING_NAME_SIZE_MAX];
+    let frame = raw_ring(1, &raw_ring_node(1, 1, &exact, b"", 1, &[1]));
+    let (_, _, list) = decoded_ring(&frame);
+    assert_eq!(list.len(), 1);
+}
+
+#[test]
+fn trailing_bytes_after_a_ring_are_refused() {
+    let mut nodes = raw_ring_node(1, 1, b"h", b"", 1, &[1]);
+    nodes.push(0);
+    let e = ring_error(&raw_ring(1, &nodes));
+    assert!(e.contains("trailing"), "{e}");
+}
+
+#[test]
+fn the_ring_request_is_opcode_4_with_an_empty_body_and_is_idempotent() {
+    assert_eq!(opcode::RING, 0x04);
+    assert_eq!(kind::RING, 0x0D);
+    assert!(Request::Ring.is_idempotent());
+    let mut out = Vec::new();
+    encode_request(&header0(), &Request::Ring, &mut out);
+    assert_eq!(out.len(), ringkv_net::limits::REQUEST_HEADER_SIZE);
+    assert!(matches!(
+        decode_request(&out, MAX),
+        Ok(Decoded::Frame {
+            frame: (_, Request::Ring),
+            ..
+        })
+    ));
 }

@@ -40,6 +40,22 @@ pub enum StampError {
     },
 }
 
+/// The offset of this node's wall clock from the real one, ms (test-only
+/// `--clock-offset-ms`; 0 in production). Process-wide: one node per process.
+static WALL_OFFSET_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// Makes [`wall_ms`] read `offset_ms` off the real clock (to test clock skew).
+pub fn set_wall_offset_ms(offset_ms: i64) {
+    WALL_OFFSET_MS.store(offset_ms, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// This node's wall clock, Unix milliseconds (the real clock plus the test offset).
+pub fn wall_ms() -> u64 {
+    let real = ringkv_storage::io::now_ms();
+    let offset = WALL_OFFSET_MS.load(std::sync::atomic::Ordering::Relaxed);
+    real.saturating_add_signed(offset)
+}
+
 /// A hybrid logical clock with a durable upper bound.
 #[derive(Debug)]
 pub struct LeasedClock {

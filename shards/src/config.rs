@@ -4,9 +4,12 @@
 
 use crate::error::Error;
 use crate::limits::{
-    BACKGROUND_SHARES_DEFAULT, CONNECTIONS_MAX_DEFAULT, IO_MEMORY_DEFAULT, RESP_PORT_DEFAULT,
-    SHARDS_MAX,
+    BACKGROUND_SHARES_DEFAULT, CLOCK_OFFSET_MAX_MS, CONNECTIONS_MAX_DEFAULT,
+    HINTS_BYTES_MAX_DEFAULT, HINT_WINDOW_DEFAULT, IO_MEMORY_DEFAULT, REPLICATION_FACTOR_DEFAULT,
+    REQUEST_TIMEOUT_DEFAULT, RESP_PORT_DEFAULT, SHARDS_MAX, VNODES_DEFAULT, VNODES_MAX,
 };
+use ringkv_cluster::consistency::Level;
+use ringkv_cluster::coordinator::ReadFanout;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -66,6 +69,63 @@ pub struct NodeConfig {
     pub requirepass: Option<String>,
     /// Whether RESP FLUSHDB/FLUSHALL may delete every key (default false).
     pub allow_flush: bool,
+    /// Cluster membership and replication (standalone when it has no seeds).
+    pub cluster: ClusterConfig,
+    /// Test-only: this node's wall clock reads this many milliseconds off the
+    /// real one (to test clock skew on one machine). 0 in production.
+    pub clock_offset_ms: i64,
+}
+
+/// How a node replicates: static membership from seeds, the replication
+/// factor, and the quorum coordinator's settings (docs/operations.md "Cluster").
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// Addresses (`host:port`, each a node's port) of the other nodes of the
+    /// cluster. Empty: a standalone node that answers every level from its
+    /// own copy.
+    pub seeds: Vec<String>,
+    /// Copies of each key (N); effective N is at most the number of nodes.
+    pub replication_factor: u32,
+    /// Virtual-node tokens of this node on the ring.
+    pub vnodes: u32,
+    /// This node's rack ("" = none); replicas avoid sharing a rack.
+    pub rack: String,
+    /// The level of requests that carry none (RESP commands, level 0).
+    pub default_consistency: Level,
+    /// How long a coordinator waits for replicas before answering TIMEOUT.
+    pub request_timeout: Duration,
+    /// Whether reads ask every live replica (answering after R) or only R.
+    pub read_fanout: ReadFanout,
+    /// Whether writes a replica missed are kept as hints and replayed.
+    pub hints: bool,
+    /// Hints older than this are dropped (anti-entropy repairs the rest).
+    pub hint_window: Duration,
+    /// Largest size of one shard's stored hints, bytes; more are dropped.
+    pub hints_bytes_max: u64,
+}
+
+impl ClusterConfig {
+    /// Whether the node is part of a cluster (it has seeds).
+    pub fn clustered(&self) -> bool {
+        !self.seeds.is_empty()
+    }
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            seeds: Vec::new(),
+            replication_factor: REPLICATION_FACTOR_DEFAULT,
+            vnodes: VNODES_DEFAULT,
+            rack: String::new(),
+            default_consistency: Level::Quorum,
+            request_timeout: REQUEST_TIMEOUT_DEFAULT,
+            read_fanout: ReadFanout::All,
+            hints: true,
+            hint_window: HINT_WINDOW_DEFAULT,
+            hints_bytes_max: HINTS_BYTES_MAX_DEFAULT,
+        }
+    }
 }
 
 impl NodeConfig {
@@ -90,6 +150,8 @@ impl NodeConfig {
             resp_port: RESP_PORT_DEFAULT,
             requirepass: None,
             allow_flush: false,
+            cluster: ClusterConfig::default(),
+            clock_offset_ms: 0,
         }
     }
 
@@ -152,6 +214,53 @@ impl NodeConfig {
         }
         if self.background_shares == 0 {
             return bad("background shares must be at least 1".into());
+        }
+        self.validate_cluster()
+    }
+
+    fn validate_cluster(&self) -> Result<(), Error> {
+        let bad = |m: String| Err(Error::Config(m));
+        let c = &self.cluster;
+        if c.replication_factor == 0
+            || c.replication_factor > ringkv_cluster::limits::REPLICATION_FACTOR_MAX
+        {
+            return bad(format!(
+                "replication factor {} must be between 1 and {}",
+                c.replication_factor,
+                ringkv_cluster::limits::REPLICATION_FACTOR_MAX
+            ));
+        }
+        if c.vnodes == 0 || c.vnodes > VNODES_MAX {
+            return bad(format!(
+                "vnodes = {} must be between 1 and {VNODES_MAX}",
+                c.vnodes
+            ));
+        }
+        if self.node_id == u32::MAX {
+            return bad(format!("node id {} is reserved", u32::MAX));
+        }
+        if c.request_timeout.is_zero() {
+            return bad("request timeout must be above 0".into());
+        }
+        let me = format!("{}:{}", self.host, self.port);
+        for seed in &c.seeds {
+            let Some((host, port)) = seed.rsplit_once(':') else {
+                return bad(format!("seed {seed:?} is not HOST:PORT"));
+            };
+            if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
+                return bad(format!("seed {seed:?} is not HOST:PORT"));
+            }
+            if *seed == me {
+                return bad(format!(
+                    "seed {seed} is this node's own address; list the other nodes"
+                ));
+            }
+        }
+        if self.clock_offset_ms.unsigned_abs() > CLOCK_OFFSET_MAX_MS {
+            return bad(format!(
+                "clock offset {} ms is beyond the test range of +-{CLOCK_OFFSET_MAX_MS} ms",
+                self.clock_offset_ms
+            ));
         }
         Ok(())
     }

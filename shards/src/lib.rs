@@ -7,6 +7,7 @@
 //! channel mesh as owned messages. glommio is used only inside this crate.
 
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod datadir;
@@ -30,6 +31,6 @@ pub mod shard;
 pub mod stop;
 pub mod store;
 
-pub use config::{DurabilityMode, NodeConfig};
+pub use config::{ClusterConfig, DurabilityMode, NodeConfig};
 pub use error::Error;
 pub use runtime::run;

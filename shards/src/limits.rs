@@ -70,6 +70,53 @@ pub const RESP_SCAN_COUNT_MAX: usize = 100_000;
 /// Largest shard count a node accepts.
 pub const SHARDS_MAX: u32 = 1024;
 
+/// Default replication factor of a clustered node (N).
+pub const REPLICATION_FACTOR_DEFAULT: u32 = 3;
+
+/// Default number of virtual-node tokens per node.
+pub const VNODES_DEFAULT: u32 = 256;
+
+/// Largest number of virtual-node tokens per node.
+pub const VNODES_MAX: u32 = 4096;
+
+/// Default time a coordinator waits for replicas.
+pub const REQUEST_TIMEOUT_DEFAULT: Duration = Duration::from_secs(2);
+
+/// Default age after which an undelivered hint is dropped (as Cassandra's
+/// `max_hint_window`, 3 hours).
+pub const HINT_WINDOW_DEFAULT: Duration = Duration::from_secs(3 * 3600);
+
+/// Default largest size of one shard's hints, bytes.
+pub const HINTS_BYTES_MAX_DEFAULT: u64 = 256 << 20;
+
+/// Largest test clock offset accepted (`--clock-offset-ms`).
+pub const CLOCK_OFFSET_MAX_MS: u64 = 3_600_000;
+
+/// How long a shard waits before dialing a peer again after a failure.
+pub const PEER_RECONNECT_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Deadline of connecting to a peer and exchanging HELLO.
+pub const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How often a shard retries the seeds it has not reached yet.
+pub const SEED_RETRY_INTERVAL: Duration = Duration::from_millis(250);
+
+/// How often a shard looks for hints to replay to live peers.
+pub const HINT_REPLAY_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Hints replayed per page (one scan of the hint store).
+pub const HINT_REPLAY_PAGE: usize = 256;
+
+/// Memtable size of a shard's hint store.
+pub const HINT_MEMTABLE_SIZE: usize = 4 << 20;
+
+/// How long a stopping shard waits for its running cluster effects (local
+/// writes, hint stores) before closing its stores anyway.
+pub const EFFECTS_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often the coordinator's deadlines are checked at the latest.
+pub const COORDINATOR_TICK_INTERVAL: Duration = Duration::from_millis(20);
+
 const _: () = assert!(MEMLOCK_BYTES_MIN as usize <= IO_MEMORY_DEFAULT);
 const _: () = assert!(BACKGROUND_SHARES_DEFAULT < FOREGROUND_SHARES);
 const _: () = assert!(BATCH_FRAMES_MAX <= MESH_CHANNEL_CAPACITY);

@@ -86,6 +86,11 @@ pub async fn accept_loop(
         let (shard2, stop2) = (shard.clone(), stop.clone());
         let spawned = gate.spawn(async move {
             match protocol {
+                // A shard's own port also takes internode links, told apart
+                // by their preface (no client frame starts with it).
+                Protocol::Binary(Scope::Shard) if is_internode(&stream, &stop2).await => {
+                    crate::cluster::peer::serve(shard2, stream, stop2).await
+                }
                 Protocol::Binary(scope) => conn::serve(shard2, scope, stream, stop2).await,
                 Protocol::Resp => crate::resp_conn::serve(shard2, stream, stop2).await,
             }
@@ -98,6 +103,31 @@ pub async fn accept_loop(
             Err(_) => return, // the gate closed: the shard is stopping
         }
     }
+}
+
+/// Waits for the first bytes of a connection (without consuming them) and
+/// tells whether they are the internode preface. A client that sends fewer
+/// bytes than the preface, or nothing, is treated as a client.
+async fn is_internode(stream: &TcpStream, stop: &StopEvent) -> bool {
+    let mut first = [0u8; ringkv_net::internode::PREFACE.len()];
+    let peeked = futures_lite::future::or(
+        async {
+            loop {
+                match stream.peek(&mut first).await {
+                    Ok(n) if n >= first.len() || n == 0 => return n,
+                    Ok(n) if first[..n] != ringkv_net::internode::PREFACE[..n] => return n,
+                    Ok(_) => glommio::timer::sleep(Duration::from_millis(1)).await,
+                    Err(_) => return 0,
+                }
+            }
+        },
+        async {
+            stop.wait().await;
+            0
+        },
+    )
+    .await;
+    peeked == first.len() && crate::cluster::peer::is_preface(&first)
 }
 
 async fn refuse(mut stream: TcpStream, protocol: Protocol, max: usize, slot: Slot) {

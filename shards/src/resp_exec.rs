@@ -39,6 +39,7 @@ use crate::multi::{group_by_owner, mget_values, scan_span};
 use crate::service::{live, now_ms, put_local, stamp, storage_failure, Outcome};
 use crate::shard::{Shard, ShardCounters};
 use crate::store::{BatchWrite, ScanSpan};
+use ringkv_net::client_frame::Consistency;
 use ringkv_net::resp::command::{
     unknown_command_message, Expiry, GetExTtl, KeyPattern, SetCondition, SetTtl, TtlUnit,
 };
@@ -235,11 +236,9 @@ fn check_value(shard: &Shard, len: usize) -> Result<(), String> {
 /// The live record of `key` and the version of whatever is stored (live,
 /// expired or tombstone), which a following write must be stamped above.
 async fn read(shard: &Shard, key: &[u8]) -> Result<(Option<Record>, Option<Version>), String> {
-    let record = shard
-        .store
-        .get_record(key)
+    let record = crate::service::read(shard, key, Consistency::Default)
         .await
-        .map_err(|e| outcome_message(storage_failure(shard, &e)))?;
+        .map_err(outcome_message)?;
     let floor = record.as_ref().map(|r| r.version);
     Ok((live(record, now_ms()), floor))
 }
@@ -252,20 +251,23 @@ async fn write(
     expires_at_ms: u64,
 ) -> Result<(), String> {
     let version = stamp(shard, Version::ZERO, floor).map_err(outcome_message)?;
-    shard
-        .store
-        .put(key, value, version, expires_at_ms)
-        .await
-        .map_err(|e| outcome_message(storage_failure(shard, &e)))
+    crate::service::put_value(
+        shard,
+        key,
+        value,
+        version,
+        expires_at_ms,
+        Consistency::Default,
+    )
+    .await
+    .map_err(outcome_message)
 }
 
 async fn delete(shard: &Shard, key: &[u8], floor: Option<Version>) -> Result<(), String> {
     let version = stamp(shard, Version::ZERO, floor).map_err(outcome_message)?;
-    shard
-        .store
-        .delete(key, version)
+    crate::service::delete_key(shard, key, version, Consistency::Default)
         .await
-        .map_err(|e| outcome_message(storage_failure(shard, &e)))
+        .map_err(outcome_message)
 }
 
 /// The deadline of `expiry` in Unix ms (at least 1: 0 means "no expiry" in
@@ -666,6 +668,16 @@ async fn walk_local_inner(shard: &Shard, op: &WalkOp) -> Result<Answer, String> 
                 let _guards = shard.locks.lock_many(&names).await;
                 let floor = page.iter().map(|e| e.record.version).max();
                 let version = stamp(shard, Version::ZERO, floor).map_err(outcome_message)?;
+                if shard.cluster().is_some() {
+                    // Tombstones must reach the replicas too, or read
+                    // repair would bring the keys back.
+                    for e in &page {
+                        crate::service::delete_key(shard, &e.key, version, Consistency::Default)
+                            .await
+                            .map_err(outcome_message)?;
+                    }
+                    continue;
+                }
                 let batch = page
                     .into_iter()
                     .map(|e| BatchWrite {

@@ -37,6 +37,13 @@ use std::sync::Arc;
 /// thread. Returns `Ok` after a clean shutdown: every engine flushed and closed.
 pub fn run(mut config: NodeConfig) -> Result<(), Error> {
     config.validate()?;
+    crate::clock::set_wall_offset_ms(config.clock_offset_ms);
+    if config.clock_offset_ms != 0 {
+        tracing::warn!(
+            "this node's clock runs {} ms off the real one (--clock-offset-ms, for tests only)",
+            config.clock_offset_ms
+        );
+    }
     let report = memlock::ensure_memlock(0)?;
     let wanted = memlock::memlock_wanted(config.shards, config.io_memory);
     if report.soft_after < wanted && !report.privileged {
@@ -79,7 +86,21 @@ fn check_ports_free(config: &NodeConfig) -> Result<(), Error> {
     for port in ports {
         let addr = format!("{}:{port}", config.host);
         if let Err(source) = std::net::TcpListener::bind(addr.as_str()) {
-            return Err(Error::PortInUse { addr, source });
+            // Connections of a previous run of this node (killed, say) may
+            // linger on the port in TIME_WAIT or FIN_WAIT2 and fail the probe
+            // although nothing listens: only a port that accepts is taken.
+            let listening = source.kind() != std::io::ErrorKind::AddrInUse
+                || std::net::TcpStream::connect_timeout(
+                    &match addr.parse() {
+                        Ok(a) => a,
+                        Err(_) => return Err(Error::PortInUse { addr, source }),
+                    },
+                    std::time::Duration::from_millis(500),
+                )
+                .is_ok();
+            if listening {
+                return Err(Error::PortInUse { addr, source });
+            }
         }
     }
     Ok(())
@@ -214,15 +235,33 @@ async fn shard_main(
             });
         }
     };
+    let cluster = if config.cluster.clustered() {
+        match crate::cluster::ClusterShard::open(id, config.clone()).await {
+            Ok(c) => Some(c),
+            Err(reason) => {
+                let _ = store.close().await;
+                return Err(Error::Shard { shard: id, reason });
+            }
+        }
+    } else {
+        None
+    };
     let shard = Shard::new(id, config.clone(), node.clone(), store.clone(), clock);
     if let Some(m) = mesh {
         shard.attach_mesh(m);
+    }
+    if let Some(c) = cluster {
+        c.start(&shard);
+        shard.attach_cluster(c);
     }
     *shard_cell.borrow_mut() = Some(shard.clone());
 
     let result = serve_until_stopped(&shard, foreground, &mut drained).await;
 
     // Every shard has drained (or failed): no call can arrive any more.
+    if let Some(c) = shard.detach_cluster() {
+        c.close().await;
+    }
     shard.close_mesh();
     for t in mesh_tasks {
         t.cancel().await;

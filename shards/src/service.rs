@@ -17,9 +17,10 @@ use crate::clock::StampError;
 use crate::forward::{Answer, Call};
 use crate::shard::{Shard, ShardCounters};
 use crate::store::BatchWrite;
+use ringkv_cluster::consistency::Level;
 use ringkv_net::client_frame::{
-    decode_request, encode_response, CasExpect, Decoded, Request, RequestHeader, Response, Status,
-    TtlState, WireVersion,
+    decode_request, encode_response, CasExpect, Consistency, Decoded, Request, RequestHeader,
+    Response, Status, TtlState, WireVersion,
 };
 use ringkv_storage::{Record, Version};
 use std::cell::RefCell;
@@ -126,7 +127,7 @@ pub(crate) fn storage_failure(shard: &Shard, e: &ringkv_storage::Error) -> Outco
 }
 
 pub(crate) fn now_ms() -> u64 {
-    ringkv_storage::io::now_ms()
+    crate::clock::wall_ms()
 }
 
 pub(crate) fn expires_at(now: u64, ttl_ms: u64) -> u64 {
@@ -190,11 +191,74 @@ pub(crate) fn stamp(
     })
 }
 
-/// The highest-version record of `key` (storage errors become an outcome).
-async fn read(shard: &Shard, key: &[u8]) -> Result<Option<Record>, Outcome> {
+/// The coordinator level for a request's consistency (level 0 = the node's default).
+pub(crate) fn level_of(shard: &Shard, c: Consistency) -> Level {
+    match c {
+        Consistency::Default => shard.config.cluster.default_consistency,
+        Consistency::One => Level::One,
+        Consistency::Quorum => Level::Quorum,
+        Consistency::All => Level::All,
+    }
+}
+
+/// The highest-version record of `key`: from this shard's store on a
+/// standalone node, from R replicas at `level` in a cluster (storage and
+/// quorum errors become an outcome).
+pub(crate) async fn read(
+    shard: &Shard,
+    key: &[u8],
+    level: Consistency,
+) -> Result<Option<Record>, Outcome> {
+    if let Some(cluster) = shard.cluster() {
+        return cluster.read(key, level_of(shard, level)).await;
+    }
     shard
         .store
         .get_record(key)
+        .await
+        .map_err(|e| storage_failure(shard, &e))
+}
+
+/// Writes a value: to this shard's store on a standalone node, to the
+/// replicas at `level` in a cluster. Acknowledged means durable (per the
+/// durability mode) on one or W replicas.
+pub(crate) async fn put_value(
+    shard: &Shard,
+    key: &[u8],
+    value: &[u8],
+    version: Version,
+    expires_at_ms: u64,
+    level: Consistency,
+) -> Result<(), Outcome> {
+    if let Some(cluster) = shard.cluster() {
+        let record = Record::put(version, value.to_vec(), expires_at_ms);
+        return cluster.write(key, record, level_of(shard, level)).await;
+    }
+    shard
+        .store
+        .put(key, value, version, expires_at_ms)
+        .await
+        .map_err(|e| storage_failure(shard, &e))
+}
+
+/// Writes a tombstone, like [`put_value`].
+pub(crate) async fn delete_key(
+    shard: &Shard,
+    key: &[u8],
+    version: Version,
+    level: Consistency,
+) -> Result<(), Outcome> {
+    if let Some(cluster) = shard.cluster() {
+        let record = Record {
+            version,
+            expires_at_ms: 0,
+            value: None,
+        };
+        return cluster.write(key, record, level_of(shard, level)).await;
+    }
+    shard
+        .store
+        .delete(key, version)
         .await
         .map_err(|e| storage_failure(shard, &e))
 }
@@ -212,19 +276,22 @@ async fn execute_key_inner(
     req: &Request<'_>,
 ) -> Result<Outcome, Outcome> {
     let session = unwire(header.session);
+    let level = header.consistency;
     let now = now_ms();
     match *req {
         Request::Get { key } => {
             check_sizes(shard, key, None)?;
-            Ok(live(read(shard, key).await?, now).map_or(Outcome::NotFound, Outcome::Value))
+            Ok(live(read(shard, key, level).await?, now).map_or(Outcome::NotFound, Outcome::Value))
         }
         Request::Exists { key } => {
             check_sizes(shard, key, None)?;
-            Ok(Outcome::Bool(live(read(shard, key).await?, now).is_some()))
+            Ok(Outcome::Bool(
+                live(read(shard, key, level).await?, now).is_some(),
+            ))
         }
         Request::Ttl { key } => {
             check_sizes(shard, key, None)?;
-            let state = match live(read(shard, key).await?, now) {
+            let state = match live(read(shard, key, level).await?, now) {
                 None => TtlState::Missing,
                 Some(r) if r.expires_at_ms == 0 => TtlState::NoExpiry,
                 Some(r) => TtlState::RemainingMs(r.expires_at_ms.saturating_sub(now)),
@@ -235,22 +302,14 @@ async fn execute_key_inner(
             check_sizes(shard, key, None)?;
             let _guard = shard.locks.lock(key).await;
             let version = stamp(shard, session, None)?;
-            shard
-                .store
-                .delete(key, version)
-                .await
-                .map_err(|e| storage_failure(shard, &e))?;
+            delete_key(shard, key, version, level).await?;
             Ok(Outcome::Written(version))
         }
         Request::Put { key, value, ttl_ms } => {
             check_sizes(shard, key, Some(value))?;
             let _guard = shard.locks.lock(key).await;
             let version = stamp(shard, session, None)?;
-            shard
-                .store
-                .put(key, value, version, expires_at(now, ttl_ms))
-                .await
-                .map_err(|e| storage_failure(shard, &e))?;
+            put_value(shard, key, value, version, expires_at(now, ttl_ms), level).await?;
             Ok(Outcome::Written(version))
         }
         Request::Cas {
@@ -261,7 +320,7 @@ async fn execute_key_inner(
         } => {
             check_sizes(shard, key, Some(value))?;
             let _guard = shard.locks.lock(key).await;
-            let record = read(shard, key).await?;
+            let record = read(shard, key, level).await?;
             let floor = record.as_ref().map(|r| r.version);
             let current = live(record, now_ms());
             let matches = match (&expect, &current) {
@@ -276,17 +335,14 @@ async fn execute_key_inner(
                 ));
             }
             let version = stamp(shard, session, floor)?;
-            shard
-                .store
-                .put(key, value, version, expires_at(now_ms(), ttl_ms))
-                .await
-                .map_err(|e| storage_failure(shard, &e))?;
+            let expires = expires_at(now_ms(), ttl_ms);
+            put_value(shard, key, value, version, expires, level).await?;
             Ok(Outcome::Written(version))
         }
         Request::Incr { key, delta } => {
             check_sizes(shard, key, None)?;
             let _guard = shard.locks.lock(key).await;
-            let record = read(shard, key).await?;
+            let record = read(shard, key, level).await?;
             let floor = record.as_ref().map(|r| r.version);
             let (current, expires) = match live(record, now_ms()) {
                 None => (0i64, 0u64),
@@ -313,11 +369,8 @@ async fn execute_key_inner(
                 ));
             };
             let version = stamp(shard, session, floor)?;
-            shard
-                .store
-                .put(key, next.to_string().as_bytes(), version, expires)
-                .await
-                .map_err(|e| storage_failure(shard, &e))?;
+            let text = next.to_string();
+            put_value(shard, key, text.as_bytes(), version, expires, level).await?;
             Ok(Outcome::Integer(next, version))
         }
         _ => Err(Outcome::Error(
@@ -365,6 +418,29 @@ pub async fn handle(
             },
             &mut out.borrow_mut(),
         ),
+        Request::Ring => {
+            let standalone;
+            let ring = match shard.cluster().and_then(|c| c.ring()) {
+                Some(r) => r,
+                None => {
+                    standalone = crate::cluster::standalone_ring(&shard.config);
+                    match standalone {
+                        Some(r) => Rc::new(r),
+                        None => {
+                            encode_error(id, Status::Internal, "no ring", &mut out.borrow_mut());
+                            return;
+                        }
+                    }
+                }
+            };
+            ringkv_net::client_frame::encode_ring_response(
+                id,
+                ring.version(),
+                ring.replication_factor(),
+                ring.nodes(),
+                &mut out.borrow_mut(),
+            );
+        }
         Request::Stats => {
             let text = stats_text(shard);
             encode_response(
@@ -484,11 +560,7 @@ pub(crate) async fn get_local(
     key: &[u8],
 ) -> Result<Option<(Vec<u8>, Version)>, Outcome> {
     check_sizes(shard, key, None)?;
-    let record = shard
-        .store
-        .get_record(key)
-        .await
-        .map_err(|e| storage_failure(shard, &e))?;
+    let record = read(shard, key, Consistency::Default).await?;
     Ok(live(record, now_ms()).and_then(|r| r.value.map(|v| (v, r.version))))
 }
 
@@ -505,6 +577,14 @@ pub(crate) async fn put_local(
     let _guards = shard.locks.lock_many(&keys).await;
     let version = stamp(shard, session, None)?;
     let expires = expires_at(now_ms(), ttl_ms);
+    if shard.cluster().is_some() {
+        // In a cluster each pair is replicated on its own (at the node's
+        // default level): an MPUT is atomic per key, not as a whole.
+        for (k, v) in pairs {
+            put_value(shard, k, v, version, expires, Consistency::Default).await?;
+        }
+        return Ok(version);
+    }
     // One version for the whole batch: the keys differ, and a repeated key
     // keeps its last value (the batch is applied in order).
     let mut batch: Vec<BatchWrite> = Vec::with_capacity(pairs.len());
@@ -556,6 +636,11 @@ pub fn stats_text(shard: &Shard) -> String {
     line("clock_lease_hlc", &shard.clock.borrow().lease());
     for (k, v) in shard.store.stats() {
         line(&k, &v);
+    }
+    if let Some(cluster) = shard.cluster() {
+        for (k, v) in cluster.stats() {
+            line(&k, &v);
+        }
     }
     s
 }

@@ -3,6 +3,7 @@
 //! through an `Rc` (never across threads).
 
 use crate::clock::LeasedClock;
+use crate::cluster::ClusterShard;
 use crate::config::NodeConfig;
 use crate::forward::{Answer, Call};
 use crate::keylock::KeyLocks;
@@ -98,6 +99,7 @@ pub struct Shard {
     /// Counters.
     pub counters: ShardCounters,
     mesh: RefCell<Option<Rc<Mesh<Call, Answer>>>>,
+    cluster: RefCell<Option<Rc<ClusterShard>>>,
 }
 
 impl Shard {
@@ -119,6 +121,7 @@ impl Shard {
             locks: KeyLocks::new(),
             counters: ShardCounters::default(),
             mesh: RefCell::new(None),
+            cluster: RefCell::new(None),
         })
     }
 
@@ -130,6 +133,21 @@ impl Shard {
     /// This shard's end of the mesh (`None` before it is attached or after it closed).
     pub fn mesh(&self) -> Option<Rc<Mesh<Call, Answer>>> {
         self.mesh.borrow().clone()
+    }
+
+    /// Attaches this shard's cluster part (clustered nodes only).
+    pub fn attach_cluster(&self, cluster: Rc<ClusterShard>) {
+        *self.cluster.borrow_mut() = Some(cluster);
+    }
+
+    /// This shard's cluster part; `None` on a standalone node (or after it closed).
+    pub fn cluster(&self) -> Option<Rc<ClusterShard>> {
+        self.cluster.borrow().clone()
+    }
+
+    /// Detaches the cluster part.
+    pub fn detach_cluster(&self) -> Option<Rc<ClusterShard>> {
+        self.cluster.borrow_mut().take()
     }
 
     /// Detaches and closes the mesh.

@@ -3,7 +3,16 @@
 //! Output is plain and scriptable: values are written raw (exact bytes, plus
 //! a newline only when stdout is a terminal); `--json` prints one JSON
 //! document per command. Exit status: 0 success, 1 key not found (get) or
-//! CAS mismatch, 2 usage error, 3 any other error (connection, server status).
+//! CAS mismatch, 2 usage error, 3 any other error (connection, server status:
+//! UNAVAILABLE when too few replicas answer for the consistency level, TIMEOUT
+//! when they did not answer in time, whose write may or may not be applied).
+//!
+//! Single-key requests are token-aware by default: ringctl fetches the ring
+//! from the node it connects to and sends each key to a replica's owning
+//! shard; `--no-token-aware` sends everything to that node (which
+//! coordinates). `--consistency one|quorum|all` sets the level on the wire
+//! (1, 2, 3); without it the node's default applies (QUORUM unless
+//! configured otherwise).
 
 use clap::{Parser, Subcommand, ValueEnum};
 use ringkv_net::client::{CasExpectOwned, CasOutcome, Client, ClientOptions, ScanSpec, ValueOwned};
@@ -25,9 +34,14 @@ struct Cli {
         value_delimiter = ','
     )]
     addr: Vec<String>,
-    /// Consistency level of every request.
+    /// Consistency level of every request (default: the node's, QUORUM
+    /// unless configured otherwise).
     #[arg(long, value_enum)]
     consistency: Option<Level>,
+    /// Send every request to the node given by --addr instead of a replica
+    /// of its key.
+    #[arg(long)]
+    no_token_aware: bool,
     /// Print structured JSON instead of plain output.
     #[arg(long)]
     json: bool,
@@ -127,6 +141,10 @@ enum Cmd {
     Ping,
     /// Every shard's statistics.
     Stats,
+    /// The ring as the node sees it: version, replication factor, and per
+    /// node its id, address, shards, rack, token count and the share of the
+    /// token space it is the primary replica for.
+    Ring,
 }
 
 /// A failure, with the exit status it maps to.
@@ -232,18 +250,30 @@ impl Out {
     }
 }
 
-fn run(cli: Cli) -> Result<(), Failure> {
-    let mut options = ClientOptions {
-        timeout: Duration::from_millis(cli.timeout_ms.max(1)),
-        ..ClientOptions::default()
-    };
-    if let Some(level) = cli.consistency {
-        options.consistency = match level {
+impl From<Level> for Consistency {
+    fn from(level: Level) -> Consistency {
+        match level {
             Level::One => Consistency::One,
             Level::Quorum => Consistency::Quorum,
             Level::All => Consistency::All,
-        };
+        }
     }
+}
+
+/// The client options the command line asks for.
+fn client_options(cli: &Cli) -> ClientOptions {
+    ClientOptions {
+        timeout: Duration::from_millis(cli.timeout_ms.max(1)),
+        consistency: cli
+            .consistency
+            .map_or(Consistency::Default, Consistency::from),
+        token_aware: !cli.no_token_aware,
+        ..ClientOptions::default()
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let options = client_options(&cli);
     let mut out = Out {
         json: cli.json,
         tty: std::io::stdout().is_terminal(),
@@ -420,6 +450,101 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 let _ = out.stdout.write_all(text.as_bytes());
             }
         }
+        Cmd::Ring => ring(&client, &mut out)?,
+    }
+    Ok(())
+}
+
+/// The share of the token space (0.0..=1.0) each node is the primary replica
+/// for, in the order of `nodes`: the primary of a token is the node of the
+/// first vnode token at or after it (wrapping), so vnode token `t_i` owns
+/// `(t_{i-1}, t_i]`; equal tokens go to the lower node id, as in the ring.
+fn primary_shares(nodes: &[(u32, &[u64])]) -> Vec<f64> {
+    let mut all: Vec<(u64, u32)> = nodes
+        .iter()
+        .flat_map(|(id, tokens)| tokens.iter().map(move |&t| (t, *id)))
+        .collect();
+    all.sort_unstable();
+    let mut owned = vec![0u128; nodes.len()];
+    let Some(&(last, _)) = all.last() else {
+        return vec![0.0; nodes.len()];
+    };
+    let mut prev = last;
+    for (i, &(t, id)) in all.iter().enumerate() {
+        // The first token owns the wrap-around range (last, 2^64) + [0, t].
+        let width = if i == 0 {
+            u128::from(t) + (1u128 << 64) - u128::from(prev)
+        } else {
+            u128::from(t - prev)
+        };
+        if let Some(slot) = nodes.iter().position(|(n, _)| *n == id) {
+            owned[slot] += width;
+        }
+        prev = t;
+    }
+    owned
+        .iter()
+        .map(|&w| w as f64 / (1u128 << 64) as f64)
+        .collect()
+}
+
+fn ring(client: &Client, out: &mut Out) -> Result<(), Failure> {
+    let Some(ring) = client.ring() else {
+        return Err(Failure {
+            code: 3,
+            message: "the node does not serve its ring (RING unknown to it)".into(),
+        });
+    };
+    let version = client.ring_version().unwrap_or(ring.version());
+    let nodes = ring.nodes();
+    let tokens: Vec<(u32, &[u64])> = nodes.iter().map(|n| (n.id, n.tokens.as_slice())).collect();
+    let shares = primary_shares(&tokens);
+    if out.json {
+        let items: Vec<Json> = nodes
+            .iter()
+            .zip(&shares)
+            .map(|(n, share)| {
+                json!({
+                    "id": n.id,
+                    "host": n.host,
+                    "port": n.port,
+                    "shards": n.shards,
+                    "rack": n.rack,
+                    "tokens": n.tokens.len(),
+                    "primary_share": share,
+                })
+            })
+            .collect();
+        out.doc(json!({
+            "version": version,
+            "replication_factor": ring.configured_replication_factor(),
+            "effective_replication_factor": ring.replication_factor(),
+            "home_node": client.node_id(),
+            "nodes": items,
+        }));
+        return Ok(());
+    }
+    out.line(&format!(
+        "ring version {version:#018x}, replication factor {} ({} effective), {} node(s)",
+        ring.configured_replication_factor(),
+        ring.replication_factor(),
+        nodes.len()
+    ));
+    out.line(&format!(
+        "{:>6}  {:<24} {:>6}  {:<12} {:>6}  {:>8}",
+        "ID", "ADDRESS", "SHARDS", "RACK", "TOKENS", "PRIMARY"
+    ));
+    for (n, share) in nodes.iter().zip(&shares) {
+        let home = if n.id == client.node_id() { " *" } else { "" };
+        out.line(&format!(
+            "{:>6}  {:<24} {:>6}  {:<12} {:>6}  {:>7.2}%{home}",
+            n.id,
+            format!("{}:{}", n.host, n.port),
+            n.shards,
+            if n.rack.is_empty() { "-" } else { &n.rack },
+            n.tokens.len(),
+            share * 100.0
+        ));
     }
     Ok(())
 }
@@ -502,5 +627,44 @@ fn main() -> ExitCode {
             eprintln!("ringctl: {}", f.message);
             ExitCode::from(f.code)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consistency_levels_map_onto_their_wire_numbers() {
+        assert_eq!(Consistency::from(Level::One) as u8, 1);
+        assert_eq!(Consistency::from(Level::Quorum) as u8, 2);
+        assert_eq!(Consistency::from(Level::All) as u8, 3);
+        let cli = Cli::parse_from([
+            "ringctl",
+            "--consistency",
+            "all",
+            "--no-token-aware",
+            "ping",
+        ]);
+        let options = client_options(&cli);
+        assert_eq!(options.consistency, Consistency::All);
+        assert!(!options.token_aware);
+        let cli = Cli::parse_from(["ringctl", "ping"]);
+        let options = client_options(&cli);
+        assert_eq!(options.consistency, Consistency::Default);
+        assert!(options.token_aware);
+    }
+
+    #[test]
+    fn primary_shares_cover_the_whole_token_space() {
+        let a = [1u64 << 62, 3 << 62];
+        let b = [2u64 << 62];
+        let shares = primary_shares(&[(1, &a), (2, &b)]);
+        assert!((shares[0] - 0.75).abs() < 1e-9, "{shares:?}");
+        assert!((shares[1] - 0.25).abs() < 1e-9, "{shares:?}");
+        let one = primary_shares(&[(7, &[42])]);
+        assert!((one[0] - 1.0).abs() < 1e-9);
+        let tie = primary_shares(&[(1, &[10]), (2, &[10])]);
+        assert!((tie[0] - 1.0).abs() < 1e-9 && tie[1] == 0.0, "{tie:?}");
     }
 }

@@ -81,9 +81,24 @@ impl Node {
     /// Starts a node in working directory `cwd` (if given) whose data ends up
     /// in `data_dir`; `args` say how (e.g. `--data-dir`, or nothing for the default).
     pub fn start_in(cwd: Option<&Path>, data_dir: &Path, shards: u32, args: &[&str]) -> Node {
-        let port = free_base_port(shards);
+        Node::start_on(cwd, free_base_port(shards), data_dir, shards, args)
+    }
+
+    /// Starts a node on `port` (a restarted cluster node keeps its address).
+    /// Its stderr is appended to `<data_dir>.<port>.log`.
+    pub fn start_on(
+        cwd: Option<&Path>,
+        port: u16,
+        data_dir: &Path,
+        shards: u32,
+        args: &[&str],
+    ) -> Node {
         let log = data_dir.with_extension(format!("{port}.log"));
-        let log_file = std::fs::File::create(&log).expect("log file");
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringkv"));
         if let Some(cwd) = cwd {
             cmd.current_dir(cwd);

@@ -18,14 +18,29 @@
 //! retried, up to `options.read_retries` times, after a lost connection or a
 //! timeout; the session version only grows.
 //!
-//! Not done yet: the cluster ring (the client talks to one node; the other
-//! addresses are fallbacks for `connect`).
+//! Token-aware routing: after HELLO, `connect` asks the home node for the
+//! RING. With a ring of more than one node (and `options.token_aware`), a
+//! single-key request goes to a replica of its key, chosen by
+//! [`super::pick_node`]: the home node if it is a replica, else the first
+//! reachable replica in ring order, on that node's owning shard port
+//! (`shard_port(node.port, shard_for(token, node.shards))`). A node that
+//! cannot be connected to is routed around for
+//! `CLIENT_NODE_RETRY_DELAY_MS` (next replica, then the home node, which
+//! coordinates any key). MGET/MPUT/SCAN/STATS go to the home node's shards.
+//! A node that does not know RING (an error answer) leaves the client as a
+//! single-node client. Connections are kept per (node, shard) in `slots`:
+//! slots `0..home.shard_count` are the home node's shards, the others are
+//! opened lazily for other nodes.
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
+use ringkv_cluster::ring::Ring;
+
 use super::buffer::RecvBuffer;
+use super::route::pick_node;
 use super::scan::merge_scan_pages;
 use super::{
     highest_version, CasExpectOwned, CasOutcome, ScanEntryOwned, ScanPageOwned, ScanSpec,
@@ -37,8 +52,8 @@ use crate::client_frame::{
 };
 use crate::error::ClientError;
 use crate::limits::{
-    BATCH_KEYS_MAX, CLIENT_BATCH_SIZE_MAX, FRAME_SIZE_MAX_DEFAULT, KEY_SIZE_MAX, SCAN_LIMIT_MAX,
-    VALUE_SIZE_MAX,
+    BATCH_KEYS_MAX, CLIENT_BATCH_SIZE_MAX, CLIENT_NODE_RETRY_DELAY_MS, FRAME_SIZE_MAX_DEFAULT,
+    KEY_SIZE_MAX, SCAN_LIMIT_MAX, VALUE_SIZE_MAX,
 };
 use crate::routing::{shard_for, shard_port, token};
 
@@ -52,6 +67,10 @@ pub struct ClientOptions {
     /// How many times an idempotent request is retried after a lost
     /// connection or a timeout.
     pub read_retries: u32,
+    /// Route single-key requests to a replica of the key (when the node
+    /// answers RING with more than one node). Off: everything goes to the
+    /// home node, which coordinates.
+    pub token_aware: bool,
 }
 
 impl Default for ClientOptions {
@@ -60,6 +79,7 @@ impl Default for ClientOptions {
             timeout: Duration::from_secs(5),
             consistency: Consistency::Default,
             read_retries: 2,
+            token_aware: true,
         }
     }
 }
@@ -72,6 +92,19 @@ struct Node {
     node_id: u32,
     shard_count: u32,
     base_port: u16,
+}
+
+/// One destination (a shard of a node) and its lazily opened connection.
+#[derive(Debug)]
+struct Slot {
+    /// The node this slot belongs to.
+    node_id: u32,
+    /// The shard's own port.
+    own: SocketAddr,
+    /// The node's shared port, tried when `own` cannot be reached (the server
+    /// forwards to the owning shard).
+    fallback: Option<SocketAddr>,
+    conn: Option<Conn>,
 }
 
 /// One TCP connection with its receive buffer.
@@ -181,9 +214,18 @@ impl Conn {
 #[derive(Debug)]
 pub struct Client {
     options: ClientOptions,
+    /// The home node (the one `connect` or `set_home` reached).
     node: Node,
-    /// One lazily opened connection per shard.
-    conns: Vec<Option<Conn>>,
+    /// The ring the home node answered, with the version it announced; `None`
+    /// if it does not know RING.
+    ring: Option<(Ring, u64)>,
+    /// Destinations: `0..node.shard_count` are the home node's shards, in
+    /// order; later ones are other nodes' shards, found through `slot_of`.
+    slots: Vec<Slot>,
+    /// Slot of (node id, shard) for nodes other than the home node.
+    slot_of: HashMap<(u32, u32), usize>,
+    /// Nodes that could not be connected to, and until when to route around them.
+    unreachable: HashMap<u32, Instant>,
     /// Highest version seen in any reply; sent with every request.
     session: WireVersion,
     next_id: u64,
@@ -195,21 +237,29 @@ type OnAnswer<'f> = dyn FnMut(usize, Response<'_>) -> Result<(), ClientError> + 
 
 impl Client {
     /// Connects to the first reachable address of `addrs` ("host:port"), asks
-    /// it HELLO and learns its shard count and base port. Shard connections
-    /// are opened on first use.
+    /// it HELLO (shard count and base port) and then RING (the cluster's
+    /// ring; a node that answers RING with an error leaves the client without
+    /// a ring, talking to that node only). Shard connections are opened on
+    /// first use.
     pub fn connect(addrs: &[String], options: ClientOptions) -> Result<Client, ClientError> {
         let mut last = String::from("no address given");
         for addr in addrs {
-            match hello(addr, options) {
-                Ok(node) => {
-                    return Ok(Client {
-                        options,
-                        node,
-                        conns: (0..node.shard_count).map(|_| None).collect(),
-                        session: WireVersion::ZERO,
-                        next_id: 1,
-                    })
-                }
+            let connected = hello(addr, options).and_then(|node| {
+                let mut client = Client {
+                    options,
+                    node,
+                    ring: None,
+                    slots: home_slots(node),
+                    slot_of: HashMap::new(),
+                    unreachable: HashMap::new(),
+                    session: WireVersion::ZERO,
+                    next_id: 1,
+                };
+                client.try_refresh_ring()?;
+                Ok(client)
+            });
+            match connected {
+                Ok(client) => return Ok(client),
                 Err(e) => last = format!("{addr}: {e}"),
             }
         }
@@ -217,6 +267,96 @@ impl Client {
             addrs: addrs.to_vec(),
             last,
         })
+    }
+
+    /// Makes the node at `addr` ("host:port") the home node: HELLO, then RING
+    /// from it. Every connection is closed and reopened lazily; the session
+    /// version is kept (one client writing through two coordinators keeps its
+    /// session guarantees). On error the client is left as it was.
+    pub fn set_home(&mut self, addr: &str) -> Result<(), ClientError> {
+        let node = hello(addr, self.options)?;
+        let old = (
+            self.node,
+            std::mem::replace(&mut self.slots, home_slots(node)),
+            std::mem::take(&mut self.slot_of),
+            std::mem::take(&mut self.unreachable),
+            self.ring.take(),
+        );
+        self.node = node;
+        if let Err(e) = self.try_refresh_ring() {
+            (
+                self.node,
+                self.slots,
+                self.slot_of,
+                self.unreachable,
+                self.ring,
+            ) = old;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// The ring the home node answered, if it knows RING.
+    #[must_use]
+    pub fn ring(&self) -> Option<&Ring> {
+        self.ring.as_ref().map(|(ring, _)| ring)
+    }
+
+    /// The ring version the home node announced with its ring.
+    #[must_use]
+    pub fn ring_version(&self) -> Option<u64> {
+        self.ring.as_ref().map(|(_, version)| *version)
+    }
+
+    /// Asks the home node for the ring again. On failure the previous ring is
+    /// kept (see [`Client::try_refresh_ring`] for the error).
+    pub fn refresh_ring(&mut self) {
+        // The previous ring stays in use: routing is an optimisation, and the
+        // next request reports the node's failure if there is one.
+        let _ = self.try_refresh_ring();
+    }
+
+    /// Asks the home node for the ring. An error answer (a node that does not
+    /// know RING) clears the ring: the client then sends everything to the
+    /// home node. A ring that `Ring::new` refuses is a protocol error (the
+    /// previous ring is kept).
+    pub fn try_refresh_ring(&mut self) -> Result<(), ClientError> {
+        let mut answer: Option<Result<(Ring, u64), ClientError>> = None;
+        let result = self.exchange(&[(0, Request::Ring)], &mut |_, r| match r {
+            Response::Ring {
+                version,
+                replication_factor,
+                nodes,
+            } => {
+                let built = nodes
+                    .to_node_infos()
+                    .map_err(ClientError::from)
+                    .and_then(|nodes| {
+                        Ring::new(nodes, replication_factor).map_err(|e| {
+                            ClientError::Protocol(format!("the node's ring is invalid: {e}"))
+                        })
+                    });
+                answer = Some(built.map(|ring| (ring, version)));
+                Ok(())
+            }
+            other => Err(unexpected("RING", &other)),
+        });
+        match result {
+            Ok(()) => {}
+            Err(ClientError::Server { .. }) => {
+                self.ring = None;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
+        match answer {
+            Some(Ok(ring)) => {
+                self.ring = Some(ring);
+                Ok(())
+            }
+            Some(Err(e)) => Err(e),
+            None => Err(ClientError::Protocol("no answer to RING".into())),
+        }
     }
 
     /// Number of shards of the node.
@@ -262,25 +402,22 @@ impl Client {
     pub fn get(&mut self, key: &[u8]) -> Result<Option<ValueOwned>, ClientError> {
         check_key(key)?;
         let mut out = None;
-        self.exchange(
-            &[(self.shard_of(key), Request::Get { key })],
-            &mut |_, r| {
-                out = match r {
-                    Response::Value {
-                        value,
-                        version,
-                        expires_at_ms,
-                    } => Some(ValueOwned {
-                        value: value.to_vec(),
-                        version,
-                        expires_at_ms,
-                    }),
-                    Response::NotFound => None,
-                    other => return Err(unexpected("GET", &other)),
-                };
-                Ok(())
-            },
-        )?;
+        self.single(key, Request::Get { key }, &mut |_, r| {
+            out = match r {
+                Response::Value {
+                    value,
+                    version,
+                    expires_at_ms,
+                } => Some(ValueOwned {
+                    value: value.to_vec(),
+                    version,
+                    expires_at_ms,
+                }),
+                Response::NotFound => None,
+                other => return Err(unexpected("GET", &other)),
+            };
+            Ok(())
+        })?;
         Ok(out)
     }
 
@@ -298,23 +435,23 @@ impl Client {
             value,
             ttl_ms: ttl_ms(ttl),
         };
-        self.written("PUT", self.shard_of(key), request)
+        self.written("PUT", key, request)
     }
 
     /// Deletes a key; returns the tombstone's version.
     pub fn delete(&mut self, key: &[u8]) -> Result<WireVersion, ClientError> {
         check_key(key)?;
-        self.written("DELETE", self.shard_of(key), Request::Delete { key })
+        self.written("DELETE", key, Request::Delete { key })
     }
 
     fn written(
         &mut self,
         op: &str,
-        shard: u32,
+        key: &[u8],
         request: Request<'_>,
     ) -> Result<WireVersion, ClientError> {
         let mut out = WireVersion::ZERO;
-        self.exchange(&[(shard, request)], &mut |_, r| match r {
+        self.single(key, request, &mut |_, r| match r {
             Response::Written { version } => {
                 out = version;
                 Ok(())
@@ -461,7 +598,7 @@ impl Client {
             ttl_ms: ttl_ms(ttl),
         };
         let mut out = None;
-        self.exchange(&[(self.shard_of(key), request)], &mut |_, r| {
+        self.single(key, request, &mut |_, r| {
             out = Some(match r {
                 Response::Written { version } => CasOutcome::Written(version),
                 Response::CasMismatch { current } => CasOutcome::Mismatch {
@@ -479,16 +616,13 @@ impl Client {
     pub fn incr(&mut self, key: &[u8], delta: i64) -> Result<i64, ClientError> {
         check_key(key)?;
         let mut out = 0;
-        self.exchange(
-            &[(self.shard_of(key), Request::Incr { key, delta })],
-            &mut |_, r| match r {
-                Response::Integer { value, .. } => {
-                    out = value;
-                    Ok(())
-                }
-                other => Err(unexpected("INCR", &other)),
-            },
-        )?;
+        self.single(key, Request::Incr { key, delta }, &mut |_, r| match r {
+            Response::Integer { value, .. } => {
+                out = value;
+                Ok(())
+            }
+            other => Err(unexpected("INCR", &other)),
+        })?;
         Ok(out)
     }
 
@@ -496,16 +630,13 @@ impl Client {
     pub fn ttl(&mut self, key: &[u8]) -> Result<TtlState, ClientError> {
         check_key(key)?;
         let mut out = TtlState::Missing;
-        self.exchange(
-            &[(self.shard_of(key), Request::Ttl { key })],
-            &mut |_, r| match r {
-                Response::Ttl { state } => {
-                    out = state;
-                    Ok(())
-                }
-                other => Err(unexpected("TTL", &other)),
-            },
-        )?;
+        self.single(key, Request::Ttl { key }, &mut |_, r| match r {
+            Response::Ttl { state } => {
+                out = state;
+                Ok(())
+            }
+            other => Err(unexpected("TTL", &other)),
+        })?;
         Ok(out)
     }
 
@@ -513,16 +644,13 @@ impl Client {
     pub fn exists(&mut self, key: &[u8]) -> Result<bool, ClientError> {
         check_key(key)?;
         let mut out = false;
-        self.exchange(
-            &[(self.shard_of(key), Request::Exists { key })],
-            &mut |_, r| match r {
-                Response::Bool(b) => {
-                    out = b;
-                    Ok(())
-                }
-                other => Err(unexpected("EXISTS", &other)),
-            },
-        )?;
+        self.single(key, Request::Exists { key }, &mut |_, r| match r {
+            Response::Bool(b) => {
+                out = b;
+                Ok(())
+            }
+            other => Err(unexpected("EXISTS", &other)),
+        })?;
         Ok(out)
     }
 
@@ -549,8 +677,101 @@ impl Client {
         Ok(out)
     }
 
+    /// The home node's shard (= slot) that owns `key`.
     fn shard_of(&self, key: &[u8]) -> u32 {
         shard_for(token(key), self.node.shard_count)
+    }
+
+    /// The slot a single-key request for `key` goes to: the home node's
+    /// owning shard, or (token-aware, with a ring of several nodes) the owning
+    /// shard of the replica [`pick_node`] chooses, whose connection is opened
+    /// here so that a node that cannot be reached is routed around before
+    /// anything is sent.
+    fn route(&mut self, key: &[u8]) -> u32 {
+        let token = token(key);
+        let home_slot = shard_for(token, self.node.shard_count);
+        if !self.options.token_aware {
+            return home_slot;
+        }
+        let home = self.node.node_id;
+        let tries = self
+            .ring
+            .as_ref()
+            .map_or(0, |(ring, _)| ring.replication_factor());
+        for _ in 0..tries {
+            let Some((ring, _)) = self.ring.as_ref().filter(|(r, _)| r.nodes().len() > 1) else {
+                return home_slot;
+            };
+            let now = Instant::now();
+            let unreachable = &self.unreachable;
+            let id = pick_node(ring, token, home, |id| {
+                unreachable.get(&id).is_none_or(|until| now >= *until)
+            });
+            let Some(node) = ring.node(id).filter(|_| id != home) else {
+                return home_slot;
+            };
+            let shard = shard_for(token, node.shards);
+            let slot = match self.slot_of.get(&(id, shard)) {
+                Some(&slot) => Some(slot),
+                None => self.add_slot(id, shard),
+            };
+            if let Some(slot) = slot {
+                if self.open(slot).is_ok() {
+                    // Slots are bounded by nodes x shards, far below u32::MAX.
+                    return slot as u32;
+                }
+            }
+            let retry_at = now + Duration::from_millis(CLIENT_NODE_RETRY_DELAY_MS);
+            self.unreachable.insert(id, retry_at);
+        }
+        home_slot
+    }
+
+    /// Adds the slot of `shard` of ring node `id` (not the home node); `None`
+    /// if the node's host does not resolve.
+    fn add_slot(&mut self, id: u32, shard: u32) -> Option<usize> {
+        let (ring, _) = self.ring.as_ref()?;
+        let node = ring.node(id)?;
+        let resolve = |port: u16| (node.host.as_str(), port).to_socket_addrs().ok()?.next();
+        let own = resolve(shard_port(node.port, shard))?;
+        let fallback = resolve(node.port);
+        self.slots.push(Slot {
+            node_id: id,
+            own,
+            fallback,
+            conn: None,
+        });
+        let slot = self.slots.len() - 1;
+        self.slot_of.insert((id, shard), slot);
+        Some(slot)
+    }
+
+    /// Sends one single-key request to the slot [`Client::route`] picks and
+    /// hands its answer to `on`. Idempotent requests are retried after a lost
+    /// connection or a timeout (routed again: a replica that died is then
+    /// routed around); writes are never retried.
+    fn single(
+        &mut self,
+        key: &[u8],
+        request: Request<'_>,
+        on: &mut OnAnswer<'_>,
+    ) -> Result<(), ClientError> {
+        let retries = if request.is_idempotent() {
+            self.options.read_retries
+        } else {
+            0
+        };
+        let mut attempt = 0;
+        loop {
+            let slot = self.route(key);
+            match self.exchange_once(&[(slot, request)], on) {
+                Err(e) if e.is_connection_loss() && attempt < retries => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(10 << attempt.min(4)));
+                }
+                result => return result,
+            }
+        }
     }
 
     /// Groups items by shard into chunks of at most `BATCH_KEYS_MAX` items and
@@ -596,7 +817,7 @@ impl Client {
         on: &mut OnAnswer<'_>,
     ) -> Result<(), ClientError> {
         let mut waves: Vec<Vec<usize>> = Vec::new();
-        let mut sent_to = vec![0usize; self.conns.len()];
+        let mut sent_to = vec![0usize; self.slots.len()];
         for (i, (shard, _)) in requests.iter().enumerate() {
             let wave = sent_to.get_mut(*shard as usize).map_or(0, |n| {
                 *n += 1;
@@ -654,8 +875,8 @@ impl Client {
         let first_id = self.next_id;
         self.next_id += requests.len() as u64;
         let deadline = Instant::now() + self.options.timeout;
-        let mut frames: Vec<Vec<u8>> = vec![Vec::new(); self.conns.len()];
-        let mut pending = vec![0usize; self.conns.len()];
+        let mut frames: Vec<Vec<u8>> = vec![Vec::new(); self.slots.len()];
+        let mut pending = vec![0usize; self.slots.len()];
         for (i, (shard, request)) in requests.iter().enumerate() {
             let header = RequestHeader {
                 id: first_id + i as u64,
@@ -671,10 +892,11 @@ impl Client {
             pending[*shard as usize] += 1;
         }
         let result = self.send_and_receive(&frames, &mut pending, first_id, requests, deadline, on);
-        for (shard, conn) in self.conns.iter_mut().enumerate() {
+        for (slot, s) in self.slots.iter_mut().enumerate() {
             // A connection with unread answers, or one the server is closing,
             // cannot be reused: its next answer would belong to this exchange.
-            if conn.as_ref().is_some_and(|c| c.broken) || (result.is_err() && pending[shard] > 0) {
+            let conn = &mut s.conn;
+            if conn.as_ref().is_some_and(|c| c.broken) || (result.is_err() && pending[slot] > 0) {
                 *conn = None;
             }
         }
@@ -693,7 +915,7 @@ impl Client {
         let timeout = self.options.timeout;
         for (shard, bytes) in frames.iter().enumerate() {
             if !bytes.is_empty() {
-                self.conn(shard)?.send(bytes, deadline, timeout)?;
+                self.open(shard)?.send(bytes, deadline, timeout)?;
             }
         }
         let mut answered = vec![false; requests.len()];
@@ -703,9 +925,9 @@ impl Client {
                 // Opened by the send loop above; borrowed by field so the
                 // session can be updated while the frame is borrowed.
                 let conn = self
-                    .conns
+                    .slots
                     .get_mut(shard)
-                    .and_then(Option::as_mut)
+                    .and_then(|s| s.conn.as_mut())
                     .ok_or_else(|| {
                         ClientError::Protocol(format!("no connection to shard {shard}"))
                     })?;
@@ -755,26 +977,39 @@ impl Client {
         first_error.map_or(Ok(()), Err)
     }
 
-    /// The connection of `shard`, opened if needed (its own port first, the
-    /// node's shared port as a fallback: the server forwards).
-    fn conn(&mut self, shard: usize) -> Result<&mut Conn, ClientError> {
+    /// The connection of `slot`, opened if needed (the shard's own port
+    /// first, the node's shared port as a fallback: the server forwards).
+    fn open(&mut self, slot: usize) -> Result<&mut Conn, ClientError> {
         let timeout = self.options.timeout;
-        let node = self.node;
         let slot = self
-            .conns
-            .get_mut(shard)
-            .ok_or_else(|| ClientError::Protocol(format!("no shard {shard}")))?;
-        if slot.is_none() {
-            let own = SocketAddr::new(node.addr.ip(), shard_port(node.base_port, shard as u32));
-            let conn = match Conn::open(own, timeout) {
-                Ok(c) => c,
-                Err(_) => Conn::open(node.addr, timeout)?,
+            .slots
+            .get_mut(slot)
+            .ok_or_else(|| ClientError::Protocol(format!("no connection slot {slot}")))?;
+        if slot.conn.is_none() {
+            let conn = match (Conn::open(slot.own, timeout), slot.fallback) {
+                (Ok(c), _) => c,
+                (Err(_), Some(fallback)) => Conn::open(fallback, timeout)?,
+                (Err(e), None) => return Err(e),
             };
-            *slot = Some(conn);
+            slot.conn = Some(conn);
         }
-        slot.as_mut()
-            .ok_or_else(|| ClientError::Protocol(format!("no connection to shard {shard}")))
+        slot.conn
+            .as_mut()
+            .ok_or_else(|| ClientError::Protocol(format!("no connection to node {}", slot.node_id)))
     }
+}
+
+/// The slots of the home node's shards, in shard order: each shard's own
+/// port, with the node's shared port as fallback.
+fn home_slots(node: Node) -> Vec<Slot> {
+    (0..node.shard_count)
+        .map(|shard| Slot {
+            node_id: node.node_id,
+            own: SocketAddr::new(node.addr.ip(), shard_port(node.base_port, shard)),
+            fallback: Some(node.addr),
+            conn: None,
+        })
+        .collect()
 }
 
 /// Sends HELLO to `addr` and reads the node's description.
@@ -889,6 +1124,7 @@ fn kind_name(r: &Response<'_>) -> &'static str {
         Response::Ttl { .. } => "TTL",
         Response::Bool(_) => "BOOL",
         Response::Stats { .. } => "STATS",
+        Response::Ring { .. } => "RING",
         Response::Error { .. } => "ERROR",
     }
 }

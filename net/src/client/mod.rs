@@ -10,10 +10,12 @@
 mod asynchronous;
 mod blocking;
 mod buffer;
+mod route;
 mod scan;
 
 pub use asynchronous::AsyncConnection;
 pub use blocking::{Client, ClientOptions};
+pub use route::pick_node;
 
 use crate::client_frame::{Response, ScanEntry, Status, TtlState, WireVersion};
 
@@ -149,6 +151,12 @@ pub enum OwnedResponse {
     Bool(bool),
     /// See [`Response::Stats`].
     Stats(Vec<u8>),
+    /// See [`Response::Ring`].
+    Ring {
+        version: u64,
+        replication_factor: u32,
+        nodes: Vec<ringkv_cluster::ring::NodeInfo>,
+    },
     /// See [`Response::Error`].
     Error { status: Status, message: String },
 }
@@ -199,6 +207,18 @@ impl From<&Response<'_>> for OwnedResponse {
             Response::Ttl { state } => OwnedResponse::Ttl(state),
             Response::Bool(b) => OwnedResponse::Bool(b),
             Response::Stats { text } => OwnedResponse::Stats(text.to_vec()),
+            Response::Ring {
+                version,
+                replication_factor,
+                nodes,
+            } => OwnedResponse::Ring {
+                version,
+                replication_factor,
+                // Host and rack were validated as UTF-8 when the frame was
+                // decoded, so this cannot fail; an empty list would be caught
+                // by `Ring::new`.
+                nodes: nodes.to_node_infos().unwrap_or_default(),
+            },
             Response::Error { status, message } => OwnedResponse::Error {
                 status,
                 message: String::from_utf8_lossy(message).into_owned(),

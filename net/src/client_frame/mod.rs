@@ -38,6 +38,7 @@
 mod list;
 mod request;
 mod response;
+mod ring;
 mod status;
 mod wire;
 
@@ -46,7 +47,8 @@ pub use list::{
     ValueItem, ValueList, ValueListIter,
 };
 pub use request::{decode_request, encode_request, RequestError, Resync};
-pub use response::{decode_response, encode_response};
+pub use response::{decode_response, encode_response, encode_ring_response};
+pub use ring::{RingNode, RingNodeIter, RingNodeList, TokenList};
 pub use status::Status;
 
 use crate::error::FrameError;
@@ -64,6 +66,8 @@ pub mod opcode {
     pub const HELLO: u8 = 0x02;
     /// STATS: empty body; answered with STATS text.
     pub const STATS: u8 = 0x03;
+    /// RING: empty body; answered with RING (the node's view of the ring).
+    pub const RING: u8 = 0x04;
     /// GET: `key`.
     pub const GET: u8 = 0x10;
     /// EXISTS: `key`.
@@ -114,6 +118,10 @@ pub mod kind {
     pub const BOOL: u8 = 0x0B;
     /// STATS: `u32 len | text`.
     pub const STATS: u8 = 0x0C;
+    /// RING: `u64 ring_version | u32 replication_factor | u32 node_count |
+    /// node_count x (u32 id | u16 port | u32 shards | u16 host_len | host |
+    /// u16 rack_len | rack | u32 token_count | token_count x u64 token)`.
+    pub const RING: u8 = 0x0D;
     /// ERROR: `u16 status | u16 len | message`.
     pub const ERROR: u8 = 0xFF;
 }
@@ -210,6 +218,9 @@ pub enum Request<'a> {
     Hello,
     /// Asks for the shard's statistics.
     Stats,
+    /// Asks for the node's view of the ring (a standalone node answers a
+    /// one-node ring).
+    Ring,
     /// Reads a key.
     Get { key: &'a [u8] },
     /// Whether a key exists.
@@ -258,6 +269,7 @@ impl<'a> Request<'a> {
             Request::Ping => opcode::PING,
             Request::Hello => opcode::HELLO,
             Request::Stats => opcode::STATS,
+            Request::Ring => opcode::RING,
             Request::Get { .. } => opcode::GET,
             Request::Exists { .. } => opcode::EXISTS,
             Request::Ttl { .. } => opcode::TTL,
@@ -295,6 +307,7 @@ impl<'a> Request<'a> {
             Request::Ping
                 | Request::Hello
                 | Request::Stats
+                | Request::Ring
                 | Request::Get { .. }
                 | Request::Exists { .. }
                 | Request::Ttl { .. }
@@ -361,6 +374,13 @@ pub enum Response<'a> {
     Bool(bool),
     /// STATS text: `key value\n` lines.
     Stats { text: &'a [u8] },
+    /// Answer to RING: the ring's version (a fingerprint of its membership),
+    /// the configured replication factor and the nodes.
+    Ring {
+        version: u64,
+        replication_factor: u32,
+        nodes: RingNodeList<'a>,
+    },
     /// The request failed; `message` is human-readable (at most
     /// `ERROR_MESSAGE_SIZE_MAX` bytes).
     Error { status: Status, message: &'a [u8] },

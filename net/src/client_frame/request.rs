@@ -86,7 +86,7 @@ pub fn encode_request(header: &RequestHeader, request: &Request<'_>, out: &mut V
 
 fn encode_body(request: &Request<'_>, out: &mut Vec<u8>) {
     match *request {
-        Request::Ping | Request::Hello | Request::Stats => {}
+        Request::Ping | Request::Hello | Request::Stats | Request::Ring => {}
         Request::Get { key }
         | Request::Exists { key }
         | Request::Ttl { key }
@@ -185,7 +185,7 @@ pub fn decode_request(
 }
 
 fn is_known_opcode(code: u8) -> bool {
-    matches!(code, opcode::PING..=opcode::STATS | opcode::GET..=opcode::DECR)
+    matches!(code, opcode::PING..=opcode::RING | opcode::GET..=opcode::DECR)
 }
 
 fn decode_header(id: u64, r: &mut Reader<'_>) -> Result<RequestHeader, BodyError> {
@@ -213,6 +213,7 @@ fn decode_body<'a>(code: u8, r: &mut Reader<'a>) -> Result<Request<'a>, BodyErro
         opcode::PING => Request::Ping,
         opcode::HELLO => Request::Hello,
         opcode::STATS => Request::Stats,
+        opcode::RING => Request::Ring,
         opcode::GET => Request::Get { key: r.key("key")? },
         opcode::EXISTS => Request::Exists { key: r.key("key")? },
         opcode::TTL => Request::Ttl { key: r.key("key")? },

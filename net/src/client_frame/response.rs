@@ -5,7 +5,10 @@
 //! The client treats every decoding error as fatal for the connection: it
 //! cannot know which request a malformed answer belonged to.
 
+use ringkv_cluster::ring::NodeInfo;
+
 use super::list::{EntryList, ValueList};
+use super::ring::{encode_ring_body, RingNodeList};
 use super::status::Status;
 use super::wire::{
     put_i64, put_key, put_message, put_u16, put_u32, put_u64, put_u8, put_value, put_version,
@@ -32,6 +35,7 @@ fn kind_of(response: &Response<'_>) -> u8 {
         Response::Ttl { .. } => kind::TTL,
         Response::Bool(_) => kind::BOOL,
         Response::Stats { .. } => kind::STATS,
+        Response::Ring { .. } => kind::RING,
         Response::Error { .. } => kind::ERROR,
     }
 }
@@ -98,11 +102,40 @@ pub fn encode_response(id: u64, response: &Response<'_>, out: &mut Vec<u8>) {
         }
         Response::Bool(b) => put_u8(out, u8::from(b)),
         Response::Stats { text } => put_value(out, text),
+        Response::Ring {
+            version,
+            replication_factor,
+            nodes,
+        } => {
+            put_u64(out, version);
+            put_u32(out, replication_factor);
+            nodes.encode(out);
+        }
         Response::Error { status, message } => {
             put_u16(out, status.code());
             put_message(out, message);
         }
     }
+    end_frame(out, start);
+}
+
+/// Appends one RING response frame answering request `id` to `out`: the
+/// ring's `version`, its configured `replication_factor` and `nodes` (in the
+/// order given; a server passes `Ring::nodes()`, sorted by id). What a server
+/// answers to [`super::Request::Ring`]; a standalone node sends its one node.
+///
+/// Panics if the ring breaks the wire limits (`RING_NODES_MAX` nodes,
+/// `RING_TOKENS_MAX` tokens per node, `RING_NAME_SIZE_MAX`-byte names), which
+/// `ringkv_cluster::ring::Ring::new` refuses.
+pub fn encode_ring_response(
+    id: u64,
+    version: u64,
+    replication_factor: u32,
+    nodes: &[NodeInfo],
+    out: &mut Vec<u8>,
+) {
+    let start = begin_frame(out, kind::RING, id);
+    encode_ring_body(version, replication_factor, nodes, out);
     end_frame(out, start);
 }
 
@@ -200,6 +233,11 @@ fn decode_body<'a>(code: u8, r: &mut Reader<'a>) -> Result<Response<'a>, BodyErr
         kind::BOOL => Response::Bool(r.flag("bool")?),
         kind::STATS => Response::Stats {
             text: r.text("stats text")?,
+        },
+        kind::RING => Response::Ring {
+            version: r.u64("ring version")?,
+            replication_factor: r.u32("ring replication factor")?,
+            nodes: RingNodeList::decode(r)?,
         },
         kind::ERROR => {
             let status = Status::from_code(r.u16("status")?);
