@@ -545,3 +545,41 @@ fn hints_survive_a_restart_of_the_coordinator_that_stored_them() {
         stale.is_empty()
     });
 }
+
+#[test]
+fn a_token_aware_client_sends_each_write_to_a_replica_of_its_key() {
+    const KEYS: usize = 300;
+    // One copy per key: only token-aware routing makes nodes 2 and 3
+    // coordinate writes of a client that connected to node 1.
+    let c = Cluster::start(3, |_| vec!["--replication-factor".into(), "1".into()]);
+    let options = ClientOptions {
+        consistency: Consistency::One,
+        ..ClientOptions::default()
+    };
+    let mut client = Client::connect(&[c.addr(0)], options).expect("client");
+    let ring = client.ring().expect("the client fetched the ring").clone();
+    assert_eq!(ring.nodes().len(), 3);
+    for i in 0..KEYS {
+        client.put(&key(i), &value(i, "routed"), None).expect("write");
+    }
+    let coordinated: Vec<u64> = (0..3)
+        .map(|n| c.stat(n, "cluster_writes").unwrap_or(0))
+        .collect();
+    assert_eq!(coordinated.iter().sum::<u64>(), KEYS as u64, "{coordinated:?}");
+    // Each write was coordinated by the key's only replica, so each node
+    // coordinated exactly the keys it owns.
+    for (n, count) in coordinated.iter().enumerate() {
+        let owned = (0..KEYS)
+            .filter(|&i| ring.replicas(ringkv_net::routing::token(&key(i))).contains(n as u32 + 1))
+            .count() as u64;
+        assert_eq!(*count, owned, "node {} coordinated {count}, owns {owned}", n + 1);
+        assert!(owned > 0);
+    }
+    // And each key is on its replica: a non-token-aware read through any
+    // node finds it (the coordinator asks the replica).
+    let mut via_3 = c.client(2, Consistency::One);
+    for i in 0..KEYS {
+        let got = via_3.get(&key(i)).expect("read").map(|v| v.value);
+        assert_eq!(got, Some(value(i, "routed")));
+    }
+}

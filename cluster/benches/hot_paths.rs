@@ -17,7 +17,11 @@ fn ring(nodes: u32, racks: bool) -> Ring {
             host: "127.0.0.1".into(),
             port: 7000,
             shards: 1,
-            rack: if racks { format!("r{}", id % 3) } else { String::new() },
+            rack: if racks {
+                format!("r{}", id % 3)
+            } else {
+                String::new()
+            },
             tokens: default_tokens(id, 256),
         })
         .collect();

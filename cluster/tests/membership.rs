@@ -149,3 +149,12 @@ fn a_malformed_peer_line_names_its_line_number() {
     );
     assert!(err.to_string().contains("line 2"));
 }
+
+proptest::proptest! {
+    #[test]
+    fn arbitrary_peers_text_is_refused_or_loaded_never_a_panic(text in "\\PC{0,300}") {
+        let mut m = Membership::new(info(1, 7001, ""), seeds());
+        let _ = m.load_peers(&text);
+        let _ = m.load_peers(&format!("ringkv-peers v1\n{text}"));
+    }
+}

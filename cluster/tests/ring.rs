@@ -221,3 +221,27 @@ fn adding_a_fourth_node_moves_only_about_a_quarter_of_primaries() {
     let share = moved as f64 / total as f64;
     assert!((0.17..=0.33).contains(&share), "seed {seed}: moved {share}");
 }
+
+proptest::proptest! {
+    #[test]
+    fn any_membership_builds_a_ring_or_an_error_and_lookups_never_panic(
+        ids in proptest::collection::vec(proptest::prelude::any::<u32>(), 0..6),
+        tokens in proptest::collection::vec(proptest::prelude::any::<u64>(), 0..8),
+        rf in 0u32..9,
+        racks in proptest::collection::vec("[ab]?", 6),
+        probe in proptest::prelude::any::<u64>(),
+    ) {
+        let nodes = ids.iter().zip(&racks).map(|(&id, rack)| NodeInfo {
+            id,
+            host: "h".into(),
+            port: 1,
+            shards: 1,
+            rack: rack.clone(),
+            tokens: tokens.iter().map(|t| t ^ u64::from(id)).collect(),
+        }).collect();
+        if let Ok(r) = Ring::new(nodes, rf) {
+            let set = r.replicas(probe);
+            proptest::prop_assert_eq!(set.len(), r.replication_factor() as usize);
+        }
+    }
+}

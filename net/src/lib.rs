@@ -6,7 +6,7 @@
 //!   archives, checksummed, read in place), and their receive buffer.
 //! - [`routing`]: key -> token -> shard -> port, shared by servers and clients.
 //! - [`limits`]: every protocol limit, with compile-time relations.
-//! - [`client`]: the blocking shard-aware [`client::Client`] and the
+//! - [`client`]: the blocking token- and shard-aware [`client::Client`] and the
 //!   pipelined [`client::AsyncConnection`].
 //! - [`error`]: [`FrameError`] and [`ClientError`].
 //! - [`resp`]: the Redis protocol (RESP2/RESP3): request parser, typed

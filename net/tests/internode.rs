@@ -413,3 +413,41 @@ fn the_preface_is_not_a_client_frame() {
     assert_ne!(PREFACE[4], ringkv_net::client_frame::PROTOCOL_VERSION);
     assert_eq!(&PREFACE[..7], b"RKVNODE");
 }
+
+#[test]
+fn sniffing_tells_the_preface_from_a_client_frame() {
+    use ringkv_net::client_frame::{encode_request, Request, RequestHeader};
+    use ringkv_net::internode::{sniff, Sniffed};
+    for n in 0..PREFACE.len() {
+        assert_eq!(sniff(&PREFACE[..n]), Sniffed::Incomplete, "{n} bytes");
+    }
+    let mut stream = PREFACE.to_vec();
+    stream.extend_from_slice(&[0; 32]);
+    assert_eq!(sniff(&stream), Sniffed::Internode);
+    let mut frame = Vec::new();
+    encode_request(&RequestHeader::default(), &Request::Ping, &mut frame);
+    assert_eq!(sniff(&frame), Sniffed::Client);
+    // A client frame whose length bytes spell "RKVN" differs at byte 4.
+    frame[..4].copy_from_slice(b"RKVN");
+    assert_eq!(sniff(&frame[..5]), Sniffed::Client);
+    assert_eq!(sniff(&frame[..4]), Sniffed::Incomplete);
+}
+
+#[test]
+fn a_large_frame_read_in_small_pieces_decodes() {
+    let b = batch(vec![Message::Write {
+        op: 1,
+        key: b"big".to_vec(),
+        record: record(Some(&vec![7u8; 3 * 1024 * 1024]), 1),
+    }]);
+    let frame = encode(&b);
+    let mut buf = FrameBuffer::new();
+    let mut got = Vec::new();
+    for piece in frame.chunks(4096) {
+        buf.spare(piece.len())[..piece.len()].copy_from_slice(piece);
+        buf.filled(piece.len());
+        got.extend(decode_all(&mut buf).expect("decode"));
+    }
+    assert_eq!(got, vec![b]);
+    assert!(buf.is_empty());
+}

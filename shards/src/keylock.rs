@@ -123,7 +123,10 @@ impl Future for LockFuture {
                     true
                 }
                 Some(slot) => {
-                    slot.waiters.push(cx.waker().clone());
+                    // One entry per task (see the storage engine's `sync::register`).
+                    if !slot.waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                        slot.waiters.push(cx.waker().clone());
+                    }
                     false
                 }
                 None => unreachable!("a slot lives while a task waits for it"),

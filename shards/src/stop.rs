@@ -65,7 +65,10 @@ impl Future for StopWait {
         if self.inner.fired.get() {
             Poll::Ready(())
         } else {
-            self.inner.waiters.borrow_mut().push(cx.waker().clone());
+            let mut waiters = self.inner.waiters.borrow_mut();
+            if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                waiters.push(cx.waker().clone());
+            }
             Poll::Pending
         }
     }

@@ -58,7 +58,10 @@ impl FrameBuffer {
             self.compact();
         }
         if self.data.len() - self.end < min {
-            let new_len = self.end + min.max(GROWTH_MIN).max(self.data.len() - self.end);
+            // At least doubling keeps a large frame read in small pieces
+            // linear in its size; the decoder refuses a frame over the limit
+            // from its header, so a peer cannot make this grow unbounded.
+            let new_len = (self.end + min.max(GROWTH_MIN)).max(2 * self.data.len());
             self.data.resize(new_len, 0);
         }
         &mut self.data[self.end..]

@@ -53,6 +53,33 @@ pub use message::{
 /// protocol version 1, here it is `'O'`), so a shard port can serve both.
 pub const PREFACE: [u8; 8] = *b"RKVNODE\x01";
 
+/// What the first bytes of a connection on a shard port announce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sniffed {
+    /// Too few bytes to tell yet: read more.
+    Incomplete,
+    /// The internode [`PREFACE`]: consume its 8 bytes, then read internode frames.
+    Internode,
+    /// Anything else: a client-protocol connection (its frames decide whether
+    /// they are valid).
+    Client,
+}
+
+/// Tells an internode connection from a client one by its first bytes (see
+/// [`PREFACE`]): decided as soon as a byte differs from the preface, at the
+/// latest after 8 bytes.
+#[must_use]
+pub fn sniff(first: &[u8]) -> Sniffed {
+    let n = first.len().min(PREFACE.len());
+    if first[..n] != PREFACE[..n] {
+        Sniffed::Client
+    } else if n < PREFACE.len() {
+        Sniffed::Incomplete
+    } else {
+        Sniffed::Internode
+    }
+}
+
 /// Bytes of a frame header: archive length, CRC32C, two reserved words.
 pub const FRAME_HEADER_SIZE: usize = 16;
 

@@ -152,7 +152,10 @@ fn check_owner(shard: &Shard, key: &[u8]) -> Result<(), String> {
 async fn apply_write(shard: &Shard, key: &[u8], record: &ArchivedWireRecord) -> Result<(), String> {
     check_owner(shard, key)?;
     let version = archived_version(record);
-    shard.clock.borrow_mut().observe(version);
+    // Bounded like the batch clock: a broken peer cannot push ours far ahead.
+    if let Some(cluster) = shard.cluster() {
+        cluster.observe_peer_clock(version.hlc);
+    }
     let result = match record.value.as_ref() {
         Some(value) => {
             let value = value.as_slice();

@@ -55,8 +55,19 @@ impl Future for SignalWait<'_> {
             return Poll::Ready(());
         }
         self.registered = true;
-        self.signal.waiters.borrow_mut().push(cx.waker().clone());
+        register(&mut self.signal.waiters.borrow_mut(), cx.waker());
         Poll::Pending
+    }
+}
+
+/// Adds `waker` to `waiters` unless the same task is already there. A task
+/// that joins many futures (a pipelined batch) polls each of them whenever it
+/// is woken; pushing a clone per poll would grow the list without bound and
+/// overflow glommio's 16-bit task reference count (seen under load: "Waker
+/// invariant broken ... refcount: -32768").
+pub(crate) fn register(waiters: &mut Vec<Waker>, waker: &Waker) {
+    if !waiters.iter().any(|w| w.will_wake(waker)) {
+        waiters.push(waker.clone());
     }
 }
 
@@ -91,7 +102,13 @@ impl<T> AsyncLock<T> {
                     inner: self.inner.clone(),
                 });
             }
-            self.inner.queue.borrow_mut().push_back(cx.waker().clone());
+            let mut queue = self.inner.queue.borrow_mut();
+            // One entry per task: a task that polls many waiting futures (a
+            // join of a pipelined batch) must not queue a waker clone per
+            // poll, or glommio's 16-bit task refcount overflows.
+            if !queue.iter().any(|w| w.will_wake(cx.waker())) {
+                queue.push_back(cx.waker().clone());
+            }
             Poll::Pending
         })
         .await
