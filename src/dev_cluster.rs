@@ -8,6 +8,7 @@
 //! (`spacing` is 10, or more for many shards). Ctrl-C or SIGTERM stops every
 //! node with SIGTERM (SIGKILL after 30 s).
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -141,6 +142,17 @@ fn start_node(
         cmd.args(["--seeds", &seeds.join(",")]);
     }
     cmd.args(&args.serve_args);
+    // A node must not outlive dev-cluster (killed with SIGKILL, say): the
+    // kernel sends it SIGTERM when its parent dies.
+    // SAFETY: prctl is async-signal-safe; it runs in the child before exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
     cmd.spawn()
         .map_err(|e| format!("starting node {id} ({}): {e}", exe.display()))
 }

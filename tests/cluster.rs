@@ -439,6 +439,19 @@ fn dev_cluster_starts_three_nodes_that_replicate_and_stops_them_on_sigterm() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("start dev-cluster");
+    // If an assertion fails, SIGKILL dev-cluster: its nodes get SIGTERM from
+    // the kernel (PR_SET_PDEATHSIG), so nothing outlives the test.
+    struct KillOnDrop(Option<std::process::Child>);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            if let Some(mut c) = self.0.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+    let mut guard = KillOnDrop(Some(child));
+    let child = guard.0.as_mut().expect("child");
     let deadline = Instant::now() + CONVERGE_TIMEOUT;
     let addrs: Vec<String> = (0..3)
         .map(|k| format!("127.0.0.1:{}", base + k * 10))
@@ -505,6 +518,7 @@ fn dev_cluster_starts_three_nodes_that_replicate_and_stops_them_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "dev-cluster exited with {status}");
+    guard.0 = None;
     for pid in pids {
         // SAFETY: signal 0 only checks whether the process exists.
         let alive = unsafe { libc::kill(pid, 0) } == 0;
