@@ -424,7 +424,7 @@ fn dev_cluster_starts_three_nodes_that_replicate_and_stops_them_on_sigterm() {
     let base = free_base_port(28);
     let out_path = dir.path().join("dev-cluster.out");
     let out = std::fs::File::create(&out_path).expect("out file");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ringkv"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_ringkv"))
         .args([
             "dev-cluster",
             "--nodes",
