@@ -574,19 +574,33 @@ fn a_token_aware_client_sends_each_write_to_a_replica_of_its_key() {
     let ring = client.ring().expect("the client fetched the ring").clone();
     assert_eq!(ring.nodes().len(), 3);
     for i in 0..KEYS {
-        client.put(&key(i), &value(i, "routed"), None).expect("write");
+        client
+            .put(&key(i), &value(i, "routed"), None)
+            .expect("write");
     }
     let coordinated: Vec<u64> = (0..3)
         .map(|n| c.stat(n, "cluster_writes").unwrap_or(0))
         .collect();
-    assert_eq!(coordinated.iter().sum::<u64>(), KEYS as u64, "{coordinated:?}");
+    assert_eq!(
+        coordinated.iter().sum::<u64>(),
+        KEYS as u64,
+        "{coordinated:?}"
+    );
     // Each write was coordinated by the key's only replica, so each node
     // coordinated exactly the keys it owns.
     for (n, count) in coordinated.iter().enumerate() {
         let owned = (0..KEYS)
-            .filter(|&i| ring.replicas(ringkv_net::routing::token(&key(i))).contains(n as u32 + 1))
+            .filter(|&i| {
+                ring.replicas(ringkv_net::routing::token(&key(i)))
+                    .contains(n as u32 + 1)
+            })
             .count() as u64;
-        assert_eq!(*count, owned, "node {} coordinated {count}, owns {owned}", n + 1);
+        assert_eq!(
+            *count,
+            owned,
+            "node {} coordinated {count}, owns {owned}",
+            n + 1
+        );
         assert!(owned > 0);
     }
     // And each key is on its replica: a non-token-aware read through any
@@ -596,4 +610,58 @@ fn a_token_aware_client_sends_each_write_to_a_replica_of_its_key() {
         let got = via_3.get(&key(i)).expect("read").map(|v| v.value);
         assert_eq!(got, Some(value(i, "routed")));
     }
+}
+
+#[test]
+fn redis_clients_read_and_write_through_any_node_at_the_default_quorum() {
+    let resp_ports: Vec<u16> = (0..3).map(|_| free_base_port(0)).collect();
+    let ports = resp_ports.clone();
+    let c = Cluster::start(3, move |i| vec!["--resp-port".into(), ports[i].to_string()]);
+    let connect = |i: usize| {
+        redis::Client::open(format!("redis://127.0.0.1:{}/", resp_ports[i]))
+            .and_then(|cl| cl.get_connection())
+            .expect("redis connection")
+    };
+    let (mut r1, mut r2, mut r3) = (connect(0), connect(1), connect(2));
+    let _: () = redis::cmd("SET")
+        .arg("greeting")
+        .arg("hello")
+        .query(&mut r1)
+        .expect("SET");
+    let got: Option<String> = redis::cmd("GET")
+        .arg("greeting")
+        .query(&mut r3)
+        .expect("GET");
+    assert_eq!(got.as_deref(), Some("hello"));
+    for _ in 0..5 {
+        let _: i64 = redis::cmd("INCR")
+            .arg("counter")
+            .query(&mut r2)
+            .expect("INCR");
+    }
+    let n: i64 = redis::cmd("INCRBY")
+        .arg("counter")
+        .arg(10)
+        .query(&mut r3)
+        .expect("INCRBY");
+    assert_eq!(n, 15);
+    // Every replica holds both keys (QUORUM wrote to all three live nodes).
+    for node in 0..3 {
+        let mut one = c.client(node, Consistency::One);
+        let mut missing = vec![&b"greeting"[..], &b"counter"[..]];
+        c.wait("the RESP writes on every replica", || {
+            missing.retain(|k| one.get(k).expect("ONE read").is_none());
+            missing.is_empty()
+        });
+    }
+    let deleted: i64 = redis::cmd("DEL")
+        .arg("greeting")
+        .query(&mut r2)
+        .expect("DEL");
+    assert_eq!(deleted, 1);
+    let got: Option<String> = redis::cmd("GET")
+        .arg("greeting")
+        .query(&mut r1)
+        .expect("GET");
+    assert_eq!(got, None);
 }
