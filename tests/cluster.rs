@@ -270,6 +270,14 @@ fn one_node_down_leaves_quorum_working_and_all_unavailable_two_down_leave_quorum
     let mut all = c.client(0, Consistency::All);
     expect_unavailable(all.put(b"k", b"v2", None), 3, 2);
     expect_unavailable(all.get(b"k"), 3, 2);
+    // Multi-key requests carry their level too.
+    expect_unavailable(all.mput(&[(&b"m1"[..], &b"x"[..])], None), 3, 2);
+    expect_unavailable(all.mget(&[&b"k"[..]]), 3, 2);
+    quorum
+        .mput(&[(&b"m1"[..], &b"x"[..]), (&b"m2"[..], &b"y"[..])], None)
+        .expect("QUORUM MPUT, one node down");
+    let got = quorum.mget(&[&b"m1"[..], &b"m2"[..]]).expect("QUORUM MGET");
+    assert_eq!(got.iter().filter(|v| v.is_some()).count(), 2);
 
     c.kill(1);
     c.wait_peers_up(0, 0);

@@ -2,6 +2,7 @@
 //! receive buffer of a connection never leaves its shard) and their answers.
 
 use crate::store::ScanSpan;
+use ringkv_net::client_frame::Consistency;
 use ringkv_storage::{Entry, Version};
 
 /// A request from one shard to another.
@@ -15,6 +16,8 @@ pub enum Call {
     Get {
         /// Keys owned by the callee.
         keys: Vec<Vec<u8>>,
+        /// The request's consistency level (in a cluster).
+        level: Consistency,
     },
     /// Part of an MPUT: the owner writes these pairs atomically.
     Put {
@@ -24,6 +27,8 @@ pub enum Call {
         ttl_ms: u64,
         /// The request's session version.
         session: Version,
+        /// The request's consistency level (in a cluster).
+        level: Consistency,
     },
     /// Part of a node-wide SCAN: the owner's live entries of `span`.
     Scan {

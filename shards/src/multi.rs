@@ -16,7 +16,7 @@ use crate::service::{
 use crate::shard::Shard;
 use crate::store::ScanSpan;
 use ringkv_net::client_frame::{
-    encode_response, EntryList, Response, ScanEntry, Status, ValueList, WireVersion,
+    encode_response, Consistency, EntryList, Response, ScanEntry, Status, ValueList, WireVersion,
 };
 use ringkv_storage::{Entry, Version};
 use std::cell::RefCell;
@@ -42,6 +42,7 @@ pub(crate) fn group_by_owner<'k, T: Copy>(
 pub(crate) async fn mget_values(
     shard: &Rc<Shard>,
     keys: &[&[u8]],
+    level: Consistency,
 ) -> Result<Vec<Option<(Vec<u8>, Version)>>, Answer> {
     let groups = group_by_owner(shard, keys, |k| k);
     let mut parts = Vec::new();
@@ -54,7 +55,7 @@ pub(crate) async fn mget_values(
             let answer = if owner as u32 == shard.id {
                 let mut values = Vec::with_capacity(group.len());
                 for (_, key) in &group {
-                    match get_local(&shard, key).await {
+                    match get_local(&shard, key, level).await {
                         Ok(v) => values.push(v),
                         Err(Outcome::Error(s, m)) => return (group, Answer::Failed(s, m)),
                         Err(other) => {
@@ -66,7 +67,7 @@ pub(crate) async fn mget_values(
                 Answer::Values(values)
             } else {
                 let keys = group.iter().map(|(_, k)| k.to_vec()).collect();
-                shard.call(owner as u32, Call::Get { keys }).await
+                shard.call(owner as u32, Call::Get { keys, level }).await
             };
             (group, answer)
         }));
@@ -86,8 +87,14 @@ pub(crate) async fn mget_values(
 }
 
 /// Answers MGET: every key read from its owner, in request order.
-pub(crate) async fn mget(shard: &Rc<Shard>, id: u64, keys: &[&[u8]], out: &RefCell<Vec<u8>>) {
-    let results = match mget_values(shard, keys).await {
+pub(crate) async fn mget(
+    shard: &Rc<Shard>,
+    id: u64,
+    keys: &[&[u8]],
+    level: Consistency,
+    out: &RefCell<Vec<u8>>,
+) {
+    let results = match mget_values(shard, keys, level).await {
         Ok(results) => results,
         Err(answer) => {
             encode_unexpected(id, answer, &mut out.borrow_mut());
@@ -114,6 +121,7 @@ pub(crate) async fn mput(
     session: Version,
     pairs: &[(&[u8], &[u8])],
     ttl_ms: u64,
+    level: Consistency,
     out: &RefCell<Vec<u8>>,
 ) {
     let groups = group_by_owner(shard, pairs, |(k, _)| k);
@@ -126,7 +134,7 @@ pub(crate) async fn mput(
         parts.push(Box::pin(async move {
             if owner as u32 == shard.id {
                 let pairs: Vec<(&[u8], &[u8])> = group.iter().map(|(_, p)| *p).collect();
-                match put_local(&shard, session, &pairs, ttl_ms).await {
+                match put_local(&shard, session, &pairs, ttl_ms, level).await {
                     Ok(v) => Answer::Written(v),
                     Err(Outcome::Error(s, m)) => Answer::Failed(s, m),
                     Err(_) => Answer::Failed(Status::Internal, String::new()),
@@ -143,6 +151,7 @@ pub(crate) async fn mput(
                             pairs,
                             ttl_ms,
                             session,
+                            level,
                         },
                     )
                     .await

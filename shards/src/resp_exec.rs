@@ -552,7 +552,9 @@ async fn keys_everywhere(shard: &Rc<Shard>, op: KeysOp, keys: ArgSlice<'_>) -> R
 /// MGET: every key read from its owner, in request order.
 async fn mget(shard: &Rc<Shard>, keys: ArgSlice<'_>) -> Result<Vec<Option<Vec<u8>>>, String> {
     let keys: Vec<&[u8]> = keys.iter().collect();
-    let values = mget_values(shard, &keys).await.map_err(unexpected)?;
+    let values = mget_values(shard, &keys, Consistency::Default)
+        .await
+        .map_err(unexpected)?;
     Ok(values
         .into_iter()
         .map(|v| v.map(|(value, _)| value))
@@ -576,7 +578,7 @@ async fn mset(shard: &Rc<Shard>, pairs: ArgSlice<'_>) -> Result<(), String> {
         parts.push(Box::pin(async move {
             if owner as u32 == shard.id {
                 let pairs: Vec<(&[u8], &[u8])> = group.iter().map(|(_, p)| *p).collect();
-                put_local(&shard, Version::ZERO, &pairs, 0)
+                put_local(&shard, Version::ZERO, &pairs, 0, Consistency::Default)
                     .await
                     .map(|_| ())
                     .map_err(outcome_message)
@@ -589,6 +591,7 @@ async fn mset(shard: &Rc<Shard>, pairs: ArgSlice<'_>) -> Result<(), String> {
                     pairs,
                     ttl_ms: 0,
                     session: Version::ZERO,
+                    level: Consistency::Default,
                 };
                 match shard.call(owner as u32, call).await {
                     Answer::Written(_) => Ok(()),

@@ -453,11 +453,13 @@ pub async fn handle(
         }
         Request::MGet { keys } => {
             let keys: Vec<&[u8]> = keys.iter().collect();
-            crate::multi::mget(shard, id, &keys, out).await;
+            crate::multi::mget(shard, id, &keys, header.consistency, out).await;
         }
         Request::MPut { pairs, ttl_ms } => {
             let pairs: Vec<(&[u8], &[u8])> = pairs.iter().collect();
-            crate::multi::mput(shard, id, unwire(header.session), &pairs, ttl_ms, out).await;
+            let session = unwire(header.session);
+            let level = header.consistency;
+            crate::multi::mput(shard, id, session, &pairs, ttl_ms, level, out).await;
         }
         Request::Scan {
             start,
@@ -515,10 +517,10 @@ pub async fn answer_call(shard: Rc<Shard>, call: Call) -> Answer {
             }
             Answer::Frame(out)
         }
-        Call::Get { keys } => {
+        Call::Get { keys, level } => {
             let mut values = Vec::with_capacity(keys.len());
             for key in &keys {
-                match get_local(&shard, key).await {
+                match get_local(&shard, key, level).await {
                     Ok(v) => values.push(v),
                     Err(Outcome::Error(s, m)) => return Answer::Failed(s, m),
                     Err(_) => return Answer::Failed(Status::Internal, "unexpected outcome".into()),
@@ -530,12 +532,13 @@ pub async fn answer_call(shard: Rc<Shard>, call: Call) -> Answer {
             pairs,
             ttl_ms,
             session,
+            level,
         } => {
             let pairs: Vec<(&[u8], &[u8])> = pairs
                 .iter()
                 .map(|(k, v)| (k.as_slice(), v.as_slice()))
                 .collect();
-            match put_local(&shard, session, &pairs, ttl_ms).await {
+            match put_local(&shard, session, &pairs, ttl_ms, level).await {
                 Ok(v) => Answer::Written(v),
                 Err(Outcome::Error(s, m)) => Answer::Failed(s, m),
                 Err(_) => Answer::Failed(Status::Internal, "unexpected outcome".into()),
@@ -558,9 +561,10 @@ pub async fn answer_call(shard: Rc<Shard>, call: Call) -> Answer {
 pub(crate) async fn get_local(
     shard: &Shard,
     key: &[u8],
+    level: Consistency,
 ) -> Result<Option<(Vec<u8>, Version)>, Outcome> {
     check_sizes(shard, key, None)?;
-    let record = read(shard, key, Consistency::Default).await?;
+    let record = read(shard, key, level).await?;
     Ok(live(record, now_ms()).and_then(|r| r.value.map(|v| (v, r.version))))
 }
 
@@ -569,6 +573,7 @@ pub(crate) async fn put_local(
     session: Version,
     pairs: &[(&[u8], &[u8])],
     ttl_ms: u64,
+    level: Consistency,
 ) -> Result<Version, Outcome> {
     for (k, v) in pairs {
         check_sizes(shard, k, Some(v))?;
@@ -578,10 +583,10 @@ pub(crate) async fn put_local(
     let version = stamp(shard, session, None)?;
     let expires = expires_at(now_ms(), ttl_ms);
     if shard.cluster().is_some() {
-        // In a cluster each pair is replicated on its own (at the node's
-        // default level): an MPUT is atomic per key, not as a whole.
+        // In a cluster each pair is replicated on its own, at the
+        // request's level: an MPUT is atomic per key, not as a whole.
         for (k, v) in pairs {
-            put_value(shard, k, v, version, expires, Consistency::Default).await?;
+            put_value(shard, k, v, version, expires, level).await?;
         }
         return Ok(version);
     }
