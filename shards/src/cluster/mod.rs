@@ -301,23 +301,12 @@ impl ClusterShard {
         key: &[u8],
         level: Level,
     ) -> Result<Option<ringkv_storage::Record>, Outcome> {
-        let Some(ring) = self.ring() else {
-            return Err(self.ring_missing());
-        };
-        let mut effects = Vec::new();
-        let op = {
-            let up = self.up.borrow();
-            self.coordinator.borrow_mut().read(
-                crate::clock::wall_ms(),
-                &ring,
-                &UpSet(&up),
-                token(key),
-                key.to_vec(),
-                level,
-                &mut effects,
-            )
-        };
-        match self.wait(op, effects).await? {
+        let outcome = self
+            .coordinate(|c, now, ring, up, out| {
+                c.read(now, ring, up, token(key), key.to_vec(), level, out)
+            })
+            .await?;
+        match outcome {
             CoordOutcome::Read(r) => Ok(r.map(store_record)),
             CoordOutcome::Written(_) => Err(internal("a read answered as a write")),
         }
@@ -330,29 +319,43 @@ impl ClusterShard {
         record: ringkv_storage::Record,
         level: Level,
     ) -> Result<(), Outcome> {
+        let mutation = Mutation {
+            key: key.to_vec(),
+            record: cluster_record(record),
+        };
+        let outcome = self
+            .coordinate(|c, now, ring, up, out| {
+                c.write(now, ring, up, token(key), mutation, level, out)
+            })
+            .await?;
+        match outcome {
+            CoordOutcome::Written(_) => Ok(()),
+            CoordOutcome::Read(_) => Err(internal("a write answered as a read")),
+        }
+    }
+
+    /// Starts one op on the coordinator (with the ring, the clock and our
+    /// view of who is up) and waits for its reply.
+    async fn coordinate(
+        self: &Rc<Self>,
+        start: impl FnOnce(&mut Coordinator, u64, &Ring, &UpSet<'_>, &mut Vec<Effect>) -> OpId,
+    ) -> Result<CoordOutcome, Outcome> {
         let Some(ring) = self.ring() else {
             return Err(self.ring_missing());
         };
         let mut effects = Vec::new();
         let op = {
             let up = self.up.borrow();
-            self.coordinator.borrow_mut().write(
-                crate::clock::wall_ms(),
+            let now = crate::clock::wall_ms();
+            start(
+                &mut self.coordinator.borrow_mut(),
+                now,
                 &ring,
                 &UpSet(&up),
-                token(key),
-                Mutation {
-                    key: key.to_vec(),
-                    record: cluster_record(record),
-                },
-                level,
                 &mut effects,
             )
         };
-        match self.wait(op, effects).await? {
-            CoordOutcome::Written(_) => Ok(()),
-            CoordOutcome::Read(_) => Err(internal("a write answered as a read")),
-        }
+        self.wait(op, effects).await
     }
 
     async fn wait(
