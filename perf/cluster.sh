@@ -7,13 +7,16 @@
 # Every request goes to node 1, which coordinates it (its shard writes or reads its own copy and
 # those of nodes 2 and 3 over the internode links). All processes share the machine's cores.
 #
-# Usage: perf/cluster.sh [--keys N] [--duration 10s] [--connections C] [--base-port P]
+# Usage: perf/cluster.sh [--runs 3] [--keys N] [--duration 10s] [--connections C] [--base-port P]
 #                        [-- extra `ringkv serve` flags, e.g. --durability none]
+# With --runs N, each run measures its own peak and half-peak cells; the table shows per-column
+# medians over the runs (cells are named by level, not by rate).
 # Needs: jq; builds ringkv and loadgen in release mode if missing. Cleans up every process it started.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 KEYS=100000
+RUNS=1
 DURATION=10s
 CONNECTIONS=16
 BASE_PORT=7600
@@ -21,6 +24,7 @@ SERVE_ARGS=()
 while [ $# -gt 0 ]; do
     case "$1" in
     --keys) KEYS=$2; shift 2 ;;
+    --runs) RUNS=$2; shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
     --connections) CONNECTIONS=$2; shift 2 ;;
     --base-port) BASE_PORT=$2; shift 2 ;;
@@ -73,22 +77,38 @@ run() {
         | "\($n) \($ph.ops_per_s|floor) \($o.p50_us) \($o.p99_us) \($o.p999_us) \($ph.errors)"' "$file"
 }
 
-printf '%-24s %10s %10s %10s %10s %8s\n' cell ops/s p50_us p99_us p99.9_us errors
-declare -A PEAK
-for op in get set; do
-    line=$(run "$op-quorum-peak" "$op" quorum)
-    PEAK[$op]=$(echo "$line" | awk '{print $2}')
-    echo "$line" | awk '{printf "%-24s %10s %10.1f %10.1f %10.1f %8s\n", $1, $2, $3, $4, $5, $6}'
-done
-declare -A HALF
-for op in get set; do
-    rate=$(( ${PEAK[$op]} / 2 ))
-    for level in one quorum all; do
-        line=$(run "$op-$level-at-$rate" "$op" "$level" --rate "$rate")
-        echo "$line" | awk '{printf "%-24s %10s %10.1f %10.1f %10.1f %8s\n", $1, $2, $3, $4, $5, $6}'
-        [ "$level" = quorum ] && HALF[$op]=$line
+: >"$OUT/cells.txt"
+for r in $(seq 1 "$RUNS"); do
+    declare -A PEAK=()
+    for op in get set; do
+        line=$(run "$op-quorum-peak-$r" "$op" quorum)
+        PEAK[$op]=$(echo "$line" | awk '{print $2}')
+        echo "$line" | sed "s/-$r / /" >>"$OUT/cells.txt"
     done
+    for op in get set; do
+        rate=$(( ${PEAK[$op]} / 2 ))
+        for level in one quorum all; do
+            run "$op-$level-half-$r" "$op" "$level" --rate "$rate" | sed "s/-$r / /" >>"$OUT/cells.txt"
+        done
+    done
+    log "run $r of $RUNS done"
 done
-read -r _ _ _ gp99 gp999 _ <<<"${HALF[get]}"
-read -r _ _ _ sp99 sp999 _ <<<"${HALF[set]}"
-echo "cluster get_peak=${PEAK[get]} set_peak=${PEAK[set]} get_p99_us=$gp99 get_p999_us=$gp999 set_p99_us=$sp99 set_p999_us=$sp999"
+
+# Per cell, the median of each column over the runs.
+median() { sort -n | awk '{v[NR]=$1} END {print (NR % 2 ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2)}'; }
+printf '%-20s %10s %10s %10s %10s %8s\n' cell ops/s p50_us p99_us p99.9_us errors
+declare -A MED
+for cell in get-quorum-peak set-quorum-peak get-one-half get-quorum-half get-all-half \
+    set-one-half set-quorum-half set-all-half; do
+    row="$cell"
+    for col in 2 3 4 5 6; do
+        row="$row $(awk -v c="$cell" -v k="$col" '$1 == c {print $k}' "$OUT/cells.txt" | median)"
+    done
+    MED[$cell]=$row
+    echo "$row" | awk '{printf "%-20s %10d %10.1f %10.1f %10.1f %8d\n", $1, $2, $3, $4, $5, $6}'
+done
+read -r _ gpeak _ <<<"${MED[get-quorum-peak]}"
+read -r _ speak _ <<<"${MED[set-quorum-peak]}"
+read -r _ _ _ gp99 gp999 _ <<<"${MED[get-quorum-half]}"
+read -r _ _ _ sp99 sp999 _ <<<"${MED[set-quorum-half]}"
+echo "cluster runs=$RUNS get_peak=$gpeak set_peak=$speak get_p99_us=$gp99 get_p999_us=$gp999 set_p99_us=$sp99 set_p999_us=$sp999"
