@@ -9,8 +9,10 @@
 # server process from /proc/PID/stat, divided by the requests loadgen completed.
 #
 # Usage: perf/compare.sh [--duration SECS] [--long] [--runs N] [--keyspace N] [--connections N]
-#                        [--targets redis,echo,ringkv] [--no-durable] [--cells get,set,a,b]
+#                        [--targets redis,echo,ringkv[,ringkv-glommio]] [--no-durable] [--cells get,set,a,b]
 #                        [--pipelines 1,16] [--out DIR] [--no-build]
+# ringkv runs with its default network engine (io_uring); the target ringkv-glommio is the same
+# binary with --net-engine glommio, for a before/after in one run.
 # The last line printed is always:
 #   ratios get_vs_redis=X set_vs_redis=Y get_vs_echo=Z cpu_per_request_vs_redis=W
 # (pipeline 16, ringkv divided by the peer; n/a when a target is missing).
@@ -122,7 +124,7 @@ cpu_ticks() { # utime + stime of a process (fields 14 and 15, counted after the 
 }
 
 declare -A URL=() SPID=()
-# start_server NAME: redis | redis-aof | echo | ringkv | ringkv-sync
+# start_server NAME: redis | redis-aof | echo | ringkv | ringkv-sync | ringkv-glommio
 start_server() {
     local name=$1 port dir SERVER_URL
     port=$(free_port)
@@ -138,13 +140,15 @@ start_server() {
             taskset -c "$SERVER_CPU" "$ECHO" --port "$port" --cpu "$SERVER_CPU" --protocol resp \
                 --value-size 100 2>"$WORK/echo.log" &
             SERVER_URL="redis://127.0.0.1:$port" ;;
-        ringkv|ringkv-sync)
+        ringkv|ringkv-sync|ringkv-glommio)
             # The data directory must be on the real disk (O_DIRECT), not tmpfs.
             dir="$ROOT/target/compare-data-$$/$name"; rm -rf "$dir"; mkdir -p "$dir"
-            local durability=none
+            local durability=none engine=()
             [ "$name" = ringkv-sync ] && durability=sync
+            [ "$name" = ringkv-glommio ] && engine=(--net-engine glommio)
             taskset -c "$SERVER_CPU" "$RINGKV" serve --host 127.0.0.1 --port "$port" --shards 1 \
-                --data-dir "$dir" --durability "$durability" --log-level warn 2>"$WORK/$name.log" &
+                --data-dir "$dir" --durability "$durability" --resp-port 0 --log-level warn "${engine[@]}" \
+                2>"$WORK/$name.log" &
             SERVER_URL="ringkv://127.0.0.1:$port" ;;
     esac
     SPID[$name]=$!
@@ -195,7 +199,7 @@ cell_workload() { case "$1" in a|b) echo "ycsb-$1" ;; *) echo "$1" ;; esac; }
 log "results in $OUT; $(nproc) CPUs; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 MAIN=()
 for t in ${TARGETS//,/ }; do
-    if [ "$t" = ringkv ] && ! "$RINGKV" --version >/dev/null 2>&1; then
+    if [[ $t == ringkv* ]] && ! "$RINGKV" --version >/dev/null 2>&1; then
         log "skipping ringkv: $RINGKV does not run (build it with: cargo build --release --bin ringkv)"
         continue
     fi

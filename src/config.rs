@@ -33,6 +33,7 @@
 //! hints = true                # hinted handoff
 //! hint_window_secs = 10800    # hints older than this are dropped
 //! max_hints_size = "256MiB"   # per shard
+//! net_engine = "uring"        # uring (default) | glommio: how client connections are served
 //! ```
 
 use ringkv_shards::{DurabilityMode, NodeConfig};
@@ -192,6 +193,19 @@ pub struct Settings {
     /// Test only: run this node's clock this many milliseconds off the real one
     #[arg(long, hide = true, allow_hyphen_values = true)]
     pub clock_offset_ms: Option<i64>,
+    /// How shards serve binary-protocol client connections: their own io_uring ring, or a glommio task per connection [default: uring]
+    #[arg(long, value_enum, env = "RINGKV_NET_ENGINE")]
+    pub net_engine: Option<NetEngineName>,
+}
+
+/// The network engine as written in config and flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum NetEngineName {
+    /// The shard's own io_uring ring serves its client connections.
+    Uring,
+    /// One glommio task per client connection.
+    Glommio,
 }
 
 /// A consistency level as written in config and flags.
@@ -257,6 +271,7 @@ impl Settings {
             hint_window_secs: over.hint_window_secs.or(self.hint_window_secs),
             max_hints_size: over.max_hints_size.or(self.max_hints_size),
             clock_offset_ms: over.clock_offset_ms.or(self.clock_offset_ms),
+            net_engine: over.net_engine.or(self.net_engine),
         }
     }
 
@@ -318,6 +333,12 @@ impl Settings {
         c.requirepass = self.requirepass.clone().filter(|p| !p.is_empty());
         if let Some(v) = self.allow_flush {
             c.allow_flush = v;
+        }
+        if let Some(v) = self.net_engine {
+            c.net_engine = match v {
+                NetEngineName::Uring => ringkv_shards::NetEngine::Uring,
+                NetEngineName::Glommio => ringkv_shards::NetEngine::Glommio,
+            };
         }
         self.resolve_cluster(&mut c);
         if c.cluster.clustered() && self.node_id.is_none() {
@@ -414,6 +435,22 @@ mod tests {
         assert_eq!(c.connections_max, 5);
         assert_eq!(c.host, "127.0.0.1");
         assert!(matches!(c.durability, DurabilityMode::Batch { .. }));
+    }
+
+    #[test]
+    fn the_network_engine_defaults_to_uring_and_the_file_or_a_flag_chooses_it() {
+        use ringkv_shards::NetEngine;
+        let default = Settings::default().resolve().unwrap();
+        assert_eq!(default.net_engine, NetEngine::Uring);
+        let file: Settings = toml::from_str("net_engine = \"glommio\"\n").unwrap();
+        assert_eq!(file.resolve().unwrap().net_engine, NetEngine::Glommio);
+        let flags = Settings {
+            net_engine: Some(NetEngineName::Uring),
+            ..Settings::default()
+        };
+        let c = file.overridden_by(flags).resolve().unwrap();
+        assert_eq!(c.net_engine, NetEngine::Uring);
+        assert!(toml::from_str::<Settings>("net_engine = \"epoll\"\n").is_err());
     }
 
     #[test]

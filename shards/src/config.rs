@@ -27,6 +27,18 @@ pub enum DurabilityMode {
     None,
 }
 
+/// How a shard serves its binary-protocol client connections
+/// (docs/operations.md "Network engine").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetEngine {
+    /// The shard's own io_uring ring (multishot receive into a provided
+    /// buffer ring, one send per connection per turn), driven from one
+    /// glommio task of the shard: one `io_uring_enter` serves many connections.
+    Uring,
+    /// One glommio task and `TcpStream` per connection.
+    Glommio,
+}
+
 /// Everything a node needs to start.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -74,6 +86,9 @@ pub struct NodeConfig {
     /// Test-only: this node's wall clock reads this many milliseconds off the
     /// real one (to test clock skew on one machine). 0 in production.
     pub clock_offset_ms: i64,
+    /// How client connections of the binary protocol are served (the RESP
+    /// port always uses glommio).
+    pub net_engine: NetEngine,
 }
 
 /// How a node replicates: static membership from seeds, the replication
@@ -129,7 +144,8 @@ impl Default for ClusterConfig {
 }
 
 impl NodeConfig {
-    /// The defaults: 127.0.0.1:7379, one shard per CPU, `./ringkv-data`, sync durability.
+    /// The defaults: 127.0.0.1:7379, one shard per CPU, `./ringkv-data`, sync
+    /// durability, the io_uring network engine.
     pub fn new() -> Self {
         NodeConfig {
             host: "127.0.0.1".into(),
@@ -152,6 +168,7 @@ impl NodeConfig {
             allow_flush: false,
             cluster: ClusterConfig::default(),
             clock_offset_ms: 0,
+            net_engine: NetEngine::Uring,
         }
     }
 

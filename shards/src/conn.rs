@@ -28,19 +28,22 @@ use std::pin::Pin;
 use std::rc::Rc;
 
 /// What decoding one batch found.
-struct BatchEnd {
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BatchEnd {
     /// Bytes of complete frames consumed.
-    consumed: usize,
+    pub(crate) consumed: usize,
     /// More bytes needed before the next frame is complete (0 if unknown).
-    needed: usize,
+    pub(crate) needed: usize,
     /// The stream is untrusted: close after writing the answers.
-    close: bool,
+    pub(crate) close: bool,
     /// Frames decoded (good or bad).
-    frames: usize,
+    pub(crate) frames: usize,
 }
 
-/// Decodes and executes the complete frames at the start of `buf`.
-async fn run_batch<'b>(
+/// Decodes and executes the complete frames at the start of `buf` (at most
+/// [`BATCH_FRAMES_MAX`]), appending every answer to `out`. Shared by both
+/// network engines, so a batch means the same thing in each.
+pub(crate) async fn run_batch<'b>(
     shard: &'b Rc<Shard>,
     scope: Scope,
     buf: &'b [u8],

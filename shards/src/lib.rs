@@ -30,7 +30,8 @@ pub mod service;
 pub mod shard;
 pub mod stop;
 pub mod store;
+pub mod uring;
 
-pub use config::{ClusterConfig, DurabilityMode, NodeConfig};
+pub use config::{ClusterConfig, DurabilityMode, NetEngine, NodeConfig};
 pub use error::Error;
 pub use runtime::run;

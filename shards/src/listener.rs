@@ -6,13 +6,17 @@
 //! Invariants: the node never holds more than `connections_max` client
 //! connections (one over the limit gets an `Overloaded` error frame with id 0
 //! and is closed); every connection runs inside the shard's gate, so stopping
-//! waits for the batches in flight.
+//! waits for the batches in flight. With the `uring` network engine a
+//! binary-protocol client connection is handed (socket and slot) to the
+//! shard's network loop, itself a task of the gate, after the internode
+//! check.
 
 use crate::conn;
 use crate::error::Error;
 use crate::service::{encode_error, Scope};
 use crate::shard::{Shard, ShardCounters};
 use crate::stop::StopEvent;
+use crate::uring::NetLoop;
 use futures_lite::AsyncWriteExt;
 use glommio::net::{TcpListener, TcpStream};
 use glommio::sync::Gate;
@@ -31,8 +35,9 @@ pub fn bind(shard: u32, host: &str, port: u16) -> Result<TcpListener, Error> {
     })
 }
 
-/// Releases one node-wide connection slot when the connection ends.
-struct Slot(Rc<Shard>);
+/// Releases one node-wide connection slot when the connection ends (held by
+/// the connection's task, or by the network loop that serves it).
+pub(crate) struct Slot(Rc<Shard>);
 
 impl Drop for Slot {
     fn drop(&mut self) {
@@ -49,13 +54,16 @@ pub enum Protocol {
     Resp,
 }
 
-/// Accepts connections until `stop` fires; each runs in `gate`.
+/// Accepts connections until `stop` fires; each runs in `gate`. With `net`,
+/// binary-protocol client connections are handed to the shard's io_uring
+/// network loop instead of getting a task each.
 pub async fn accept_loop(
     shard: Rc<Shard>,
     protocol: Protocol,
     listener: TcpListener,
     gate: Rc<Gate>,
     stop: StopEvent,
+    net: Option<Rc<NetLoop>>,
 ) {
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
@@ -83,7 +91,7 @@ pub async fn accept_loop(
         }
         ShardCounters::bump(&shard.counters.accepted);
         let _ = stream.set_nodelay(true);
-        let (shard2, stop2) = (shard.clone(), stop.clone());
+        let (shard2, stop2, net2) = (shard.clone(), stop.clone(), net.clone());
         let spawned = gate.spawn(async move {
             match protocol {
                 // A shard's own port also takes internode links, told apart
@@ -91,7 +99,18 @@ pub async fn accept_loop(
                 Protocol::Binary(Scope::Shard) if is_internode(&stream, &stop2).await => {
                     crate::cluster::peer::serve(shard2, stream, stop2).await
                 }
-                Protocol::Binary(scope) => conn::serve(shard2, scope, stream, stop2).await,
+                Protocol::Binary(scope) => {
+                    let (stream, slot) = match net2 {
+                        Some(net) => match net.adopt(stream, scope, slot) {
+                            None => return,
+                            Some(back) => back,
+                        },
+                        None => (stream, slot),
+                    };
+                    conn::serve(shard2, scope, stream, stop2).await;
+                    drop(slot);
+                    return;
+                }
                 Protocol::Resp => crate::resp_conn::serve(shard2, stream, stop2).await,
             }
             drop(slot);

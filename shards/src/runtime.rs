@@ -14,7 +14,7 @@
 //! acknowledged is lost in `sync` mode: the WAL holds it).
 
 use crate::clock::LeasedClock;
-use crate::config::NodeConfig;
+use crate::config::{NetEngine, NodeConfig};
 use crate::datadir::{self, NodeIdentity};
 use crate::error::Error;
 use crate::forward::{Answer, Call};
@@ -286,6 +286,7 @@ async fn serve_until_stopped(
     let node = &shard.node;
     let stop = StopEvent::new();
     let gate = Rc::new(glommio::sync::Gate::new());
+    let net = start_net_loop(shard, &gate, foreground, &stop);
     let mut accepts = Vec::new();
     let listen = (|| {
         let shared = crate::listener::bind(shard.id, &config.host, config.port)?;
@@ -311,6 +312,10 @@ async fn serve_until_stopped(
                         l,
                         gate.clone(),
                         stop.clone(),
+                        match protocol {
+                            Protocol::Binary(_) => net.clone(),
+                            Protocol::Resp => None,
+                        },
                     ),
                     foreground,
                 )
@@ -375,6 +380,32 @@ async fn serve_until_stopped(
         glommio::timer::sleep(STOP_POLL_INTERVAL).await;
     }
     Ok(())
+}
+
+/// Starts the shard's io_uring network loop when the node's engine is
+/// `uring`. A kernel without what it needs is not fatal: the shard serves
+/// its clients through glommio and says so.
+fn start_net_loop(
+    shard: &Rc<Shard>,
+    gate: &Rc<glommio::sync::Gate>,
+    foreground: glommio::TaskQueueHandle,
+    stop: &StopEvent,
+) -> Option<Rc<crate::uring::NetLoop>> {
+    match shard.config.net_engine {
+        NetEngine::Glommio => None,
+        NetEngine::Uring => {
+            match crate::uring::NetLoop::start(shard.clone(), gate, foreground, stop.clone()) {
+                Ok(net) => Some(net),
+                Err(e) => {
+                    tracing::warn!(
+                        shard = shard.id,
+                        "{e}; serving client connections through glommio instead"
+                    );
+                    None
+                }
+            }
+        }
+    }
 }
 
 /// Blocks SIGTERM and SIGINT in this thread (inherited by every executor
