@@ -92,6 +92,10 @@ pub const HINTS_BYTES_MAX_DEFAULT: u64 = 256 << 20;
 /// Largest test clock offset accepted (`--clock-offset-ms`).
 pub const CLOCK_OFFSET_MAX_MS: u64 = 3_600_000;
 
+/// Bytes an internode connection asks of its socket per read (the frame
+/// buffer grows past it for larger frames).
+pub const INTERNODE_READ_CHUNK: usize = 64 * 1024;
+
 /// How long a shard waits before dialing a peer again after a failure.
 pub const PEER_RECONNECT_INTERVAL: Duration = Duration::from_millis(200);
 

@@ -128,25 +128,29 @@ pub async fn accept_loop(
 /// tells whether they are the internode preface. A client that sends fewer
 /// bytes than the preface, or nothing, is treated as a client.
 async fn is_internode(stream: &TcpStream, stop: &StopEvent) -> bool {
-    let mut first = [0u8; ringkv_net::internode::PREFACE.len()];
-    let peeked = futures_lite::future::or(
+    use ringkv_net::internode::{sniff, Sniffed, PREFACE};
+    let mut first = [0u8; PREFACE.len()];
+    futures_lite::future::or(
         async {
             loop {
                 match stream.peek(&mut first).await {
-                    Ok(n) if n >= first.len() || n == 0 => return n,
-                    Ok(n) if first[..n] != ringkv_net::internode::PREFACE[..n] => return n,
-                    Ok(_) => glommio::timer::sleep(Duration::from_millis(1)).await,
-                    Err(_) => return 0,
+                    Ok(0) | Err(_) => return false,
+                    Ok(n) => match sniff(&first[..n]) {
+                        Sniffed::Internode => return true,
+                        Sniffed::Client => return false,
+                        Sniffed::Incomplete => {
+                            glommio::timer::sleep(Duration::from_millis(1)).await
+                        }
+                    },
                 }
             }
         },
         async {
             stop.wait().await;
-            0
+            false
         },
     )
-    .await;
-    peeked == first.len() && crate::cluster::peer::is_preface(&first)
+    .await
 }
 
 async fn refuse(mut stream: TcpStream, protocol: Protocol, max: usize, slot: Slot) {

@@ -419,19 +419,13 @@ pub async fn handle(
             &mut out.borrow_mut(),
         ),
         Request::Ring => {
-            let standalone;
-            let ring = match shard.cluster().and_then(|c| c.ring()) {
-                Some(r) => r,
-                None => {
-                    standalone = crate::cluster::standalone_ring(&shard.config);
-                    match standalone {
-                        Some(r) => Rc::new(r),
-                        None => {
-                            encode_error(id, Status::Internal, "no ring", &mut out.borrow_mut());
-                            return;
-                        }
-                    }
-                }
+            let ring = shard
+                .cluster()
+                .and_then(|c| c.ring())
+                .or_else(|| crate::cluster::standalone_ring(&shard.config).map(Rc::new));
+            let Some(ring) = ring else {
+                encode_error(id, Status::Internal, "no ring", &mut out.borrow_mut());
+                return;
             };
             ringkv_net::client_frame::encode_ring_response(
                 id,

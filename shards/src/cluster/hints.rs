@@ -18,7 +18,8 @@ use crate::config::NodeConfig;
 use crate::limits::HINT_MEMTABLE_SIZE;
 use crate::store::engine_options;
 use ringkv_cluster::hints::{
-    decode_hint, delivered_version, encode_hint_value, hint_key, hint_prefix,
+    decode_hint, delivered_version, encode_hint_value, hint_key, hint_prefix, HINT_KEY_PREFIX_SIZE,
+    HINT_VALUE_HEADER_SIZE,
 };
 use ringkv_cluster::record::{Mutation, NodeId};
 use ringkv_storage::engine::{Engine, ScanRange};
@@ -36,9 +37,14 @@ pub struct HintStore {
     delivered: Cell<u64>,
 }
 
-/// A hint's size for the byte bound.
+/// A hint's size for the byte bound: its key and value bytes plus a fixed
+/// allowance for the engine's per-entry overhead.
+fn hint_bytes(key_len: usize, value_len: usize) -> u64 {
+    (key_len + value_len + 32) as u64
+}
+
 fn hint_size(m: &Mutation) -> u64 {
-    (m.key.len() + m.record.value.as_ref().map_or(0, Vec::len) + 32) as u64
+    hint_bytes(m.key.len(), m.record.value.as_ref().map_or(0, Vec::len))
 }
 
 impl HintStore {
@@ -79,7 +85,11 @@ impl HintStore {
             let Some(last) = page.last() else { break };
             after = Some(last.key.clone());
             for e in &page {
-                bytes += (e.key.len() + e.record.value.as_ref().map_or(0, Vec::len) + 32) as u64;
+                // The same count as `store` made: user key and value,
+                // without the hint prefix and header.
+                let key_len = e.key.len().saturating_sub(HINT_KEY_PREFIX_SIZE);
+                let value_len = e.record.value.as_ref().map_or(0, Vec::len);
+                bytes += hint_bytes(key_len, value_len.saturating_sub(HINT_VALUE_HEADER_SIZE));
             }
         }
         store.bytes.set(bytes);

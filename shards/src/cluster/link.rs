@@ -14,7 +14,7 @@
 //! reported down, and the link dials again every `PEER_RECONNECT_INTERVAL`.
 
 use super::ClusterShard;
-use crate::limits::{PEER_CONNECT_TIMEOUT, PEER_RECONNECT_INTERVAL};
+use crate::limits::{INTERNODE_READ_CHUNK, PEER_CONNECT_TIMEOUT, PEER_RECONNECT_INTERVAL};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use ringkv_cluster::record::NodeId;
@@ -27,9 +27,6 @@ use std::future::Future;
 use std::io;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
-
-/// Bytes asked of the socket per read.
-const READ_CHUNK: usize = 64 * 1024;
 
 /// One outbound link to shard `shard` of node `node`.
 pub struct Link {
@@ -143,7 +140,7 @@ pub async fn read_hello(stream: &mut TcpStream, buf: &mut FrameBuffer) -> io::Re
             buf.consume(len);
             return Ok(hello);
         }
-        let n = stream.read(buf.spare(READ_CHUNK)).await?;
+        let n = stream.read(buf.spare(INTERNODE_READ_CHUNK)).await?;
         if n == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
@@ -294,7 +291,7 @@ async fn read_loop(
             consumed += len;
         }
         buf.consume(consumed);
-        let n = reader.read(buf.spare(READ_CHUNK)).await?;
+        let n = reader.read(buf.spare(INTERNODE_READ_CHUNK)).await?;
         if n == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }

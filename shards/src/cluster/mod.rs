@@ -416,25 +416,13 @@ impl ClusterShard {
                     }
                 }
                 Effect::LocalWrite { op, mutation } => {
-                    let (this, running) = (self.clone(), Running::new(&self.effects_running));
-                    glommio::spawn_local(async move {
-                        this.local_write(op, &mutation).await;
-                        drop(running);
-                    })
-                    .detach();
+                    self.spawn_effect(|this| async move { this.local_write(op, &mutation).await });
                 }
                 Effect::LocalRead { op, key } => {
-                    let (this, running) = (self.clone(), Running::new(&self.effects_running));
-                    glommio::spawn_local(async move {
-                        this.local_read(op, &key).await;
-                        drop(running);
-                    })
-                    .detach();
+                    self.spawn_effect(|this| async move { this.local_read(op, &key).await });
                 }
                 Effect::StoreHint { target, mutation } => {
-                    let (this, running) = (self.clone(), Running::new(&self.effects_running));
-                    glommio::spawn_local(async move {
-                        let _running = running;
+                    self.spawn_effect(|this| async move {
                         match this
                             .hints
                             .store(target, &mutation, crate::clock::wall_ms())
@@ -450,22 +438,18 @@ impl ClusterShard {
                                 "storing a hint for node {target}: {e}"
                             ),
                         }
-                    })
-                    .detach();
+                    });
                 }
                 Effect::HintDelivered { target, mutation } => {
                     self.replays_delivered.set(self.replays_delivered.get() + 1);
-                    let (this, running) = (self.clone(), Running::new(&self.effects_running));
-                    glommio::spawn_local(async move {
-                        let _running = running;
+                    self.spawn_effect(|this| async move {
                         if let Err(e) = this.hints.delivered(target, &mutation).await {
                             tracing::error!(
                                 shard = this.shard_id,
                                 "deleting a delivered hint for node {target}: {e}"
                             );
                         }
-                    })
-                    .detach();
+                    });
                 }
                 Effect::Reply { op, result } => {
                     if let Some(tx) = self.waiters.borrow_mut().remove(&op) {
@@ -474,6 +458,22 @@ impl ClusterShard {
                 }
             }
         }
+    }
+
+    /// Runs one effect's I/O as a task of its own, counted in
+    /// `effects_running` until it ends (so `close` can wait for it).
+    fn spawn_effect<F, Fut>(self: &Rc<Self>, effect: F)
+    where
+        F: FnOnce(Rc<Self>) -> Fut,
+        Fut: std::future::Future<Output = ()> + 'static,
+    {
+        let running = Running::new(&self.effects_running);
+        let task = effect(self.clone());
+        glommio::spawn_local(async move {
+            task.await;
+            drop(running);
+        })
+        .detach();
     }
 
     /// Queues `message` on the link to the shard of node `to` that owns

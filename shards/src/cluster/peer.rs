@@ -17,6 +17,7 @@
 use super::convert::{archived_version, wire_from_store};
 use super::link::{encode_messages, read_hello};
 use crate::join::join_all;
+use crate::limits::INTERNODE_READ_CHUNK;
 use crate::shard::Shard;
 use crate::stop::StopEvent;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -28,13 +29,6 @@ use ringkv_net::internode::{
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
-
-const READ_CHUNK: usize = 64 * 1024;
-
-/// Whether the first bytes of a connection are the internode preface.
-pub fn is_preface(first: &[u8]) -> bool {
-    first == PREFACE
-}
 
 /// Serves one inbound internode connection until it closes or `stop` fires.
 /// The preface has been peeked, not read.
@@ -63,7 +57,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, stop: StopEvent) {
                 encode_messages(&cluster, answers, &mut out)?;
                 stream.write_all(&out).await?;
             }
-            let n = stream.read(buf.spare(READ_CHUNK)).await?;
+            let n = stream.read(buf.spare(INTERNODE_READ_CHUNK)).await?;
             if n == 0 {
                 return Ok::<(), std::io::Error>(());
             }
