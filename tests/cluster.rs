@@ -673,3 +673,51 @@ fn redis_clients_read_and_write_through_any_node_at_the_default_quorum() {
         .expect("GET");
     assert_eq!(got, None);
 }
+
+#[test]
+fn hostile_internode_bytes_close_that_connection_and_the_node_keeps_serving() {
+    use std::io::{Read, Write};
+    let c = Cluster::start(3, |_| Vec::new());
+    let shard_port = ringkv_net::routing::shard_port(c.ports[0], 0);
+    let hostile: Vec<Vec<u8>> = vec![
+        // A header claiming a frame far over the limit.
+        [
+            &ringkv_net::internode::PREFACE[..],
+            &u32::MAX.to_le_bytes(),
+            &[0u8; 12],
+        ]
+        .concat(),
+        // A header whose checksum does not match its 16 bytes of archive.
+        [
+            &ringkv_net::internode::PREFACE[..],
+            &16u32.to_le_bytes(),
+            &[0xAB; 28],
+        ]
+        .concat(),
+        // Garbage after the preface.
+        [&ringkv_net::internode::PREFACE[..], &[0xFF; 64][..]].concat(),
+    ];
+    for bytes in hostile {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", shard_port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        s.write_all(&bytes).expect("send");
+        let mut rest = Vec::new();
+        // The node closes the connection (EOF or reset) without answering,
+        // rather than waiting for more.
+        if let Err(e) = s.read_to_end(&mut rest) {
+            assert!(
+                !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+                "the node kept a hostile internode connection open"
+            );
+        }
+        assert!(rest.is_empty(), "answered hostile bytes with {rest:?}");
+    }
+    // The node and its links are unharmed: a write at ALL still succeeds.
+    let mut all = c.client(0, Consistency::All);
+    all.put(b"after", b"hostile", None).expect("ALL write");
+    c.wait_peers_up(0, 2);
+}
