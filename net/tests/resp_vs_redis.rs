@@ -5,64 +5,87 @@
 //! Redis closes the connection after one.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::process::{Child, Command as Process, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ringkv_net::resp::{parse_command, Command, Decoded, RespLimits};
 
+/// A private `redis-server` listening only on a Unix socket in its own
+/// directory. No TCP port: tests running in parallel (and their client
+/// sockets' ephemeral ports) can never collide with it, which a
+/// bind-to-0-then-release port pick could (CI saw a reset from a server
+/// that was not this test's).
 struct Server {
     child: Child,
-    port: u16,
+    dir: PathBuf,
+    socket: PathBuf,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
 fn start_redis() -> Option<Server> {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .ok()?
-        .local_addr()
-        .ok()?
-        .port();
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "ringkv-resp-vs-redis-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).ok()?;
+    let socket = dir.join("redis.sock");
     let child = Process::new("redis-server")
+        .args(["--port", "0", "--unixsocket"])
+        .arg(&socket)
         .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
+            "--unixsocketperm",
+            "700",
             "--save",
             "",
             "--appendonly",
             "no",
         ])
+        .arg("--dir")
+        .arg(&dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .ok()?;
-    let server = Server { child, port };
+    let mut server = Server { child, dir, socket };
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        if UnixStream::connect(&server.socket).is_ok() {
             return Some(server);
+        }
+        if let Ok(Some(status)) = server.child.try_wait() {
+            eprintln!("redis-server exited at start: {status}");
+            return None;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     None
 }
 
-fn connect(port: u16) -> (TcpStream, BufReader<TcpStream>) {
-    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+fn connect(server: &Server) -> (UnixStream, BufReader<UnixStream>) {
+    let s = UnixStream::connect(&server.socket).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let r = BufReader::new(s.try_clone().unwrap());
     (s, r)
 }
 
-fn reply_line(stream: &mut TcpStream, reader: &mut BufReader<TcpStream>, request: &[u8]) -> String {
+fn reply_line(
+    stream: &mut UnixStream,
+    reader: &mut BufReader<UnixStream>,
+    request: &[u8],
+) -> String {
     stream.write_all(request).unwrap();
     let mut line = String::new();
     reader.read_line(&mut line).unwrap();
@@ -209,7 +232,7 @@ fn error_replies_match_a_real_redis_server() {
         eprintln!("redis-server not found on PATH: differential test skipped");
         return;
     };
-    let (mut stream, mut reader) = connect(server.port);
+    let (mut stream, mut reader) = connect(&server);
     // GETEX checks its expire time only when the key exists (Redis answers
     // nil for a missing key first; ringkv checks while parsing).
     assert_eq!(reply_line(&mut stream, &mut reader, b"SET k v\r\n"), "+OK");
@@ -217,7 +240,7 @@ fn error_replies_match_a_real_redis_server() {
     for line in REFUSED {
         let ours = our_error(line);
         let theirs = if ours.contains("Protocol error") {
-            let (mut s, mut r) = connect(server.port);
+            let (mut s, mut r) = connect(&server);
             reply_line(&mut s, &mut r, format!("{line}\r\n").as_bytes())
         } else {
             reply_line(&mut stream, &mut reader, format!("{line}\r\n").as_bytes())
@@ -252,14 +275,14 @@ fn protocol_errors_match_a_real_redis_server() {
             Err(e) => format!("-{}", e.redis_message()),
             other => panic!("{case:?}: {other:?}"),
         };
-        let (mut s, mut r) = connect(server.port);
+        let (mut s, mut r) = connect(&server);
         let theirs = reply_line(&mut s, &mut r, case);
         assert_eq!(ours, theirs, "request {:?}", String::from_utf8_lossy(case));
     }
 }
 
 /// Reads one whole RESP2 reply; returns its first line.
-fn read_reply(reader: &mut BufReader<TcpStream>) -> String {
+fn read_reply(reader: &mut BufReader<UnixStream>) -> String {
     use std::io::Read;
     let mut line = String::new();
     reader.read_line(&mut line).unwrap();
@@ -352,7 +375,7 @@ fn accepted_commands_are_accepted_by_a_real_redis_server() {
         eprintln!("redis-server not found on PATH: differential test skipped");
         return;
     };
-    let (mut stream, mut reader) = connect(server.port);
+    let (mut stream, mut reader) = connect(&server);
     let argument_errors = [
         "-ERR wrong number",
         "-ERR syntax",
