@@ -14,6 +14,7 @@
 //! batch_window_ms = 2         # group-commit window of `batch`
 //! memtable_size = "64MiB"     # per shard
 //! block_cache_size = "256MiB" # per shard
+//! row_cache_size = "256MiB"   # per shard; 0 disables it
 //! max_key_size = 1024
 //! max_value_size = "1MiB"
 //! max_frame_size = "8MiB"
@@ -133,6 +134,9 @@ pub struct Settings {
     /// Block cache size per shard, e.g. 256MiB
     #[arg(long)]
     pub block_cache_size: Option<Size>,
+    /// Row cache size per shard (current values of recently read keys), e.g. 256MiB; 0 disables it
+    #[arg(long)]
+    pub row_cache_size: Option<Size>,
     /// Largest key accepted (at most 1KiB)
     #[arg(long)]
     pub max_key_size: Option<Size>,
@@ -251,6 +255,7 @@ impl Settings {
             batch_window_ms: over.batch_window_ms.or(self.batch_window_ms),
             memtable_size: over.memtable_size.or(self.memtable_size),
             block_cache_size: over.block_cache_size.or(self.block_cache_size),
+            row_cache_size: over.row_cache_size.or(self.row_cache_size),
             max_key_size: over.max_key_size.or(self.max_key_size),
             max_value_size: over.max_value_size.or(self.max_value_size),
             max_frame_size: over.max_frame_size.or(self.max_frame_size),
@@ -311,6 +316,9 @@ impl Settings {
         }
         if let Some(v) = self.block_cache_size {
             c.block_cache_size = usize_of(v, "block_cache_size")?;
+        }
+        if let Some(v) = self.row_cache_size {
+            c.row_cache_size = usize_of(v, "row_cache_size")?;
         }
         if let Some(v) = self.max_key_size {
             c.key_size_max = usize_of(v, "max_key_size")?;

@@ -61,6 +61,8 @@ pub struct NodeConfig {
     pub memtable_size: usize,
     /// Block cache size per shard, bytes.
     pub block_cache_size: usize,
+    /// Row cache size per shard, bytes (0 disables it).
+    pub row_cache_size: usize,
     /// Largest key accepted, bytes (at most the protocol's limit).
     pub key_size_max: usize,
     /// Largest value accepted, bytes (at most the protocol's limit).
@@ -157,6 +159,7 @@ impl NodeConfig {
             durability: DurabilityMode::Sync,
             memtable_size: 64 << 20,
             block_cache_size: 256 << 20,
+            row_cache_size: 256 << 20,
             key_size_max: ringkv_net::limits::KEY_SIZE_MAX,
             value_size_max: ringkv_net::limits::VALUE_SIZE_MAX,
             frame_size_max: ringkv_net::limits::FRAME_SIZE_MAX_DEFAULT,

@@ -21,11 +21,17 @@ pub const RECEIVE_BUFFER_SIZE_INITIAL: usize = 64 * 1024;
 /// memory and the tasks one connection can hold.
 pub const BATCH_FRAMES_MAX: usize = 256;
 
-/// Shares of the foreground (request) task queue of every shard.
-pub const FOREGROUND_SHARES: usize = 1000;
+/// Shares of the foreground (request) task queue of every shard (the figure
+/// the storage background queue's controller scales against).
+pub const FOREGROUND_SHARES: usize = ringkv_storage::io::FOREGROUND_SHARES;
 
-/// Default shares of the storage background queue (flush, compaction): a
-/// tenth of the foreground, so background work never takes its latency budget.
+/// Latency goal of the request queue: the executor switches task queues (and
+/// reaps the background work's I/O) at least this often while requests run.
+pub const FOREGROUND_LATENCY: Duration = Duration::from_millis(1);
+
+/// Default base shares of the storage background queue (flush, compaction):
+/// a tenth of the foreground while they keep up, rising to the foreground's
+/// as their backlog nears a write stall (`ringkv_storage::io`).
 pub const BACKGROUND_SHARES_DEFAULT: usize = 100;
 
 /// How often a shard looks at the node-wide stop flag (set by a signal).

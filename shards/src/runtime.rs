@@ -19,7 +19,8 @@ use crate::datadir::{self, NodeIdentity};
 use crate::error::Error;
 use crate::forward::{Answer, Call};
 use crate::limits::{
-    FOREGROUND_SHARES, MESH_CHANNEL_CAPACITY, SHUTDOWN_DRAIN_TIMEOUT, STOP_POLL_INTERVAL,
+    FOREGROUND_LATENCY, FOREGROUND_SHARES, MESH_CHANNEL_CAPACITY, SHUTDOWN_DRAIN_TIMEOUT,
+    STOP_POLL_INTERVAL,
 };
 use crate::listener::Protocol;
 use crate::memlock;
@@ -190,9 +191,13 @@ async fn shard_main(
 ) -> Result<(), Error> {
     let mut drained = DrainedMark(node.clone(), false);
     let executor = glommio::executor();
+    // The request queue never runs dry under load (the network loop yields
+    // and goes on), so its latency is how often the executor switches queues
+    // and reaps I/O completions: at 10 ms the flush's writes completed one
+    // slice at a time, a flush took over a second and writers stalled.
     let foreground = executor.create_task_queue(
         glommio::Shares::Static(FOREGROUND_SHARES),
-        glommio::Latency::Matters(std::time::Duration::from_millis(10)),
+        glommio::Latency::Matters(FOREGROUND_LATENCY),
         "ringkv-requests",
     );
     ringkv_storage::io::set_background_queue(config.background_shares);

@@ -41,6 +41,7 @@ pub fn engine_options(config: &NodeConfig) -> Options {
         },
         memtable_size: config.memtable_size,
         block_cache_size: config.block_cache_size,
+        row_cache_size: config.row_cache_size,
         background_shares: config.background_shares,
         ..Options::default()
     }
@@ -149,6 +150,19 @@ impl Store {
                 "storage_block_cache_bytes".into(),
                 s.block_cache.bytes.to_string(),
             ),
+            (
+                "storage_row_cache_hits".into(),
+                s.row_cache.hits.to_string(),
+            ),
+            (
+                "storage_row_cache_misses".into(),
+                s.row_cache.misses.to_string(),
+            ),
+            (
+                "storage_row_cache_bytes".into(),
+                s.row_cache.bytes.to_string(),
+            ),
+            ("storage_write_stalls".into(), s.write_stalls.to_string()),
         ];
         for (level, (bytes, tables)) in s
             .bytes_per_level

@@ -18,6 +18,7 @@ pub mod io;
 pub mod limits;
 pub mod manifest;
 pub mod memtable;
+pub mod row_cache;
 pub mod sstable;
 pub mod types;
 pub mod wal;

@@ -475,3 +475,43 @@ fn reads_see_every_memtable_while_a_wal_rotation_runs() {
         engine.close().await.expect("close");
     });
 }
+
+#[test]
+fn row_cache_answers_repeated_reads_and_follows_writes_flushes_and_compactions() {
+    run(|dir| async move {
+        let engine = Engine::open(&dir, small()).await.expect("open");
+        let at = |hlc: u64| Version::new(hlc, 0, 1);
+        let value = |e: &Engine, key: &'static [u8]| {
+            let e = e.clone();
+            async move { e.get(key, 0).await.expect("get").and_then(|r| r.value) }
+        };
+        engine.put(b"k", b"one", at(1), 0).await.expect("put");
+        engine.flush().await.expect("flush");
+        // The first read fills the cache from the table, the second hits it.
+        assert_eq!(value(&engine, b"k").await.as_deref(), Some(&b"one"[..]));
+        assert_eq!(value(&engine, b"k").await.as_deref(), Some(&b"one"[..]));
+        let hits = engine.stats().row_cache.hits;
+        assert!(hits >= 1, "a repeated read is a row-cache hit");
+        // A newer write replaces the cached record; an older one (a replica
+        // catching up) does not.
+        engine.put(b"k", b"two", at(3), 0).await.expect("put");
+        engine.put(b"k", b"stale", at(2), 0).await.expect("put");
+        assert_eq!(value(&engine, b"k").await.as_deref(), Some(&b"two"[..]));
+        // Through flushes and compactions of many other keys, the cached
+        // answer stays the newest one.
+        for i in 0..400u64 {
+            let key = format!("other-{i:04}");
+            engine
+                .put(key.as_bytes(), &[b'x'; 64], at(10 + i), 0)
+                .await
+                .expect("put");
+        }
+        engine.flush().await.expect("flush");
+        engine.compact().await.expect("compact");
+        assert_eq!(value(&engine, b"k").await.as_deref(), Some(&b"two"[..]));
+        engine.delete(b"k", at(1_000)).await.expect("delete");
+        assert_eq!(value(&engine, b"k").await, None);
+        assert!(engine.stats().row_cache.hits > hits);
+        engine.close().await.expect("close");
+    });
+}

@@ -110,6 +110,9 @@ fn options(clock: &Arc<AtomicU64>) -> Options {
         durability: Durability::None,
         memtable_size: 4 * 1024,
         block_cache_size: 64 * 1024,
+        // Small, so fills, evictions and write-through interleave with
+        // flushes and compactions: the model checks every read it answers.
+        row_cache_size: 32 * 1024,
         wal_segment_size: 64 * 1024,
         table: TableOptions::default(),
         level0_trigger: 2,

@@ -145,6 +145,8 @@ fn options(args: &Args, cache_mb: usize) -> Options {
     Options {
         durability: Durability::None,
         block_cache_size: cache_mb << 20,
+        // db_bench runs without RocksDB's row cache: compare like with like.
+        row_cache_size: 0,
         memtable_size: args.memtable_mb << 20,
         require_direct_io: true,
         ..Options::default()

@@ -56,6 +56,8 @@ impl HintStore {
         options.memtable_size = HINT_MEMTABLE_SIZE;
         options.wal_segment_size = HINT_MEMTABLE_SIZE as u64;
         options.block_cache_size = 1 << 20;
+        // Hints are replayed by scans, never read by key.
+        options.row_cache_size = 0;
         options.tombstone_grace = config.cluster.hint_window;
         ringkv_storage::io::prepare_dir(dir, options.require_direct_io).await?;
         let engine = Engine::open(dir, options).await?;

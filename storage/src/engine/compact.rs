@@ -29,6 +29,30 @@ use std::time::Instant;
 /// A compaction yields to other tasks after this many entries.
 const YIELD_EVERY_ENTRIES: u64 = 128;
 
+/// Keys a job remembers having purged (or turned from expired values into
+/// tombstones), to drop them from the row cache when it installs; past this
+/// the job clears the whole row cache instead (a mass deletion).
+const PURGED_KEYS_TRACKED_MAX: usize = 64 * 1024;
+
+/// What a job changed besides dropping shadowed versions: the row cache
+/// must forget these keys when the job's tables replace its inputs.
+enum Purged {
+    Keys(Vec<Vec<u8>>),
+    Everything,
+}
+
+impl Purged {
+    fn note(&mut self, key: &[u8]) {
+        if let Purged::Keys(keys) = self {
+            if keys.len() >= PURGED_KEYS_TRACKED_MAX {
+                *self = Purged::Everything;
+            } else {
+                keys.push(key.to_vec());
+            }
+        }
+    }
+}
+
 impl Engine {
     /// The next job for the tables live now, if any level is over target.
     pub(super) fn pick_compaction(&self) -> Option<Job> {
@@ -118,8 +142,8 @@ pub(super) async fn run(engine: &Engine, job: Job) -> Result<()> {
     };
     let mut outputs: Vec<(FileId, PathBuf, PathBuf)> = Vec::new();
     let result = write_outputs(engine, &job, sources, &mut outputs).await;
-    let metas = match result {
-        Ok(metas) => metas,
+    let (metas, purged) = match result {
+        Ok(done) => done,
         Err(e) => {
             for (_, tmp, _) in &outputs {
                 let _ = io::remove_file(tmp);
@@ -169,6 +193,15 @@ pub(super) async fn run(engine: &Engine, job: Job) -> Result<()> {
         if let Some(largest) = job.inputs.iter().map(|m| &m.largest_key).max() {
             state.cursors[job.input_level as usize] = largest.clone();
         }
+        // Reads in flight will not cache what they found in the inputs, and
+        // the row cache forgets what this job purged.
+        state.tables_generation += 1;
+        let mut rows = inner.rows.borrow_mut();
+        match purged {
+            Purged::Keys(keys) => keys.iter().for_each(|k| rows.forget(k)),
+            Purged::Everything => rows.clear(),
+        }
+        drop(rows);
         let c = &mut state.counters;
         c.compactions += 1;
         c.compaction_bytes_read += job.input_bytes();
@@ -195,7 +228,7 @@ async fn write_outputs(
     job: &Job,
     sources: Vec<Source>,
     outputs: &mut Vec<(FileId, PathBuf, PathBuf)>,
-) -> Result<Vec<TableMeta>> {
+) -> Result<(Vec<TableMeta>, Purged)> {
     let inner = &engine.inner;
     let options = &inner.options;
     let now_ms = options.clock.now_ms();
@@ -207,14 +240,26 @@ async fn write_outputs(
     let mut writer: Option<TableWriter> = None;
     let mut charged = 0u64;
     let mut entries = 0u64;
+    let mut purged = Purged::Keys(Vec::new());
     while let Some((key, record)) = merge.next().await? {
-        let record = match retain(record.clone(), now_ms, grace_ms, job.bottommost) {
-            Some(kept) => kept,
+        let kept = match retain(record.clone(), now_ms, grace_ms, job.bottommost) {
+            Some(kept) => Some(kept),
             // Purging is safe only if no source outside the job may hold an
             // older version of the key that the tombstone still shadows
             // (Cassandra's overlap check before dropping a tombstone).
-            None if outside.may_hold(&key) => Record::tombstone(record.version),
-            None => continue,
+            None if outside.may_hold(&key) => Some(Record::tombstone(record.version)),
+            None => None,
+        };
+        // `retain` either keeps the record as it is or turns it into a
+        // tombstone or nothing: a change is a purge or a conversion.
+        if kept
+            .as_ref()
+            .is_none_or(|k| k.is_tombstone() != record.is_tombstone())
+        {
+            purged.note(&key);
+        }
+        let Some(record) = kept else {
+            continue;
         };
         let w = match writer.as_mut() {
             Some(w) => w,
@@ -254,7 +299,7 @@ async fn write_outputs(
     if let Some(w) = writer.take() {
         metas.push(w.finish().await?);
     }
-    Ok(metas)
+    Ok((metas, purged))
 }
 
 /// Memtables and tables outside a job, taken when it starts: where an older

@@ -26,7 +26,10 @@ const FLUSH_CHUNK_ENTRIES: usize = 256;
 impl Engine {
     /// Freezes the active memtable and rotates the WAL at the same point.
     /// Writers wait (`rotating`) until the rotation is done, so every entry of
-    /// the new memtable lands in a later WAL segment.
+    /// the new memtable lands in a later WAL segment. (The wait also bounds how
+    /// far the WAL may lag behind appends in `Durability::None`: letting
+    /// writers go on during the rotation raised throughput but let a lagging
+    /// WAL stall them for seconds later.)
     pub(super) async fn freeze(&self) -> Result<()> {
         let inner = &self.inner;
         let old = {
@@ -152,6 +155,7 @@ impl Engine {
                 state.levels[0].push(t);
             }
             state.counters.flushes += 1;
+            state.tables_generation += 1;
         }
         inner.changed.notify_all();
         inner.wal.retire_through(segment).await

@@ -11,8 +11,11 @@
 //! Backpressure: a write waits while a rotation runs, while more than
 //! [`LEVEL0_STALL_TABLES`] L0 tables wait for compaction, or when the memtable
 //! is full and [`FROZEN_MEMTABLES_MAX`] frozen ones still wait for their flush.
+//! Before it comes to that, the background queue's CPU shares rise with the
+//! backlog ([`Engine::backlog`]).
 //!
-//! Read path: the highest version wins across the active memtable, the frozen
+//! Read path: the row cache answers keys read recently (kept current by
+//! every write); otherwise the highest version wins across the active memtable, the frozen
 //! ones and every table (version pruning by `TableMeta::max_version`; bloom
 //! filter before any disk read). Scans merge every source in key order
 //! (`merge`). Compaction jobs come from [`crate::compaction::pick()`](fn@crate::compaction::pick) and run in
@@ -60,6 +63,7 @@ use crate::io;
 use crate::limits::{BATCH_ENTRIES_MAX, BATCH_SIZE_MAX};
 use crate::manifest::Manifest;
 use crate::memtable::Memtable;
+use crate::row_cache::RowCache;
 use crate::sstable::{table_file_name, Table};
 use crate::types::{Entry, FileId, Record, Version};
 use crate::wal::{SegmentId, Wal, WalOptions};
@@ -88,6 +92,9 @@ struct Inner {
     dir: PathBuf,
     options: Options,
     cache: Rc<BlockCache>,
+    /// Current records of recently read keys; every accepted write passes
+    /// through it (see `row_cache` for the invariant).
+    rows: RefCell<RowCache>,
     wal: Wal,
     manifest: AsyncLock<Manifest>,
     /// Held by whoever runs compactions (the background task or `compact`).
@@ -95,6 +102,30 @@ struct Inner {
     state: RefCell<State>,
     /// Notified on every change writers or waiters may be waiting for.
     changed: Signal,
+}
+
+impl Inner {
+    /// The worst of two backlogs, each 0 when nothing waits and 1 at its
+    /// write stall: flush (frozen memtable bytes against the
+    /// [`FROZEN_MEMTABLES_MAX`] memtables that may wait) and compaction (L0
+    /// tables past the compaction trigger against [`LEVEL0_STALL_TABLES`]).
+    fn backlog(&self) -> f64 {
+        let Ok(state) = self.state.try_borrow() else {
+            return 0.0;
+        };
+        let memtable = self.options.memtable_size.max(1) as f64;
+        let frozen: usize = state
+            .frozen
+            .iter()
+            .map(|f| f.memtable.try_borrow().map_or(0, |m| m.approximate_bytes()))
+            .sum();
+        let flush = frozen as f64 / (memtable * FROZEN_MEMTABLES_MAX as f64);
+        let trigger = self.options.level0_trigger;
+        let over = state.levels[0].len().saturating_sub(trigger);
+        let room = LEVEL0_STALL_TABLES.saturating_sub(trigger).max(1);
+        let compaction = over as f64 / room as f64;
+        flush.max(compaction).min(1.0)
+    }
 }
 
 struct Frozen {
@@ -125,6 +156,10 @@ struct State {
     next_file_id: FileId,
     /// Largest key of the last compaction input per level (round-robin).
     cursors: Vec<Vec<u8>>,
+    /// Bumped whenever tables join or leave the read path (a flush or a
+    /// compaction installs): a read that waited across it does not fill the
+    /// row cache.
+    tables_generation: u64,
     rotating: bool,
     flushing: bool,
     compacting: bool,
@@ -200,11 +235,13 @@ impl Engine {
         )
         .await?;
 
+        let rows = RefCell::new(RowCache::new(options.row_cache_size));
         let engine = Engine {
             inner: Rc::new(Inner {
                 dir: dir.to_path_buf(),
                 options,
                 cache,
+                rows,
                 wal,
                 manifest: AsyncLock::new(manifest),
                 compaction_slot: AsyncLock::new(()),
@@ -214,6 +251,7 @@ impl Engine {
                     levels,
                     next_file_id,
                     cursors: vec![Vec::new(); LEVEL_COUNT],
+                    tables_generation: 0,
                     rotating: false,
                     flushing: false,
                     compacting: false,
@@ -224,8 +262,19 @@ impl Engine {
                 changed: Signal::default(),
             }),
         };
+        let weak = Rc::downgrade(&engine.inner);
+        io::register_backlog(Box::new(move || {
+            weak.upgrade().map(|inner| inner.backlog())
+        }));
         engine.schedule_compaction();
         Ok(engine)
+    }
+
+    /// How far flushes and compactions are behind: 0 while they keep up, 1
+    /// when writers are about to stall (see [`io::register_backlog`], which
+    /// turns it into CPU shares for the background work).
+    pub fn backlog(&self) -> f64 {
+        self.inner.backlog()
     }
 
     /// Writes `value` for `key` at `version`, expiring at `expires_at_ms`
@@ -271,9 +320,12 @@ impl Engine {
         {
             let mut state = inner.state.borrow_mut();
             let mut active = state.active.borrow_mut();
+            let mut rows = inner.rows.borrow_mut();
             for (key, record) in batch.entries {
+                rows.observe_write(&key, &record);
                 active.insert(&key, record);
             }
+            drop(rows);
             drop(active);
             state.counters.user_bytes += user_bytes;
         }
@@ -386,6 +438,7 @@ impl Engine {
                 written as f64 / c.user_bytes as f64
             },
             block_cache: inner.cache.stats(),
+            row_cache: inner.rows.borrow().stats(),
             flushes: c.flushes,
             compactions: c.compactions,
             compaction_time: c.compaction_time,

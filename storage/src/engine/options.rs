@@ -19,6 +19,9 @@ pub struct Options {
     pub memtable_size: usize,
     /// Byte budget of the block cache.
     pub block_cache_size: usize,
+    /// Byte budget of the row cache (current records of recently read keys,
+    /// answered with one hash lookup); 0 disables it.
+    pub row_cache_size: usize,
     /// Size of one WAL segment in bytes (preallocated).
     pub wal_segment_size: u64,
     /// How tables are written (block size, compression, bloom bits).
@@ -51,6 +54,7 @@ impl Default for Options {
             durability: Durability::Sync,
             memtable_size: 64 * MIB,
             block_cache_size: 256 * MIB,
+            row_cache_size: 256 * MIB,
             wal_segment_size: 64 * MIB as u64,
             table: TableOptions::default(),
             level0_trigger: 4,
@@ -119,6 +123,8 @@ pub struct Stats {
     pub write_amplification: f64,
     /// Block cache hits, misses and size.
     pub block_cache: CacheStats,
+    /// Row cache hits, misses and size.
+    pub row_cache: CacheStats,
     /// Memtable flushes completed.
     pub flushes: u64,
     /// Compactions completed.

@@ -1,29 +1,56 @@
 //! Point reads and scans over the memtables and tables.
 
 use super::merge::{MergeIter, Source};
-use super::{Engine, ScanRange};
+use super::{Engine, ScanRange, State};
 use crate::error::Result;
 use crate::sstable::Table;
 use crate::types::{Entry, Record};
 use std::rc::Rc;
 
-/// The highest-version record of `key` across every source. Sources are
-/// searched newest first so version pruning skips most tables.
+/// The highest-version record of `key` across every source: from the row
+/// cache when it holds the key, else searched newest source first (version
+/// pruning skips most tables) and then cached.
 pub(super) async fn get_record(engine: &Engine, key: &[u8]) -> Result<Option<Record>> {
+    if let Some(r) = engine.inner.rows.borrow_mut().get(key) {
+        return Ok(Some(r));
+    }
+    let generation = engine.inner.state.borrow().tables_generation;
+    let mut best = search(engine, key).await?;
+    // Cache the result only if it is still current: writes that landed
+    // while the search waited for I/O are in a memtable (merge them in), unless
+    // a flush moved them to a table the search did not see, or a compaction
+    // purged what it found (then skip).
+    let state = engine.inner.state.borrow();
+    if state.tables_generation == generation {
+        newest_of_memtables(&state, key, &mut best);
+        if let Some(r) = &best {
+            engine.inner.rows.borrow_mut().fill(key, r);
+        }
+    }
+    Ok(best)
+}
+
+/// Raises `best` to the newest record of `key` in the memtables.
+fn newest_of_memtables(state: &State, key: &[u8], best: &mut Option<Record>) {
+    let mut consider = |r: Option<&Record>| {
+        if let Some(r) = r {
+            if best.as_ref().is_none_or(|b| r.version > b.version) {
+                *best = Some(r.clone());
+            }
+        }
+    };
+    consider(state.active.borrow().get(key));
+    for frozen in state.frozen.iter().rev() {
+        consider(frozen.memtable.borrow().get(key));
+    }
+}
+
+/// The highest-version record of `key` in the memtables and tables.
+async fn search(engine: &Engine, key: &[u8]) -> Result<Option<Record>> {
     let mut best: Option<Record> = None;
     let candidates: Vec<Rc<Table>> = {
         let state = engine.inner.state.borrow();
-        let mut consider = |r: Option<&Record>| {
-            if let Some(r) = r {
-                if best.as_ref().is_none_or(|b| r.version > b.version) {
-                    best = Some(r.clone());
-                }
-            }
-        };
-        consider(state.active.borrow().get(key));
-        for frozen in state.frozen.iter().rev() {
-            consider(frozen.memtable.borrow().get(key));
-        }
+        newest_of_memtables(&state, key, &mut best);
         let mut candidates: Vec<Rc<Table>> = state.levels[0]
             .iter()
             .rev()

@@ -1,6 +1,8 @@
 //! Background tasks, timers and the wall clock, for the engine's own use.
 
+use std::cell::RefCell;
 use std::future::Future;
+use std::rc::Rc;
 use std::time::Duration;
 
 /// A background task handle. Dropping it cancels the task (glommio 0.9
@@ -35,22 +37,98 @@ thread_local! {
     /// handle is only valid in the executor that created it.
     static BACKGROUND_QUEUE: std::cell::Cell<Option<(usize, glommio::TaskQueueHandle)>> =
         const { std::cell::Cell::new(None) };
+    /// The backlog controller of this thread's background queue.
+    static CONTROLLER: RefCell<Option<(usize, Rc<BacklogShares>)>> = const { RefCell::new(None) };
 }
 
-/// Creates (once per executor) a task queue with `shares` (foreground work
-/// usually has 1000) for flushes and compactions, so they never take the
-/// foreground's latency budget. Call once per executor before opening engines.
-pub fn set_background_queue(shares: usize) {
+/// Shares of the foreground (request) queue the background queue is scaled
+/// against: at full backlog the background queue gets as many.
+pub const FOREGROUND_SHARES: usize = 1000;
+
+/// How often glommio asks the controller for the background queue's shares.
+const SHARES_ADJUSTMENT_PERIOD: Duration = Duration::from_millis(20);
+
+/// How far behind one engine's background work is: 0 = nothing waiting (or
+/// only routine work), 1 = writers are about to stall. `None` once the engine
+/// is gone.
+pub type BacklogSource = Box<dyn Fn() -> Option<f64>>;
+
+/// The background queue's shares, from the backlog of the engines on this
+/// thread (the idea of ScyllaDB's backlog controllers): `base` while nothing
+/// waits, rising linearly to the foreground's shares as the worst backlog
+/// nears a write stall. Background work thus stays out of the way of
+/// requests while it keeps up, and takes CPU from them, in proportion, before
+/// writers would have to stop; without it a busy shard starved its flushes
+/// and stalled writers for hundreds of milliseconds at a time.
+struct BacklogShares {
+    base: usize,
+    sources: RefCell<Vec<BacklogSource>>,
+}
+
+impl glommio::SharesManager for BacklogShares {
+    fn shares(&self) -> usize {
+        let mut worst: f64 = 0.0;
+        self.sources.borrow_mut().retain(|source| match source() {
+            Some(b) => {
+                worst = worst.max(b);
+                true
+            }
+            None => false,
+        });
+        shares_for(self.base, worst)
+    }
+
+    fn adjustment_period(&self) -> Duration {
+        SHARES_ADJUSTMENT_PERIOD
+    }
+}
+
+/// `base` at backlog 0 (and below), [`FOREGROUND_SHARES`] at 1 (and above),
+/// linear between.
+pub fn shares_for(base: usize, backlog: f64) -> usize {
+    let base = base.clamp(1, FOREGROUND_SHARES);
+    let b = if backlog.is_nan() {
+        0.0
+    } else {
+        backlog.clamp(0.0, 1.0)
+    };
+    base + ((FOREGROUND_SHARES - base) as f64 * b).round() as usize
+}
+
+/// Creates (once per executor) the task queue for flushes and compactions,
+/// with `base_shares` while they keep up (foreground work has
+/// [`FOREGROUND_SHARES`]) and more as their backlog grows (see
+/// [`register_backlog`]). Call once per executor before opening engines.
+pub fn set_background_queue(base_shares: usize) {
     if current_background_queue().is_some() {
         return;
     }
+    let controller = Rc::new(BacklogShares {
+        base: base_shares,
+        sources: RefCell::new(Vec::new()),
+    });
     let tq = glommio::executor().create_task_queue(
-        glommio::Shares::Static(shares),
+        glommio::Shares::Dynamic(controller.clone()),
         glommio::Latency::NotImportant,
         "ringkv-storage-background",
     );
     let executor_id = glommio::executor().id();
     BACKGROUND_QUEUE.with(|q| q.set(Some((executor_id, tq))));
+    CONTROLLER.with(|c| *c.borrow_mut() = Some((executor_id, controller)));
+}
+
+/// Adds an engine's backlog to what sets the background queue's shares on
+/// this executor (no effect without a background queue). The source is
+/// dropped once it returns `None`.
+pub fn register_backlog(source: BacklogSource) {
+    let executor_id = glommio::executor().id();
+    CONTROLLER.with(|c| {
+        if let Some((id, controller)) = &*c.borrow() {
+            if *id == executor_id {
+                controller.sources.borrow_mut().push(source);
+            }
+        }
+    });
 }
 
 /// Sleeps for `d` on the executor's timer.
@@ -69,4 +147,21 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_rise_with_the_backlog_from_base_to_the_foreground() {
+        assert_eq!(shares_for(100, 0.0), 100);
+        assert_eq!(shares_for(100, -1.0), 100);
+        assert_eq!(shares_for(100, f64::NAN), 100);
+        assert_eq!(shares_for(100, 0.5), 550);
+        assert_eq!(shares_for(100, 1.0), FOREGROUND_SHARES);
+        assert_eq!(shares_for(100, 7.0), FOREGROUND_SHARES);
+        assert_eq!(shares_for(0, 0.0), 1);
+        assert_eq!(shares_for(5000, 0.0), FOREGROUND_SHARES);
+    }
 }
