@@ -7,14 +7,17 @@
 //!
 //! Invariants:
 //! - Single owner, single thread: plain maps, no concurrent structure.
-//! - Every key is in both `records` (a hash map: a point read costs one hash
-//!   and one comparison instead of a B-tree walk of ~40 `memcmp`s, which took
-//!   a third of the server's CPU per GET) and `order` (the key order, for
-//!   scans and flushes). Both share the key bytes through one `Rc<[u8]>`.
-//!   The ordered set holds each key with its first 16 bytes inline
-//!   ([`OrderKey`]): most comparisons of an insert end on that integer
-//!   without following the key's pointer (a B-tree insert makes ~40 of them,
-//!   each a cache miss through the pointer, which took a quarter of a SET).
+//! - Every key is in `records` (a hash map: a point read costs one hash and
+//!   one comparison instead of a B-tree walk of ~40 `memcmp`s, which took a
+//!   third of the server's CPU per GET) and once in `keys`, in insertion
+//!   order. Both share the key bytes through one `Rc<[u8]>`.
+//! - Key order is not kept on insert: a B-tree insert per new key took a
+//!   quarter of a SET's CPU, and most memtables are never scanned. The flush
+//!   sorts `keys` in runs ([`Memtable::sorted_run`], merged by [`RunMerge`]);
+//!   the first scan builds `order` (a B-tree) and from then on inserts keep
+//!   it, so a scanned memtable pays what it did before and no more.
+//! - Ordered keys carry their first 16 bytes inline ([`OrderedKey`]): most
+//!   comparisons end on that integer without following the key's pointer.
 //! - `approximate_bytes` is the sum of [`Memtable::entry_bytes`] over the stored
 //!   entries; the engine freezes the memtable when it passes its budget.
 //! - A frozen memtable (handed to a flush) is never mutated again; readers may
@@ -24,8 +27,9 @@
 //! expired values stay until compaction purges them from the tables.
 
 use crate::types::{Record, Version};
-use std::cmp::Ordering;
-use std::collections::{BTreeSet, HashMap};
+use std::cell::RefCell;
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::ops::Bound;
 use std::rc::Rc;
 
@@ -35,7 +39,7 @@ use std::rc::Rc;
 /// fall back to the full comparison (which also settles padding ties such as
 /// `b"a"` against `b"a\0"`).
 #[derive(Clone, Debug)]
-struct OrderKey {
+pub struct OrderedKey {
     prefix: u128,
     key: Rc<[u8]>,
 }
@@ -47,30 +51,69 @@ fn prefix_of(key: &[u8]) -> u128 {
     u128::from_be_bytes(bytes)
 }
 
-impl OrderKey {
+impl OrderedKey {
     fn new(key: Rc<[u8]>) -> Self {
-        OrderKey {
+        OrderedKey {
             prefix: prefix_of(&key),
             key,
         }
     }
+
+    /// The key's bytes.
+    pub fn key(&self) -> &[u8] {
+        &self.key
+    }
 }
 
-impl PartialEq for OrderKey {
+/// Merges sorted runs of distinct keys (the runs of one memtable, from
+/// [`Memtable::sorted_run`]) into one ascending sequence.
+pub struct RunMerge {
+    runs: Vec<std::vec::IntoIter<OrderedKey>>,
+    /// The next key of each run that has one, smallest on top.
+    heads: BinaryHeap<Reverse<(OrderedKey, usize)>>,
+}
+
+impl RunMerge {
+    /// A merge of `runs`, each sorted ascending.
+    pub fn new(runs: Vec<Vec<OrderedKey>>) -> Self {
+        let mut runs: Vec<_> = runs.into_iter().map(Vec::into_iter).collect();
+        let mut heads = BinaryHeap::with_capacity(runs.len());
+        for (i, run) in runs.iter_mut().enumerate() {
+            if let Some(k) = run.next() {
+                heads.push(Reverse((k, i)));
+            }
+        }
+        RunMerge { runs, heads }
+    }
+}
+
+impl Iterator for RunMerge {
+    type Item = OrderedKey;
+
+    fn next(&mut self) -> Option<OrderedKey> {
+        let Reverse((key, run)) = self.heads.pop()?;
+        if let Some(next) = self.runs[run].next() {
+            self.heads.push(Reverse((next, run)));
+        }
+        Some(key)
+    }
+}
+
+impl PartialEq for OrderedKey {
     fn eq(&self, other: &Self) -> bool {
         self.cmp(other) == Ordering::Equal
     }
 }
 
-impl Eq for OrderKey {}
+impl Eq for OrderedKey {}
 
-impl PartialOrd for OrderKey {
+impl PartialOrd for OrderedKey {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl Ord for OrderKey {
+impl Ord for OrderedKey {
     fn cmp(&self, other: &Self) -> Ordering {
         self.prefix
             .cmp(&other.prefix)
@@ -79,8 +122,8 @@ impl Ord for OrderKey {
 }
 
 /// A range bound for the ordered set from a plain key (the set's search key).
-fn bound_of(start: Bound<&[u8]>) -> Bound<OrderKey> {
-    start.map(|k| OrderKey::new(Rc::from(k)))
+fn bound_of(start: Bound<&[u8]>) -> Bound<OrderedKey> {
+    start.map(|k| OrderedKey::new(Rc::from(k)))
 }
 
 /// Fixed per-entry overhead charged to the budget (hash slot, ordered-set
@@ -92,7 +135,10 @@ const ENTRY_OVERHEAD_BYTES: usize = 96;
 #[derive(Debug, Default)]
 pub struct Memtable {
     records: HashMap<Rc<[u8]>, Record, ahash::RandomState>,
-    order: BTreeSet<OrderKey>,
+    /// Every key once, in insertion order.
+    keys: Vec<OrderedKey>,
+    /// The key order, built by the first scan and kept by later inserts.
+    order: RefCell<Option<BTreeSet<OrderedKey>>>,
     bytes: usize,
     max_version: Version,
 }
@@ -124,7 +170,11 @@ impl Memtable {
             }
             None => {
                 let key: Rc<[u8]> = Rc::from(key);
-                self.order.insert(OrderKey::new(Rc::clone(&key)));
+                let ordered = OrderedKey::new(Rc::clone(&key));
+                if let Some(order) = self.order.get_mut() {
+                    order.insert(ordered.clone());
+                }
+                self.keys.push(ordered);
                 self.records.insert(key, record);
                 self.bytes += new_bytes;
             }
@@ -140,9 +190,16 @@ impl Memtable {
 
     /// Up to `max` entries with keys after `start`, in key order, cloned so the
     /// caller can hold them across an `.await` without borrowing the memtable.
+    /// The first call builds the key order (see the module doc).
     pub fn entries_from(&self, start: Bound<&[u8]>, max: usize) -> Vec<(Vec<u8>, Record)> {
+        let mut order = self.order.borrow_mut();
+        let order = order.get_or_insert_with(|| {
+            let mut keys = self.keys.clone();
+            keys.sort_unstable();
+            keys.into_iter().collect()
+        });
         // The end is unbounded, so `range` cannot panic on an inverted range.
-        self.order
+        order
             .range((bound_of(start), Bound::Unbounded))
             .filter_map(|k| {
                 self.records
@@ -153,12 +210,24 @@ impl Memtable {
             .collect()
     }
 
-    /// Every entry in key order.
+    /// Every entry in key order (sorts a copy of the keys: for tests and
+    /// tools, not the serving path).
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Record)> {
-        // Every key of `order` is in `records` (both are filled together).
-        self.order
-            .iter()
+        let mut keys: Vec<&OrderedKey> = self.keys.iter().collect();
+        keys.sort_unstable();
+        // Every key of `keys` is in `records` (both are filled together).
+        keys.into_iter()
             .filter_map(|k| self.records.get(&k.key).map(|r| (&*k.key, r)))
+    }
+
+    /// Keys `start..start + max` of the insertion order, sorted: one run of
+    /// a flush, which sorts the memtable a run at a time (yielding between
+    /// runs) and merges the runs with [`RunMerge`].
+    pub fn sorted_run(&self, start: usize, max: usize) -> Vec<OrderedKey> {
+        let end = start.saturating_add(max).min(self.keys.len());
+        let mut run = self.keys.get(start..end).unwrap_or_default().to_vec();
+        run.sort_unstable();
+        run
     }
 
     /// Bytes charged to the budget (see [`Memtable::entry_bytes`]).
@@ -265,16 +334,31 @@ mod tests {
                 1..120,
             ),
             cursor in proptest::collection::vec(any::<u8>(), 0..20),
+            run_keys in 1usize..50,
+            split in 0usize..120,
         ) {
             let mut m = Memtable::new();
-            for (i, k) in keys.iter().enumerate() {
+            // Some keys before the first scan builds the order, the rest after.
+            let split = split.min(keys.len());
+            for (i, k) in keys[..split].iter().enumerate() {
                 m.insert(k, Record::put(v(i as u64 + 1), vec![], 0));
+            }
+            let _ = m.entries_from(Bound::Unbounded, 1);
+            for (i, k) in keys[split..].iter().enumerate() {
+                m.insert(k, Record::put(v((split + i) as u64 + 1), vec![], 0));
             }
             let mut expected: Vec<Vec<u8>> = keys.clone();
             expected.sort();
             expected.dedup();
             let got: Vec<Vec<u8>> = m.iter().map(|(k, _)| k.to_vec()).collect();
             prop_assert_eq!(&got, &expected);
+            // The flush's way: sorted runs of the insertion order, merged.
+            let runs: Vec<Vec<OrderedKey>> = (0..m.len())
+                .step_by(run_keys)
+                .map(|start| m.sorted_run(start, run_keys))
+                .collect();
+            let merged: Vec<Vec<u8>> = RunMerge::new(runs).map(|k| k.key().to_vec()).collect();
+            prop_assert_eq!(&merged, &expected);
             let after: Vec<Vec<u8>> = m
                 .entries_from(Bound::Excluded(cursor.as_slice()), usize::MAX)
                 .into_iter()
