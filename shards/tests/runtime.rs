@@ -9,18 +9,17 @@ use ringkv_shards::NodeConfig;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// A base port with `span` free ports from it, below the ephemeral range
+/// (32768 and up on Linux), where a released port-0 pick could be handed to a
+/// client socket or another test at once; spread by process id.
 fn free_port(span: u16) -> u16 {
-    for _ in 0..200 {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = probe.local_addr().unwrap().port();
-        drop(probe);
-        if base < 60_000
-            && (0..span).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok())
-        {
-            return base;
-        }
-    }
-    panic!("no free ports");
+    let start = 20_000 + (std::process::id() % 600) as u16 * 20;
+    (0..600u16)
+        .map(|i| 20_000 + (start - 20_000 + i * 20) % 12_000)
+        .find(|&base| {
+            (0..span).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok())
+        })
+        .expect("no free ports below the ephemeral range")
 }
 
 fn start(
