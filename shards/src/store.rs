@@ -138,32 +138,13 @@ impl Store {
                 "storage_index_bloom_bytes".into(),
                 s.index_bloom_bytes.to_string(),
             ),
-            (
-                "storage_block_cache_hits".into(),
-                s.block_cache.hits.to_string(),
-            ),
-            (
-                "storage_block_cache_misses".into(),
-                s.block_cache.misses.to_string(),
-            ),
-            (
-                "storage_block_cache_bytes".into(),
-                s.block_cache.bytes.to_string(),
-            ),
-            (
-                "storage_row_cache_hits".into(),
-                s.row_cache.hits.to_string(),
-            ),
-            (
-                "storage_row_cache_misses".into(),
-                s.row_cache.misses.to_string(),
-            ),
-            (
-                "storage_row_cache_bytes".into(),
-                s.row_cache.bytes.to_string(),
-            ),
-            ("storage_write_stalls".into(), s.write_stalls.to_string()),
         ];
+        for (name, cache) in [("block_cache", s.block_cache), ("row_cache", s.row_cache)] {
+            out.push((format!("storage_{name}_hits"), cache.hits.to_string()));
+            out.push((format!("storage_{name}_misses"), cache.misses.to_string()));
+            out.push((format!("storage_{name}_bytes"), cache.bytes.to_string()));
+        }
+        out.push(("storage_write_stalls".into(), s.write_stalls.to_string()));
         for (level, (bytes, tables)) in s
             .bytes_per_level
             .iter()

@@ -15,6 +15,7 @@ pub mod compaction;
 pub mod engine;
 pub mod error;
 pub mod io;
+mod le;
 pub mod limits;
 pub mod manifest;
 pub mod memtable;

@@ -33,6 +33,7 @@
 //! buckets, like the block cache.
 
 use crate::cache::CacheStats;
+use crate::le::{u32_at, u64_at};
 use crate::types::{Record, Version};
 
 /// Bookkeeping charged per entry besides its key and value bytes: its share
@@ -62,18 +63,6 @@ const FLAG_REFERENCED: u8 = 2;
 struct Slot {
     hash: u32,
     entry: Box<[u8]>,
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut x = [0u8; 8];
-    x.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(x)
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    let mut x = [0u8; 4];
-    x.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(x)
 }
 
 fn encode(key: &[u8], record: &Record) -> Box<[u8]> {
@@ -214,8 +203,8 @@ impl RowCache {
         if !self.is_enabled() {
             return;
         }
+        let hash = self.hash(key);
         if self.len > 0 {
-            let hash = self.hash(key);
             if let Some(i) = self.find(hash, key) {
                 self.raise(i, key, record);
                 return;
@@ -231,7 +220,6 @@ impl RowCache {
         if (self.len + 1) * 4 > self.buckets.len() * LOAD_MAX_QUARTERS {
             self.grow();
         }
-        let hash = self.hash(key);
         let mask = self.mask();
         let mut i = hash as usize & mask;
         while self.buckets[i].is_some() {

@@ -12,7 +12,7 @@
 //! [`LEVEL0_STALL_TABLES`] L0 tables wait for compaction, or when the memtable
 //! is full and [`FROZEN_MEMTABLES_MAX`] frozen ones still wait for their flush.
 //! Before it comes to that, the background queue's CPU shares rise with the
-//! backlog ([`Engine::backlog`]).
+//! backlog (`Inner::backlog`, registered with [`io::register_backlog`]).
 //!
 //! Read path: the row cache answers keys read recently (kept current by
 //! every write); otherwise the highest version wins across the active memtable, the frozen
@@ -268,13 +268,6 @@ impl Engine {
         }));
         engine.schedule_compaction();
         Ok(engine)
-    }
-
-    /// How far flushes and compactions are behind: 0 while they keep up, 1
-    /// when writers are about to stall (see [`io::register_backlog`], which
-    /// turns it into CPU shares for the background work).
-    pub fn backlog(&self) -> f64 {
-        self.inner.backlog()
     }
 
     /// Writes `value` for `key` at `version`, expiring at `expires_at_ms`

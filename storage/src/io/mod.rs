@@ -19,7 +19,7 @@ mod runtime;
 
 pub use direct_file::{AlignedBuf, DirectFile};
 pub use runtime::{
-    now_ms, register_backlog, set_background_queue, shares_for, sleep, spawn_background, yield_now,
+    now_ms, register_backlog, set_background_queue, sleep, spawn_background, yield_now,
     BackgroundTask, BacklogSource, FOREGROUND_SHARES,
 };
 

@@ -85,7 +85,7 @@ impl glommio::SharesManager for BacklogShares {
 
 /// `base` at backlog 0 (and below), [`FOREGROUND_SHARES`] at 1 (and above),
 /// linear between.
-pub fn shares_for(base: usize, backlog: f64) -> usize {
+fn shares_for(base: usize, backlog: f64) -> usize {
     let base = base.clamp(1, FOREGROUND_SHARES);
     let b = if backlog.is_nan() {
         0.0

@@ -21,6 +21,8 @@
 //! of its previous life. Those frames carry the old id, so they never validate
 //! in the new file, whatever their checksum.
 
+use crate::le::{u32_at, u64_at};
+
 /// Size of a frame header in bytes.
 pub const FRAME_HEADER_SIZE: usize = 32;
 /// Alignment of frames within a file.
@@ -154,14 +156,14 @@ pub fn decode_frame(
     if header[0..4] != magic {
         return Decoded::Invalid(Invalid::BadMagic);
     }
-    let found = read_u64(header, 8);
+    let found = u64_at(header, 8);
     if found != file_id {
         return Decoded::Invalid(Invalid::OtherFile { found });
     }
     if header[29..32] != [0, 0, 0] {
         return Decoded::Invalid(Invalid::BadReserved);
     }
-    let payload_len = u64::from(read_u32(header, 24));
+    let payload_len = u64::from(u32_at(header, 24));
     if payload_len > payload_len_max as u64 {
         return Decoded::Invalid(Invalid::BadLength {
             len: payload_len,
@@ -182,14 +184,14 @@ pub fn decode_frame(
     let Some(covered) = bytes.get(8..end) else {
         return Decoded::Incomplete { needed: end };
     };
-    let stored = read_u32(header, 4);
+    let stored = u32_at(header, 4);
     let computed = crc32c::crc32c(covered);
     if stored != computed {
         return Decoded::Invalid(Invalid::BadChecksum { stored, computed });
     }
     Decoded::Frame {
         kind: header[28],
-        seq: read_u64(header, 16),
+        seq: u64_at(header, 16),
         payload: &bytes[FRAME_HEADER_SIZE..end],
         len: frame_len(payload_len),
     }
@@ -208,18 +210,6 @@ pub fn magic_candidates(bytes: &[u8], magic: [u8; 4]) -> Vec<usize> {
         i += FRAME_ALIGN;
     }
     out
-}
-
-fn read_u32(b: &[u8], at: usize) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(a)
-}
-
-fn read_u64(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(a)
 }
 
 #[cfg(test)]
