@@ -16,12 +16,12 @@
 //! on, `Close` answers with id 0, flushes and closes.
 
 use crate::limits::{BATCH_FRAMES_MAX, RECEIVE_BUFFER_SIZE_INITIAL};
-use crate::service::{encode_error, handle, Scope};
+use crate::service::{answer_now, encode_error, handle, now_ms, Scope};
 use crate::shard::{Shard, ShardCounters};
 use crate::stop::StopEvent;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
-use ringkv_net::client_frame::{decode_request, Decoded, Resync, Status};
+use ringkv_net::client_frame::{decode_request, Decoded, Request, RequestHeader, Resync, Status};
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
@@ -57,7 +57,7 @@ pub(crate) async fn run_batch<'b>(
         close: false,
         frames: 0,
     };
-    let mut work: Vec<Pin<Box<dyn Future<Output = ()> + '_>>> = Vec::new();
+    let mut pending = Pending::new(shard, scope, out);
     while end.frames < BATCH_FRAMES_MAX && pos < buf.len() {
         match decode_request(&buf[pos..], frame_size_max) {
             Ok(Decoded::Frame {
@@ -65,9 +65,9 @@ pub(crate) async fn run_batch<'b>(
                 len,
             }) => {
                 let raw = &buf[pos..pos + len];
-                work.push(Box::pin(handle(shard, scope, header, req, raw, out)));
                 pos += len;
                 end.frames += 1;
+                pending.push(header, req, raw);
             }
             Ok(Decoded::Incomplete { needed }) => {
                 end.needed = needed;
@@ -98,6 +98,7 @@ pub(crate) async fn run_batch<'b>(
         }
     }
     end.consumed = pos.min(buf.len());
+    let mut work = pending.release();
     if work.len() == 1 {
         if let Some(f) = work.pop() {
             f.await;
@@ -106,6 +107,88 @@ pub(crate) async fn run_batch<'b>(
         crate::join::join_all(work).await;
     }
     end
+}
+
+/// Requests of a batch decoded but not yet run; a longer batch runs in
+/// several rounds.
+const PENDING_MAX: usize = 32;
+
+/// A batch's requests between decoding and running. Requests are held until
+/// [`PENDING_MAX`] are decoded (or the batch ends), then the keys of their
+/// GETs are hinted to the store together (see
+/// [`crate::store::Store::prefetch`]) before any of them runs, so their
+/// cache misses overlap instead of following one another.
+///
+/// A request runs at once when it can (a GET the row cache holds, see
+/// [`answer_now`]), else it is queued as a future. Nothing overtakes queued
+/// work: once one request is queued, every later one is queued too, so a
+/// pipelined GET never runs before a PUT sent ahead of it.
+struct Pending<'b> {
+    shard: &'b Rc<Shard>,
+    scope: Scope,
+    out: &'b RefCell<Vec<u8>>,
+    /// The wall clock, read once per batch for the requests answered at once.
+    now_ms: u64,
+    held: [Option<(RequestHeader, Request<'b>, &'b [u8])>; PENDING_MAX],
+    len: usize,
+    queued: Vec<Pin<Box<dyn Future<Output = ()> + 'b>>>,
+}
+
+impl<'b> Pending<'b> {
+    fn new(shard: &'b Rc<Shard>, scope: Scope, out: &'b RefCell<Vec<u8>>) -> Self {
+        Pending {
+            shard,
+            scope,
+            out,
+            now_ms: now_ms(),
+            held: [const { None }; PENDING_MAX],
+            len: 0,
+            queued: Vec::new(),
+        }
+    }
+
+    /// Holds one decoded request (`raw` is its whole frame).
+    fn push(&mut self, header: RequestHeader, req: Request<'b>, raw: &'b [u8]) {
+        if self.len == PENDING_MAX {
+            self.run_held();
+        }
+        self.held[self.len] = Some((header, req, raw));
+        self.len += 1;
+    }
+
+    /// Runs what is held; returns the futures of the requests that could
+    /// not be answered at once, in request order.
+    fn release(mut self) -> Vec<Pin<Box<dyn Future<Output = ()> + 'b>>> {
+        self.run_held();
+        self.queued
+    }
+
+    fn run_held(&mut self) {
+        let mut keys: [&[u8]; PENDING_MAX] = [&[]; PENDING_MAX];
+        let mut hinted = 0;
+        for (_, req, _) in self.held[..self.len].iter().flatten() {
+            if let Request::Get { key } = req {
+                keys[hinted] = key;
+                hinted += 1;
+            }
+        }
+        if hinted > 0 {
+            self.shard.store.prefetch(&keys[..hinted]);
+        }
+        for i in 0..self.len {
+            let Some((header, req, raw)) = self.held[i].take() else {
+                continue;
+            };
+            if self.queued.is_empty()
+                && answer_now(self.shard, &header, &req, self.now_ms, self.out)
+            {
+                continue;
+            }
+            let f = handle(self.shard, self.scope, header, req, raw, self.out);
+            self.queued.push(Box::pin(f));
+        }
+        self.len = 0;
+    }
 }
 
 /// Serves one connection until the peer closes it, the stream becomes

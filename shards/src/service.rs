@@ -126,6 +126,7 @@ pub(crate) fn storage_failure(shard: &Shard, e: &ringkv_storage::Error) -> Outco
     }
 }
 
+/// The wall clock in milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> u64 {
     crate::clock::wall_ms()
 }
@@ -378,6 +379,37 @@ async fn execute_key_inner(
             "not a single-key request".into(),
         )),
     }
+}
+
+/// Answers `req` at once, with no future and no allocation beyond the
+/// answer, when that gives exactly what [`handle`] would: a GET of a key this
+/// shard owns on a standalone node whose record the row cache holds. Returns
+/// false (having done nothing) otherwise; then call `handle`. `now_ms` is
+/// the wall clock read once for the whole batch (expiry has millisecond
+/// granularity; a batch runs in microseconds).
+pub fn answer_now(
+    shard: &Shard,
+    header: &RequestHeader,
+    req: &Request<'_>,
+    now_ms: u64,
+    out: &RefCell<Vec<u8>>,
+) -> bool {
+    let Request::Get { key } = *req else {
+        return false;
+    };
+    if shard.has_cluster()
+        || shard.owner_of(key) != shard.id
+        || check_sizes(shard, key, None).is_err()
+    {
+        return false;
+    }
+    let Some(record) = shard.store.get_cached(key) else {
+        return false;
+    };
+    ShardCounters::bump(&shard.counters.requests);
+    let outcome = live(Some(record), now_ms).map_or(Outcome::NotFound, Outcome::Value);
+    encode_outcome(header.id, &outcome, &mut out.borrow_mut());
+    true
 }
 
 /// Answers one decoded request, appending the encoded answer to `out`.

@@ -145,6 +145,12 @@ impl Shard {
         self.cluster.borrow().clone()
     }
 
+    /// Whether this shard has a cluster part (see [`Shard::cluster`]),
+    /// without taking a reference to it.
+    pub fn has_cluster(&self) -> bool {
+        self.cluster.borrow().is_some()
+    }
+
     /// Detaches the cluster part.
     pub fn detach_cluster(&self) -> Option<Rc<ClusterShard>> {
         self.cluster.borrow_mut().take()

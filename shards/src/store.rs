@@ -61,6 +61,17 @@ impl Store {
         self.engine.get_record(key).await
     }
 
+    /// The record of `key` if the row cache holds it (see
+    /// [`Engine::get_cached`]); `None` means "take the full read".
+    pub fn get_cached(&self, key: &[u8]) -> Option<Record> {
+        self.engine.get_cached(key)
+    }
+
+    /// Hints that `keys` are about to be read (see [`Engine::prefetch`]).
+    pub fn prefetch(&self, keys: &[&[u8]]) {
+        self.engine.prefetch(keys);
+    }
+
     /// Writes a value; durable per the configured mode when this returns.
     pub async fn put(
         &self,

@@ -19,6 +19,7 @@ mod le;
 pub mod limits;
 pub mod manifest;
 pub mod memtable;
+mod prefetch;
 pub mod row_cache;
 pub mod sstable;
 pub mod types;

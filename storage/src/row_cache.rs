@@ -34,6 +34,7 @@
 
 use crate::cache::CacheStats;
 use crate::le::{u32_at, u64_at};
+use crate::prefetch::prefetch_line;
 use crate::types::{Record, Version};
 
 /// Bookkeeping charged per entry besides its key and value bytes: its share
@@ -55,6 +56,13 @@ const LOAD_MAX_QUARTERS: usize = 3;
 /// Entry header: version hlc (8), expiry (8), version node (4), key length
 /// (4), flags (1), padding to 32.
 const HEADER_BYTES: usize = 32;
+/// Keys whose buckets one prefetch pass hints before it reads them back.
+const PREFETCH_CHUNK: usize = 32;
+
+/// Cache lines of an entry a prefetch hints: header and key, then the
+/// start of the value (a longer value streams in behind it anyway).
+const PREFETCH_ENTRY_LINES: usize = 3;
+
 const FLAG_TOMBSTONE: u8 = 1;
 const FLAG_REFERENCED: u8 = 2;
 
@@ -173,27 +181,57 @@ impl RowCache {
         self.hasher.hash_one(key) as u32
     }
 
+    /// Starts loading, without waiting, the memory that `get` of each of
+    /// `keys` will touch: the key's home bucket, then the entry that bucket
+    /// holds. A hint for a batch of reads about to run; it changes nothing a
+    /// later call returns. Costs one hash per key and one bucket load per key.
+    pub fn prefetch(&self, keys: &[&[u8]]) {
+        if self.len == 0 {
+            return;
+        }
+        let mask = self.mask();
+        let mut homes = [0usize; PREFETCH_CHUNK];
+        for chunk in keys.chunks(PREFETCH_CHUNK) {
+            // First every bucket, so their misses overlap; by the time the
+            // second pass reads a bucket, its line has (mostly) arrived.
+            for (home, key) in homes.iter_mut().zip(chunk) {
+                *home = self.hash(key) as usize & mask;
+                prefetch_line(&self.buckets[*home]);
+            }
+            for &home in &homes[..chunk.len()] {
+                if let Some(slot) = &self.buckets[home] {
+                    // A home-bucket entry is usually the key itself (probe
+                    // runs are short at this load factor).
+                    let entry = &slot.entry;
+                    for offset in (0..entry.len()).step_by(64).take(PREFETCH_ENTRY_LINES) {
+                        prefetch_line(&entry[offset]);
+                    }
+                }
+            }
+        }
+    }
+
     /// The cached record of `key` (a copy); counts a hit or a miss.
     pub fn get(&mut self, key: &[u8]) -> Option<Record> {
+        let found = self.get_if_cached(key);
+        if found.is_none() && self.is_enabled() {
+            self.misses += 1;
+        }
+        found
+    }
+
+    /// Like [`get`](Self::get), but a miss is not counted: for a caller
+    /// that falls back to a full read, which counts it.
+    pub fn get_if_cached(&mut self, key: &[u8]) -> Option<Record> {
         if self.len == 0 {
-            if self.is_enabled() {
-                self.misses += 1;
-            }
             return None;
         }
         let hash = self.hash(key);
-        match self.find(hash, key) {
-            Some(i) => {
-                self.hits += 1;
-                let slot = self.buckets[i].as_mut()?;
-                slot.entry[24] |= FLAG_REFERENCED;
-                Some(record_of(&slot.entry))
-            }
-            None => {
-                self.misses += 1;
-                None
-            }
-        }
+        let i = self.find(hash, key)?;
+        self.hits += 1;
+        let slot = self.buckets[i].as_mut()?;
+        slot.entry[24] |= FLAG_REFERENCED;
+        Some(record_of(&slot.entry))
     }
 
     /// Caches `record` as the current record of `key` (after a full read),
@@ -500,6 +538,29 @@ mod tests {
         let mut c = RowCache::new(0);
         c.fill(b"a", &put(1, b"x"));
         assert!(c.get(b"a").is_none() && c.is_empty());
+    }
+
+    #[test]
+    fn prefetch_changes_no_answer_and_get_if_cached_counts_no_miss() {
+        let mut c = RowCache::new(1 << 20);
+        let absent: &[u8] = b"absent";
+        c.prefetch(&[absent]); // an empty table: nothing to hint
+        let keys: Vec<Vec<u8>> = (0..100).map(|i| format!("k{i}").into_bytes()).collect();
+        for (i, k) in keys.iter().enumerate() {
+            c.fill(k, &put(i as u64 + 1, k));
+        }
+        // More keys than one prefetch chunk, some absent.
+        let mut hinted: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+        hinted.push(absent);
+        c.prefetch(&hinted);
+        for (i, k) in keys.iter().enumerate() {
+            let r = c.get_if_cached(k).expect("cached");
+            assert_eq!(r, put(i as u64 + 1, k));
+        }
+        assert!(c.get_if_cached(absent).is_none());
+        assert_eq!((c.hits, c.misses), (100, 0));
+        assert!(c.get(absent).is_none());
+        assert_eq!(c.misses, 1);
     }
 
     proptest! {

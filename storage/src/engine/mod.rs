@@ -339,6 +339,21 @@ impl Engine {
         read::get_record(self, key).await
     }
 
+    /// The record [`get_record`](Self::get_record) would return, when the
+    /// row cache holds it: an answer without I/O or waiting. `None` says
+    /// only "not cached" (or the engine is closed): call `get_record`.
+    pub fn get_cached(&self, key: &[u8]) -> Option<Record> {
+        self.check_open().ok()?;
+        self.inner.rows.borrow_mut().get_if_cached(key)
+    }
+
+    /// Hints that `keys` are about to be read: starts loading the row-cache
+    /// memory their lookups touch so a batch's cache misses overlap. Changes
+    /// no result; cheap when the cache is empty or disabled.
+    pub fn prefetch(&self, keys: &[&[u8]]) {
+        self.inner.rows.borrow().prefetch(keys);
+    }
+
     /// Up to `limit` live entries of `range` at `now_ms`, in key order.
     pub async fn scan(&self, range: ScanRange, limit: usize, now_ms: u64) -> Result<Vec<Entry>> {
         self.check_open()?;
