@@ -7,10 +7,13 @@
 //!
 //! Invariants:
 //! - Single owner, single thread: plain maps, no concurrent structure.
-//! - Every key is in `records` (a hash map: a point read costs one hash and
+//! - Every key is in `slots` (a hash map: a point read costs one hash and
 //!   one comparison instead of a B-tree walk of ~40 `memcmp`s, which took a
 //!   third of the server's CPU per GET) and once in `keys`, in insertion
-//!   order. Both share the key bytes through one `Rc<[u8]>`.
+//!   order; both share the key bytes through one `Rc<[u8]>`. Its record is
+//!   in `records` at the same position as the key in `keys`, and ordered
+//!   keys carry that position: a flush reads records without hashing (the
+//!   hash lookup and a record copy per key took half of a flush).
 //! - Key order is not kept on insert: a B-tree insert per new key took a
 //!   quarter of a SET's CPU, and most memtables are never scanned. The flush
 //!   sorts `keys` in runs ([`Memtable::sorted_run`], merged by [`RunMerge`]);
@@ -26,6 +29,7 @@
 //! It does not do I/O, decide when to freeze, or drop tombstones: tombstones and
 //! expired values stay until compaction purges them from the tables.
 
+use crate::prefetch::prefetch_line;
 use crate::types::{Record, Version};
 use std::cell::RefCell;
 use std::cmp::{Ordering, Reverse};
@@ -37,11 +41,13 @@ use std::rc::Rc;
 /// (zero-padded), then the whole key. Orders exactly as the key bytes do:
 /// the prefixes compare like the keys' first 16 bytes, and equal prefixes
 /// fall back to the full comparison (which also settles padding ties such as
-/// `b"a"` against `b"a\0"`).
+/// `b"a"` against `b"a\0"`). It also names the key's record slot, so a
+/// flush walking keys in order reads each record without a hash lookup.
 #[derive(Clone, Debug)]
 pub struct OrderedKey {
     prefix: u128,
     key: Rc<[u8]>,
+    slot: usize,
 }
 
 fn prefix_of(key: &[u8]) -> u128 {
@@ -52,10 +58,11 @@ fn prefix_of(key: &[u8]) -> u128 {
 }
 
 impl OrderedKey {
-    fn new(key: Rc<[u8]>) -> Self {
+    fn new(key: Rc<[u8]>, slot: usize) -> Self {
         OrderedKey {
             prefix: prefix_of(&key),
             key,
+            slot,
         }
     }
 
@@ -121,20 +128,29 @@ impl Ord for OrderedKey {
     }
 }
 
-/// A range bound for the ordered set from a plain key (the set's search key).
+/// A range bound for the ordered set from a plain key (the set's search key;
+/// the slot takes no part in the order).
 fn bound_of(start: Bound<&[u8]>) -> Bound<OrderedKey> {
-    start.map(|k| OrderedKey::new(Rc::from(k)))
+    start.map(|k| OrderedKey::new(Rc::from(k), 0))
 }
+
+/// Cache lines of a value [`Memtable::prefetch`] hints (a longer value
+/// streams in behind them).
+const PREFETCH_VALUE_LINES: usize = 2;
 
 /// Fixed per-entry overhead charged to the budget (hash slot, ordered-set
 /// slot, the shared key's header, the value's header); an estimate, so the
 /// budget tracks real memory use.
-const ENTRY_OVERHEAD_BYTES: usize = 96;
+const ENTRY_OVERHEAD_BYTES: usize = 112;
 
 /// An ordered map from key to its highest-version record.
 #[derive(Debug, Default)]
 pub struct Memtable {
-    records: HashMap<Rc<[u8]>, Record, ahash::RandomState>,
+    /// Each key's slot in `records`.
+    slots: HashMap<Rc<[u8]>, usize, ahash::RandomState>,
+    /// Each key's record, in insertion order (`keys[i]` is the key of
+    /// `records[i]`).
+    records: Vec<Record>,
     /// Every key once, in insertion order.
     keys: Vec<OrderedKey>,
     /// The key order, built by the first scan and kept by later inserts.
@@ -149,6 +165,16 @@ impl Memtable {
         Self::default()
     }
 
+    /// An empty memtable with room for `keys` keys before any regrowth.
+    pub fn with_capacity(keys: usize) -> Self {
+        Memtable {
+            slots: HashMap::with_capacity_and_hasher(keys, ahash::RandomState::new()),
+            records: Vec::with_capacity(keys),
+            keys: Vec::with_capacity(keys),
+            ..Self::default()
+        }
+    }
+
     /// Bytes one entry is charged in the memtable budget.
     pub fn entry_bytes(key: &[u8], record: &Record) -> usize {
         key.len() + record.size_estimate() + ENTRY_OVERHEAD_BYTES
@@ -159,8 +185,9 @@ impl Memtable {
     pub fn insert(&mut self, key: &[u8], record: Record) -> bool {
         let new_bytes = Self::entry_bytes(key, &record);
         let version = record.version;
-        match self.records.get_mut(key) {
-            Some(existing) => {
+        match self.slots.get(key) {
+            Some(&slot) => {
+                let existing = &mut self.records[slot];
                 if existing.version >= version {
                     return false;
                 }
@@ -170,12 +197,14 @@ impl Memtable {
             }
             None => {
                 let key: Rc<[u8]> = Rc::from(key);
-                let ordered = OrderedKey::new(Rc::clone(&key));
+                let slot = self.records.len();
+                let ordered = OrderedKey::new(Rc::clone(&key), slot);
                 if let Some(order) = self.order.get_mut() {
                     order.insert(ordered.clone());
                 }
                 self.keys.push(ordered);
-                self.records.insert(key, record);
+                self.slots.insert(key, slot);
+                self.records.push(record);
                 self.bytes += new_bytes;
             }
         }
@@ -185,7 +214,31 @@ impl Memtable {
 
     /// The record stored for `key` (a value, an expired value or a tombstone).
     pub fn get(&self, key: &[u8]) -> Option<&Record> {
-        self.records.get(key)
+        self.slots.get(key).map(|&slot| &self.records[slot])
+    }
+
+    /// The record of a key this memtable gave out (from
+    /// [`sorted_run`](Self::sorted_run)): no hash lookup.
+    pub fn record_of(&self, key: &OrderedKey) -> &Record {
+        &self.records[key.slot]
+    }
+
+    /// Starts loading, without waiting, the memory that reading `keys`
+    /// (from [`sorted_run`](Self::sorted_run)) and their records will touch:
+    /// a flush walks keys in order, which is random in memory, so it hints
+    /// a stretch of them first and their misses overlap. Changes nothing.
+    pub fn prefetch(&self, keys: &[OrderedKey]) {
+        for k in keys {
+            prefetch_line(k.key.as_ptr());
+            prefetch_line(&self.records[k.slot]);
+        }
+        for k in keys {
+            if let Some(value) = &self.records[k.slot].value {
+                for offset in (0..value.len()).step_by(64).take(PREFETCH_VALUE_LINES) {
+                    prefetch_line(&value[offset]);
+                }
+            }
+        }
     }
 
     /// Up to `max` entries with keys after `start`, in key order, cloned so the
@@ -201,11 +254,7 @@ impl Memtable {
         // The end is unbounded, so `range` cannot panic on an inverted range.
         order
             .range((bound_of(start), Bound::Unbounded))
-            .filter_map(|k| {
-                self.records
-                    .get(&k.key)
-                    .map(|r| (k.key.to_vec(), r.clone()))
-            })
+            .map(|k| (k.key.to_vec(), self.records[k.slot].clone()))
             .take(max)
             .collect()
     }
@@ -215,9 +264,7 @@ impl Memtable {
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Record)> {
         let mut keys: Vec<&OrderedKey> = self.keys.iter().collect();
         keys.sort_unstable();
-        // Every key of `keys` is in `records` (both are filled together).
-        keys.into_iter()
-            .filter_map(|k| self.records.get(&k.key).map(|r| (&*k.key, r)))
+        keys.into_iter().map(|k| (&*k.key, &self.records[k.slot]))
     }
 
     /// Keys `start..start + max` of the insertion order, sorted: one run of
@@ -298,6 +345,29 @@ mod tests {
             Memtable::entry_bytes(b"k", &Record::put(v(2), vec![0; 10], 0))
                 + Memtable::entry_bytes(b"j", &Record::tombstone(v(3)))
         );
+    }
+
+    #[test]
+    fn a_flush_reads_each_keys_newest_record_through_its_ordered_key() {
+        let mut m = Memtable::with_capacity(4);
+        for (i, k) in [b"c", b"a", b"d", b"b", b"e"].iter().enumerate() {
+            m.insert(*k, Record::put(v(1), vec![i as u8], 0));
+        }
+        m.insert(b"a", Record::put(v(2), b"newer".to_vec(), 0));
+        m.insert(b"d", Record::tombstone(v(3)));
+        let runs = vec![m.sorted_run(0, 2), m.sorted_run(2, 2), m.sorted_run(4, 2)];
+        let merged: Vec<OrderedKey> = RunMerge::new(runs).collect();
+        m.prefetch(&merged);
+        let keys: Vec<&[u8]> = merged.iter().map(OrderedKey::key).collect();
+        assert_eq!(keys, [&b"a"[..], b"b", b"c", b"d", b"e"]);
+        for k in &merged {
+            assert_eq!(Some(m.record_of(k)), m.get(k.key()));
+        }
+        assert_eq!(
+            m.record_of(&merged[0]).value.as_deref(),
+            Some(&b"newer"[..])
+        );
+        assert!(m.record_of(&merged[3]).is_tombstone());
     }
 
     #[test]

@@ -281,3 +281,63 @@ fn flipped_bytes_in_any_file_give_errors_naming_it_or_correct_values() {
             }
         });
 }
+
+/// A damaged last manifest record looks like a torn write and is cut, which
+/// rewinds the manifest's state. The tables and WAL segments that record
+/// accounted for must survive: the open either fails naming the manifest
+/// (the files no longer match the older state) and deletes nothing, or
+/// succeeds with every value intact. With the manifest restored, everything
+/// reads back either way.
+#[test]
+fn a_damaged_last_manifest_record_never_costs_a_table() {
+    let root = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let root_path = root.path().to_path_buf();
+    glommio::LocalExecutorBuilder::default()
+        .make()
+        .expect("executor")
+        .run(async move {
+            let pristine = root_path.join("pristine");
+            let expected = build(&pristine).await;
+            let damaged = root_path.join("damaged");
+            copy_dir(&pristine, &damaged);
+            let manifests = files_of(&damaged, Kind::Manifest);
+            let manifest = manifests
+                .iter()
+                .find(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("MANIFEST-"))
+                })
+                .expect("a manifest log")
+                .clone();
+            let original = std::fs::read(&manifest).expect("read manifest");
+            let mut bytes = original.clone();
+            let last = bytes.iter().rposition(|&b| b != 0).expect("a record");
+            bytes[last] ^= 0x01;
+            std::fs::write(&manifest, &bytes).expect("write manifest");
+            let tables_before = files_of(&damaged, Kind::Table);
+            assert!(
+                !tables_before.is_empty(),
+                "the pristine directory has tables"
+            );
+
+            let context = "damaged last manifest record";
+            let (ok, errors) = trial(&damaged, &manifest, &expected, context).await;
+            if errors > 0 {
+                assert_eq!(
+                    files_of(&damaged, Kind::Table),
+                    tables_before,
+                    "{context}: a failed open deleted tables"
+                );
+            } else {
+                assert_eq!(ok, KEYS as usize, "{context}: every key read back");
+            }
+
+            std::fs::write(&manifest, &original).expect("restore manifest");
+            let (ok, errors) = trial(&damaged, &manifest, &expected, "restored manifest").await;
+            assert_eq!(
+                (ok, errors),
+                (KEYS as usize, 0),
+                "restored: every key reads back"
+            );
+        });
+}

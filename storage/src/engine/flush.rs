@@ -26,6 +26,10 @@ const FLUSH_RUN_KEYS: usize = 16 * 1024;
 /// A flush yields to other tasks after writing this many entries.
 const FLUSH_YIELD_EVERY_ENTRIES: usize = 256;
 
+/// Keys of the merged order whose memory a flush hints before writing them
+/// (see [`Memtable::prefetch`]).
+const FLUSH_PREFETCH_KEYS: usize = 32;
+
 impl Engine {
     /// Freezes the active memtable and rotates the WAL at the same point.
     /// Writers wait (`rotating`) until the rotation is done, so every entry of
@@ -39,7 +43,11 @@ impl Engine {
             let mut state = inner.state.borrow_mut();
             assert!(!state.rotating, "freeze while a rotation is in progress");
             state.rotating = true;
-            let old = std::mem::replace(&mut state.active, Rc::new(RefCell::new(Memtable::new())));
+            // The next memtable likely holds as many keys as this one: sized
+            // for them, it never rehashes or regrows while writers wait.
+            let keys_expected = state.active.borrow().len();
+            let next = Memtable::with_capacity(keys_expected);
+            let old = std::mem::replace(&mut state.active, Rc::new(RefCell::new(next)));
             // Readable (as frozen) from this moment on; flushable once its
             // last segment is known.
             state.frozen.push_back(Frozen {
@@ -179,13 +187,27 @@ impl Engine {
             runs.push(memtable.borrow().sorted_run(start, FLUSH_RUN_KEYS));
             io::yield_now().await;
         }
-        for (written, key) in RunMerge::new(runs).enumerate() {
-            let record = memtable.borrow().get(key.key()).cloned();
-            if let Some(record) = record {
-                writer.add(key.key(), &record).await?;
+        let mut merge = RunMerge::new(runs);
+        let mut stretch = Vec::with_capacity(FLUSH_PREFETCH_KEYS);
+        let mut written = 0usize;
+        loop {
+            stretch.clear();
+            stretch.extend(merge.by_ref().take(FLUSH_PREFETCH_KEYS));
+            if stretch.is_empty() {
+                break;
             }
-            if written % FLUSH_YIELD_EVERY_ENTRIES == FLUSH_YIELD_EVERY_ENTRIES - 1 {
-                io::yield_now().await;
+            memtable.borrow().prefetch(&stretch);
+            for key in &stretch {
+                // Pushed from the borrowed memtable (no copy of the record);
+                // the borrow ends before any write is awaited.
+                writer.push(key.key(), memtable.borrow().record_of(key));
+                if writer.wants_write() {
+                    writer.write_staged().await?;
+                }
+                written += 1;
+                if written % FLUSH_YIELD_EVERY_ENTRIES == 0 {
+                    io::yield_now().await;
+                }
             }
         }
         writer.finish().await?;

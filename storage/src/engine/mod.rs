@@ -182,58 +182,66 @@ impl Engine {
         io::set_background_queue(options.background_shares);
         let (manifest, manifest_state) = Manifest::open(dir).await?;
         let listed: HashSet<FileId> = manifest_state.tables.iter().map(|t| t.id).collect();
-        remove_stale_files(dir, &listed)?;
-
-        let cache = Rc::new(BlockCache::new(options.block_cache_size));
-        let mut levels: Vec<Vec<Rc<Table>>> = vec![Vec::new(); LEVEL_COUNT];
-        let mut next_file_id = manifest_state.next_file_id;
-        let mut metas = manifest_state.tables.clone();
-        metas.sort_by(|a, b| {
-            (a.level, &a.smallest_key, a.id).cmp(&(b.level, &b.smallest_key, b.id))
-        });
-        for meta in &metas {
-            let level = meta.level as usize;
-            if level >= LEVEL_COUNT {
-                return Err(Error::corruption(
-                    dir.join("manifest"),
-                    0,
-                    format!(
-                        "table {} is at level {level}, beyond the last level {}",
-                        meta.id,
-                        LEVEL_COUNT - 1
-                    ),
-                ));
+        let opened = async {
+            let cache = Rc::new(BlockCache::new(options.block_cache_size));
+            let mut levels: Vec<Vec<Rc<Table>>> = vec![Vec::new(); LEVEL_COUNT];
+            let mut next_file_id = manifest_state.next_file_id;
+            let mut metas = manifest_state.tables.clone();
+            metas.sort_by(|a, b| {
+                (a.level, &a.smallest_key, a.id).cmp(&(b.level, &b.smallest_key, b.id))
+            });
+            for meta in &metas {
+                let level = meta.level as usize;
+                if level >= LEVEL_COUNT {
+                    return Err(Error::corruption(
+                        dir.join("manifest"),
+                        0,
+                        format!(
+                            "table {} is at level {level}, beyond the last level {}",
+                            meta.id,
+                            LEVEL_COUNT - 1
+                        ),
+                    ));
+                }
+                let table = Table::open(
+                    &dir.join(table_file_name(meta.id)),
+                    meta.id,
+                    meta.level,
+                    cache.clone(),
+                )
+                .await?;
+                next_file_id = next_file_id.max(meta.id + 1);
+                levels[level].push(Rc::new(table));
             }
-            let table = Table::open(
-                &dir.join(table_file_name(meta.id)),
-                meta.id,
-                meta.level,
-                cache.clone(),
+            // L0 is searched newest first: keep it in flush (= id) order.
+            levels[0].sort_by_key(|t| t.meta().id);
+
+            let mut memtable = Memtable::new();
+            let wal_options = WalOptions {
+                segment_size: options.wal_segment_size,
+                durability: options.durability,
+            };
+            let wal = Wal::open(
+                dir,
+                wal_options,
+                manifest_state.wal_retired_through,
+                |_lsn, entries| {
+                    for (key, record) in entries {
+                        memtable.insert(&key, record);
+                    }
+                    Ok(())
+                },
             )
             .await?;
-            next_file_id = next_file_id.max(meta.id + 1);
-            levels[level].push(Rc::new(table));
+            Ok((cache, levels, next_file_id, memtable, wal))
         }
-        // L0 is searched newest first: keep it in flush (= id) order.
-        levels[0].sort_by_key(|t| t.meta().id);
-
-        let mut memtable = Memtable::new();
-        let wal_options = WalOptions {
-            segment_size: options.wal_segment_size,
-            durability: options.durability,
-        };
-        let wal = Wal::open(
-            dir,
-            wal_options,
-            manifest_state.wal_retired_through,
-            |_lsn, entries| {
-                for (key, record) in entries {
-                    memtable.insert(&key, record);
-                }
-                Ok(())
-            },
-        )
-        .await?;
+        .await;
+        let (cache, levels, next_file_id, memtable, wal) =
+            opened.map_err(|e| with_torn_manifest(&manifest, e))?;
+        // Only now that the files match the manifest's state is an unlisted
+        // table stale. (Removed earlier, a manifest whose damaged last record
+        // was cut would delete the newer tables that record named.)
+        remove_stale_files(dir, &listed)?;
 
         let rows = RefCell::new(RowCache::new(options.row_cache_size));
         let engine = Engine {
@@ -600,6 +608,24 @@ fn validate(batch: &WriteBatch) -> Result<u64> {
 
 /// Removes files an interrupted flush or compaction left: `*.tmp` files and
 /// tables the manifest does not list.
+/// `e` (a failure to open the files the manifest names), explained by the
+/// manifest's cut tail when there is one: the cut edits are why the files
+/// do not match, so the error names the manifest and where it was cut.
+fn with_torn_manifest(manifest: &Manifest, e: Error) -> Error {
+    match manifest.torn_tail() {
+        Some(tail) => Error::corruption(
+            &tail.file,
+            tail.offset,
+            format!(
+                "the manifest's last record was damaged ({}) and cut as a torn write, and the \
+                 files do not match the older state it leaves: {e}",
+                tail.reason
+            ),
+        ),
+        None => e,
+    }
+}
+
 fn remove_stale_files(dir: &Path, listed: &HashSet<FileId>) -> Result<()> {
     for path in io::list_dir(dir)? {
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else {

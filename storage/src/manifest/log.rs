@@ -103,17 +103,39 @@ impl LogWriter {
     }
 }
 
+/// A damaged last record that replay cut off as a torn write.
+#[derive(Debug, Clone)]
+pub struct TornTail {
+    /// The manifest log.
+    pub file: std::path::PathBuf,
+    /// Where the cut record starts.
+    pub offset: u64,
+    /// Why it did not decode.
+    pub reason: String,
+}
+
+/// What [`replay`] recovered from one log.
+pub(crate) struct Replayed {
+    pub(crate) state: ManifestState,
+    /// Appends after the last good record.
+    pub(crate) writer: LogWriter,
+    /// Set when a damaged (not merely unwritten) last record was cut.
+    pub(crate) torn_tail: Option<TornTail>,
+}
+
 /// Replays manifest `number` from `file` (opened read-write) and returns its
 /// state and a writer that appends after the last good record. A torn tail is
-/// cut (and logged); a bad record followed by a valid one, a missing first
-/// snapshot, or edits that contradict the state are [`Error::Corruption`].
-pub(crate) async fn replay(file: DirectFile, number: u64) -> Result<(ManifestState, LogWriter)> {
+/// cut (logged, and reported in [`Replayed::torn_tail`]); a bad record
+/// followed by a valid one, a missing first snapshot, or edits that
+/// contradict the state are [`Error::Corruption`].
+pub(crate) async fn replay(file: DirectFile, number: u64) -> Result<Replayed> {
     let path = file.path().to_path_buf();
     let size = file.size().await?;
     let mut window = Window::new(&file, size);
     let mut state = ManifestState::default();
     let mut pos = 0u64;
     let mut seq = 0u64;
+    let mut torn_tail = None;
     loop {
         let decoded = frame_at(
             &mut window,
@@ -179,6 +201,11 @@ pub(crate) async fn replay(file: DirectFile, number: u64) -> Result<(ManifestSta
         if invalid != Invalid::Zeroed && !matches!(invalid, Invalid::Truncated { available: 0, .. })
         {
             tracing::warn!(file = %path.display(), offset = pos, reason = %invalid, "manifest: cutting a torn tail");
+            torn_tail = Some(TornTail {
+                file: path.clone(),
+                offset: pos,
+                reason: invalid.to_string(),
+            });
         }
         break;
     }
@@ -191,14 +218,15 @@ pub(crate) async fn replay(file: DirectFile, number: u64) -> Result<(ManifestSta
         buf.extend_from_slice(&page[..keep.min(page.len())]);
         buf.resize(keep, 0);
     }
-    Ok((
+    Ok(Replayed {
         state,
-        LogWriter {
+        writer: LogWriter {
             file,
             number,
             buf_start,
             buf,
             next_seq: seq + 1,
         },
-    ))
+        torn_tail,
+    })
 }

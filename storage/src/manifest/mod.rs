@@ -36,6 +36,7 @@ use crate::io::{self, DirectFile};
 use crate::limits::{BLOCK_SIZE, MANIFEST_NUMBER_MAX};
 use crate::types::{FileId, TableMeta};
 use crate::wal::SegmentId;
+pub use log::TornTail;
 use log::{LogWriter, KIND_EDITS, KIND_SNAPSHOT};
 use std::path::{Path, PathBuf};
 
@@ -109,6 +110,7 @@ pub struct Manifest {
     snapshot_bytes: u64,
     poisoned: Option<String>,
     inject_fault: bool,
+    torn_tail: Option<TornTail>,
 }
 
 impl Manifest {
@@ -150,6 +152,7 @@ impl Manifest {
             snapshot_bytes: 0,
             poisoned: None,
             inject_fault: false,
+            torn_tail: None,
         };
         if !current_path.exists() {
             manifest.adopt_orphans(&logs).await?;
@@ -160,15 +163,24 @@ impl Manifest {
         let number = read_current(&current_path).await?;
         let path = dir.join(manifest_name(number));
         let file = DirectFile::open_rw(&path).await?;
-        let (state, writer) = log::replay(file, number).await?;
-        manifest.state = state;
-        manifest.log = Some(writer);
+        let replayed = log::replay(file, number).await?;
+        manifest.state = replayed.state;
+        manifest.log = Some(replayed.writer);
+        manifest.torn_tail = replayed.torn_tail;
         for n in logs.into_iter().filter(|&n| n != number) {
             // Leftovers of an interrupted switch (older, or newer but never current).
             io::remove_file(&dir.join(manifest_name(n)))?;
         }
         let state = manifest.state.clone();
         Ok((manifest, state))
+    }
+
+    /// The damaged last record that opening cut off as a torn write, if
+    /// any. Its edits are lost, so the state may be older than the files
+    /// around it (tables already replaced, WAL segments already retired):
+    /// the engine names this cut when the files then do not match.
+    pub fn torn_tail(&self) -> Option<&TornTail> {
+        self.torn_tail.as_ref()
     }
 
     /// The state as of the last applied record.
@@ -268,7 +280,7 @@ impl Manifest {
         for &n in logs {
             let path = self.dir.join(manifest_name(n));
             let file = DirectFile::open_rw(&path).await?;
-            let (state, writer) = log::replay(file, n).await?;
+            let log::Replayed { state, writer, .. } = log::replay(file, n).await?;
             writer.close().await?;
             if !state.tables.is_empty() {
                 return Err(Error::corruption(

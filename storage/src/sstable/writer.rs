@@ -67,9 +67,24 @@ impl TableWriter {
         }
     }
 
-    /// Adds an entry. Keys must be strictly increasing (asserted) and within
-    /// the engine's limits (asserted: the engine validated them on write).
+    /// Adds an entry, writing out staged blocks when enough are ready. Keys
+    /// must be strictly increasing (asserted) and within the engine's limits
+    /// (asserted: the engine validated them on write).
     pub async fn add(&mut self, key: &[u8], record: &Record) -> Result<()> {
+        self.push(key, record);
+        if self.wants_write() {
+            self.write_staged().await?;
+        }
+        Ok(())
+    }
+
+    /// Adds an entry to the table's buffers without writing anything (same
+    /// rules as [`add`](Self::add)). A caller that pushes must call
+    /// [`write_staged`](Self::write_staged) whenever
+    /// [`wants_write`](Self::wants_write) says so, or staged bytes grow
+    /// without bound. For a caller that borrows the record and cannot hold
+    /// the borrow across an `.await`.
+    pub fn push(&mut self, key: &[u8], record: &Record) {
         assert!(
             self.props.entry_count == 0 || key > self.props.largest_key.as_slice(),
             "table keys must be strictly increasing"
@@ -78,9 +93,6 @@ impl TableWriter {
             && self.block.raw_size() + entry_encoded_size(key, record) > self.options.block_size
         {
             self.finish_block();
-            if self.staged.len() >= TABLE_WRITE_SIZE {
-                self.write_staged().await?;
-            }
         }
         self.block.add(key, record);
         self.hashes.push(key_hash(key));
@@ -95,7 +107,11 @@ impl TableWriter {
         p.max_version = p.max_version.max(record.version);
         p.largest_key.clear();
         p.largest_key.extend_from_slice(key);
-        Ok(())
+    }
+
+    /// Whether enough finished blocks are staged for a write.
+    pub fn wants_write(&self) -> bool {
+        self.staged.len() >= TABLE_WRITE_SIZE
     }
 
     /// Bytes of the table so far (written, staged and the open block); the
@@ -114,7 +130,7 @@ impl TableWriter {
     /// Issues writes of every staged byte (a whole number of pages) at
     /// `written`, waiting for the oldest writes to keep at most
     /// [`TABLE_WRITES_IN_FLIGHT`] in flight.
-    async fn write_staged(&mut self) -> Result<()> {
+    pub async fn write_staged(&mut self) -> Result<()> {
         assert!(
             self.staged.len() % BLOCK_SIZE == 0,
             "staged bytes are whole pages"
