@@ -10,9 +10,11 @@
 #
 # Usage: perf/compare.sh [--duration SECS] [--long] [--runs N] [--keyspace N] [--connections N]
 #                        [--targets redis,echo,ringkv[,ringkv-glommio]] [--no-durable] [--cells get,set,a,b]
-#                        [--pipelines 1,16] [--out DIR] [--no-build]
+#                        [--pipelines 1,16] [--open-rates R1,R2] [--out DIR] [--no-build]
 # ringkv runs with its default network engine (io_uring); the target ringkv-glommio is the same
 # binary with --net-engine glommio, for a before/after in one run.
+# --open-rates adds open-loop cells (GET and SET at pipeline 16, latency from each request's
+# intended send time) at each total rate, for every target; they appear as get@RATE, set@RATE.
 # The last line printed is always:
 #   ratios get_vs_redis=X set_vs_redis=Y get_vs_echo=Z cpu_per_request_vs_redis=W
 # (pipeline 16, ringkv divided by the peer; n/a when a target is missing).
@@ -26,6 +28,7 @@ CONNECTIONS=50
 TARGETS=redis,echo,ringkv
 CELLS=get,set,a,b
 PIPELINES=1,16
+OPEN_RATES=""
 DURABLE=1
 BUILD=1
 OUT=""
@@ -42,10 +45,11 @@ while [ $# -gt 0 ]; do
         --targets) TARGETS=$2; shift 2 ;;
         --cells) CELLS=$2; shift 2 ;;
         --pipelines) PIPELINES=$2; shift 2 ;;
+        --open-rates) OPEN_RATES=$2; shift 2 ;;
         --no-durable) DURABLE=0; shift ;;
         --no-build) BUILD=0; shift ;;
         --out) OUT=$2; shift 2 ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
         *) echo "compare.sh: unknown argument $1" >&2; exit 1 ;;
     esac
 done
@@ -158,25 +162,28 @@ start_server() {
     if [[ $name == ringkv* ]]; then wait_port $((port + 1)) "${SPID[$name]}"; fi
 }
 
-# run_cell TARGET WORKLOAD PIPELINE RUN -> writes $OUT/TARGET-WORKLOAD-PPIPELINE-RUN.json and
-# appends "target workload pipeline ops p50 p99 p999 cpu_us errors" to $OUT/cells.txt
+# run_cell TARGET WORKLOAD PIPELINE RUN [RATE] -> writes $OUT/TARGET-WORKLOAD-PPIPELINE-RUN.json
+# and appends "target workload pipeline ops p50 p99 p999 cpu_us errors" to $OUT/cells.txt; with
+# RATE, an open loop at RATE requests/s whose cell is named WORKLOAD@RATE.
 run_cell() {
-    local target=$1 workload=$2 pipeline=$3 run=$4 t0 t1 file requests
-    file="$OUT/$target-$workload-P$pipeline-$run.json"
+    local target=$1 workload=$2 pipeline=$3 run=$4 rate=${5:-} t0 t1 file requests name open=()
+    name=$workload
+    if [ -n "$rate" ]; then name="$workload@$rate"; open=(--rate "$rate"); fi
+    file="$OUT/$target-$name-P$pipeline-$run.json"
     t0=$(cpu_ticks "${SPID[$target]}")
     if ! taskset -c "$CLIENT_CPU" "$LOADGEN" --target "${URL[$target]}" --cpus "$CLIENT_CPU" --threads 1 \
         --connections "$CONNECTIONS" --pipeline "$pipeline" --workload "$workload" \
-        --keyspace "$KEYSPACE" --value-size 100 --duration "$DURATION" --seed "$run" \
+        --keyspace "$KEYSPACE" --value-size 100 --duration "$DURATION" --seed "$run" "${open[@]}" \
         --json --quiet >"$file" 2>"$file.log"; then
         log "$target $workload P$pipeline: loadgen failed: $(tail -2 "$file.log" | tr '\n' ' ')"
     fi
     t1=$(cpu_ticks "${SPID[$target]}")
     if ! jq -e '.phases[-1].ops[-1]' "$file" >/dev/null 2>&1; then
-        echo "$target $workload $pipeline 0 0 0 0 0 -1" >>"$OUT/cells.txt"
+        echo "$target $name $pipeline 0 0 0 0 0 -1" >>"$OUT/cells.txt"
         return
     fi
     requests=$(jq '.phases[-1].requests' "$file")
-    jq -r --arg t "$target" --arg w "$workload" --arg p "$pipeline" \
+    jq -r --arg t "$target" --arg w "$name" --arg p "$pipeline" \
         --argjson cpu "$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$requests" 'BEGIN{printf "%.3f", (n > 0 ? d * 1e6 / hz / n : 0)}')" \
         '.phases[-1] as $ph | $ph.ops[-1] as $o
          | "\($t) \($w) \($p) \($ph.ops_per_s) \($o.p50_us) \($o.p99_us) \($o.p999_us) \($cpu) \($ph.errors)"' \
@@ -223,6 +230,11 @@ for r in $(seq "$RUNS"); do
     for p in ${PIPELINES//,/ }; do
         for t in "${DURABLE_TARGETS[@]}"; do run_cell "$t" set "$p" "$r"; done
     done
+    for rate in ${OPEN_RATES//,/ }; do
+        for w in get set; do
+            for t in "${MAIN[@]}"; do run_cell "$t" "$w" 16 "$r" "$rate"; done
+        done
+    done
 done
 
 # --- the table: medians over runs, ratios against Redis and echo --------------------------------
@@ -240,7 +252,7 @@ function median(key, n,   i, j, t, a) {
     errs[$1 SUBSEP cell] += $9
 }
 END {
-    printf "%-8s %3s %-12s %12s %9s %9s %9s %11s %9s %9s %9s %8s\n", "workload", "P", "target", "ops/s", "p50 us", "p99 us", "p99.9 us", "cpu us/req", "vs redis", "vs echo", "cpu/redis", "errors"
+    printf "%-11s %3s %-12s %12s %9s %9s %9s %11s %9s %9s %9s %8s\n", "workload", "P", "target", "ops/s", "p50 us", "p99 us", "p99.9 us", "cpu us/req", "vs redis", "vs echo", "cpu/redis", "errors"
     for (i = 1; i <= ncells; i++) {
         cell = order[i]; split(cell, cp, " ")
         for (j = 1; j <= ntargets; j++) {
@@ -256,7 +268,7 @@ END {
             if (t ~ /^ringkv/ && (("echo" SUBSEP cell SUBSEP 4) in cnt)) {
                 e = median("echo" SUBSEP cell SUBSEP 4); if (e > 0) ve = sprintf("%.2f", ops / e)
             }
-            printf "%-8s %3s %-12s %12.0f %9.1f %9.1f %9.1f %11.2f %9s %9s %9s %8d\n", cp[1], cp[2], t, ops, median(k SUBSEP 5), median(k SUBSEP 6), median(k SUBSEP 7), cpu, vr, ve, vc, errs[k]
+            printf "%-11s %3s %-12s %12.0f %9.1f %9.1f %9.1f %11.2f %9s %9s %9s %8d\n", cp[1], cp[2], t, ops, median(k SUBSEP 5), median(k SUBSEP 6), median(k SUBSEP 7), cpu, vr, ve, vc, errs[k]
         }
     }
     # The summary line: pipeline 16, ringkv (in-memory) against Redis (persistence off) and echo.

@@ -137,6 +137,33 @@ fn open_loop_holds_the_requested_rate() {
     );
 }
 
+/// A pipelined open loop waits for "an answer or the next send time", so a
+/// receive is often cut short by the timer: the ringkv connection must not
+/// lose track of what it has in flight when that happens.
+#[test]
+fn a_pipelined_open_loop_over_the_ringkv_protocol_keeps_every_answer() {
+    let echo = Echo::start(true);
+    let target = format!("ringkv://127.0.0.1:{}", echo.port);
+    let (code, json, stderr) = loadgen(&[
+        "--target",
+        &target,
+        "--rate",
+        "40000",
+        "-c",
+        "4",
+        "-P",
+        "16",
+        "--duration",
+        "1.5",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let run = &json["phases"][0];
+    assert_eq!(run["errors"], 0, "{json}");
+    let requests = run["requests"].as_u64().expect("requests");
+    assert!(requests > 40_000, "1.5 s at 40000/s completed only {requests}");
+}
+
 #[test]
 fn unsupported_operations_and_unreachable_targets_fail_the_run() {
     let echo = Echo::start(false);

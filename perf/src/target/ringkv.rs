@@ -153,14 +153,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RingkvConnection<S> {
         self.order.len()
     }
 
-    /// The next answer and the id of the request it answers.
+    /// The next answer and the id of the request it answers. Cancel-safe:
+    /// dropped before an answer arrives, it leaves the request in flight (an
+    /// open loop races it against its send timer).
     pub async fn recv(&mut self) -> Result<(u64, Answer), ConnError> {
-        let shard = self
+        let shard = *self
             .order
-            .pop_front()
+            .front()
             .ok_or_else(|| ConnError::Protocol("recv with nothing in flight".into()))?;
         let conn = &mut self.shards[shard as usize];
         let (id, response) = conn.recv_ref().await.map_err(client_error)?;
+        // Only an answer received takes its request out of flight.
+        self.order.pop_front();
         let (answer, version) = match response {
             Response::Value { version, .. }
             | Response::Written { version }
