@@ -161,7 +161,10 @@ fn a_pipelined_open_loop_over_the_ringkv_protocol_keeps_every_answer() {
     let run = &json["phases"][0];
     assert_eq!(run["errors"], 0, "{json}");
     let requests = run["requests"].as_u64().expect("requests");
-    assert!(requests > 40_000, "1.5 s at 40000/s completed only {requests}");
+    assert!(
+        requests > 40_000,
+        "1.5 s at 40000/s completed only {requests}"
+    );
 }
 
 #[test]

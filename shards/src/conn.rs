@@ -115,7 +115,7 @@ const PENDING_MAX: usize = 32;
 
 /// A batch's requests between decoding and running. Requests are held until
 /// [`PENDING_MAX`] are decoded (or the batch ends), then the keys of their
-/// GETs are hinted to the store together (see
+/// GETs, PUTs and DELETEs are hinted to the store together (see
 /// [`crate::store::Store::prefetch`]) before any of them runs, so their
 /// cache misses overlap instead of following one another.
 ///
@@ -167,7 +167,9 @@ impl<'b> Pending<'b> {
         let mut keys: [&[u8]; PENDING_MAX] = [&[]; PENDING_MAX];
         let mut hinted = 0;
         for (_, req, _) in self.held[..self.len].iter().flatten() {
-            if let Request::Get { key } = req {
+            // A write looks its key up in the row cache too (to keep a
+            // cached record current), so its line is worth the same hint.
+            if let Request::Get { key } | Request::Put { key, .. } | Request::Delete { key } = req {
                 keys[hinted] = key;
                 hinted += 1;
             }

@@ -548,7 +548,10 @@ impl Engine {
                 || (full && frozen >= FROZEN_MEMTABLES_MAX);
             if !must_wait {
                 if full {
-                    self.freeze().await?;
+                    // Boxed: a freeze is rare and its future is large; inline,
+                    // it would size every write's future (and each request
+                    // that awaits one) for it.
+                    Box::pin(self.freeze()).await?;
                     continue;
                 }
                 return Ok(());

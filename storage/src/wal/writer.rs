@@ -451,7 +451,10 @@ impl Wal {
                 .0;
             st.unsynced[(lsn - front) as usize].1
         };
-        self.shared.drive(target).await
+        // Boxed so that a write's future stays small when it never waits
+        // (`Durability::None`, or already durable); one allocation is
+        // nothing next to the sync this waits for.
+        Box::pin(self.shared.drive(target)).await
     }
 
     /// Finishes the current segment (segment-end record, written and synced),
