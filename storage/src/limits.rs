@@ -66,6 +66,12 @@ pub const WAL_SPARE_SEGMENTS_MAX: usize = 2;
 /// How often unwritten WAL appends are flushed in `Durability::None` mode.
 pub const WAL_BACKGROUND_FLUSH_INTERVAL: Duration = Duration::from_millis(10);
 
+/// Most bytes of one WAL write: a leader writes a longer tail (one that
+/// built up in `Durability::None` between background flushes, or during a
+/// rotation) a chunk at a time, so no step holds the shard for the copy of
+/// many megabytes; only the last chunk is synced.
+pub const WAL_WRITE_CHUNK_SIZE: usize = 1024 * 1024;
+
 /// Size of each zero write when preparing a WAL segment.
 pub const WAL_PREPARE_CHUNK_SIZE: usize = 1024 * 1024;
 
@@ -155,6 +161,7 @@ const _: () = assert!(TABLE_WRITE_SIZE >= BLOCK_SIZE);
 const _: () = assert!(TABLE_READAHEAD_SIZE % BLOCK_SIZE == 0);
 const _: () = assert!(TABLE_READAHEAD_SIZE <= DIRECT_READ_SIZE_MAX);
 const _: () = assert!(WAL_PREPARE_CHUNK_SIZE % BLOCK_SIZE == 0);
+const _: () = assert!(WAL_WRITE_CHUNK_SIZE % BLOCK_SIZE == 0 && WAL_WRITE_CHUNK_SIZE > 0);
 const _: () = assert!(WAL_READ_CHUNK_SIZE % BLOCK_SIZE == 0);
 const _: () = assert!(WAL_SEGMENT_SIZE_MIN % BLOCK_SIZE as u64 == 0);
 const _: () = assert!(WAL_SEGMENT_SIZE_DEFAULT % BLOCK_SIZE as u64 == 0);

@@ -296,6 +296,46 @@ impl Memtable {
     pub fn max_version(&self) -> Version {
         self.max_version
     }
+
+    /// Consumes the memtable into a [`Teardown`] that frees it a stretch at a
+    /// time. Dropping a flushed memtable of ~270k entries at once held its
+    /// shard for 13-15 ms (one free per key, value and index entry), which was
+    /// the p99 of an open-loop SET run; freed in steps with yields between,
+    /// requests run in the gaps.
+    pub fn take_apart(self) -> Teardown {
+        Teardown {
+            slots: self.slots.into_iter(),
+            records: self.records.into_iter(),
+            keys: self.keys.into_iter(),
+            order: self.order.into_inner().map(BTreeSet::into_iter),
+        }
+    }
+}
+
+/// A memtable being freed in steps (see [`Memtable::take_apart`]). Whatever
+/// is left is freed at once when it is dropped.
+pub struct Teardown {
+    slots: std::collections::hash_map::IntoIter<Rc<[u8]>, usize>,
+    records: std::vec::IntoIter<Record>,
+    keys: std::vec::IntoIter<OrderedKey>,
+    order: Option<std::collections::btree_set::IntoIter<OrderedKey>>,
+}
+
+impl Teardown {
+    /// Frees up to `entries` more entries of each of the memtable's parts
+    /// (index, records, keys and key order). Returns whether anything is left.
+    pub fn free_some(&mut self, entries: usize) -> bool {
+        self.slots.by_ref().take(entries).for_each(drop);
+        self.records.by_ref().take(entries).for_each(drop);
+        self.keys.by_ref().take(entries).for_each(drop);
+        if let Some(order) = &mut self.order {
+            order.by_ref().take(entries).for_each(drop);
+        }
+        self.slots.len() > 0
+            || self.records.len() > 0
+            || self.keys.len() > 0
+            || self.order.as_ref().is_some_and(|o| o.len() > 0)
+    }
 }
 
 #[cfg(test)]
@@ -319,6 +359,24 @@ mod tests {
         assert!(m.get(b"k").is_some_and(Record::is_tombstone));
         assert_eq!(m.max_version(), v(7));
         assert_eq!(m.len(), 1);
+    }
+
+    #[test]
+    fn a_teardown_frees_a_step_at_a_time_and_ends() {
+        let mut m = Memtable::new();
+        for i in 0..10_000u32 {
+            m.insert(&i.to_be_bytes(), Record::put(v(1), vec![7; 16], 0));
+        }
+        // A scan builds the key order, which the teardown frees too.
+        assert_eq!(m.entries_from(Bound::Unbounded, 5).len(), 5);
+        let mut teardown = m.take_apart();
+        let mut steps = 1;
+        while teardown.free_some(4096) {
+            steps += 1;
+            assert!(steps <= 3, "10,000 entries take three steps of 4,096");
+        }
+        assert_eq!(steps, 3);
+        assert!(!teardown.free_some(4096), "nothing is left");
     }
 
     #[test]

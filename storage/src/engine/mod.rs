@@ -524,9 +524,9 @@ impl Engine {
         self.inner.changed.notify_all();
     }
 
-    /// Waits until the active memtable may take a write: no rotation in
-    /// progress, not too many L0 tables, and the memtable under its budget
-    /// (freezing it when over, if not too many are already frozen).
+    /// Waits until the active memtable may take a write: not too many L0
+    /// tables, and the memtable under its budget (freezing it when over, if
+    /// no rotation is in flight and not too many are already frozen).
     async fn make_room(&self) -> Result<()> {
         let mut stalled = false;
         loop {
@@ -543,9 +543,10 @@ impl Engine {
                     state.frozen.len(),
                 )
             };
-            let must_wait = rotating
-                || level0 > LEVEL0_STALL_TABLES
-                || (full && frozen >= FROZEN_MEMTABLES_MAX);
+            // A full memtable waits for a rotation still in flight (one
+            // freeze at a time); other writes go on during it.
+            let must_wait = level0 > LEVEL0_STALL_TABLES
+                || (full && (rotating || frozen >= FROZEN_MEMTABLES_MAX));
             if !must_wait {
                 if full {
                     // Boxed: a freeze is rare and its future is large; inline,

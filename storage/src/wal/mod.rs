@@ -69,7 +69,7 @@ mod writer;
 #[cfg(test)]
 mod hostile_tests;
 
-pub use writer::Wal;
+pub use writer::{Rotation, Wal};
 
 use std::time::Duration;
 

@@ -10,6 +10,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::io::{self, AlignedBuf, BackgroundTask, DirectFile};
+use crate::limits::WAL_WRITE_CHUNK_SIZE as WRITE_CHUNK_SIZE;
 use crate::limits::{BLOCK_SIZE, WAL_SEGMENT_ID_MAX};
 use crate::types::Record;
 use std::cell::RefCell;
@@ -189,18 +190,30 @@ impl State {
     }
 }
 
+/// A rotation begun by [`Wal::start_rotation`]: the segment it finished and
+/// the point of the append stream that makes it durable.
+#[derive(Debug, Clone, Copy)]
+pub struct Rotation {
+    segment: SegmentId,
+    target: u64,
+}
+
 /// One step of a leader's round, decided while holding the state borrow.
 enum Step {
     Acquire {
         id: SegmentId,
         size: u64,
     },
+    /// Write `len` bytes of the front tail's buffer at `offset`. With
+    /// `seq_end`, the write reaches the end of what was appended: sync it and
+    /// mark the batches through `seq_end` durable. Without, it is one chunk
+    /// of a longer write (no sync, nothing marked).
     Write {
         file: Rc<DirectFile>,
         offset: u64,
         buf: AlignedBuf,
         len: usize,
-        seq_end: u64,
+        seq_end: Option<u64>,
     },
     Pop,
     Done,
@@ -461,15 +474,30 @@ impl Wal {
     /// starts the next one and returns the finished segment's id. Every batch
     /// appended before the call is durable when it returns.
     pub async fn rotate(&self) -> Result<SegmentId> {
-        let (id, target) = {
-            let mut st = self.shared.state.borrow_mut();
-            st.check()?;
-            let id = st.last_tail().id;
-            st.end_segment(self.shared.options.segment_size);
-            (id, st.appended_seq)
-        };
-        self.shared.drive(target).await?;
-        Ok(id)
+        let rotation = self.start_rotation()?;
+        self.finish_rotation(rotation).await
+    }
+
+    /// The first half of [`Wal::rotate`], with no I/O: ends the current
+    /// segment, so every batch appended from now on lands in a later one.
+    /// Appends may go on before [`Wal::finish_rotation`] returns.
+    pub fn start_rotation(&self) -> Result<Rotation> {
+        let mut st = self.shared.state.borrow_mut();
+        st.check()?;
+        let segment = st.last_tail().id;
+        st.end_segment(self.shared.options.segment_size);
+        Ok(Rotation {
+            segment,
+            target: st.appended_seq,
+        })
+    }
+
+    /// The second half of [`Wal::rotate`]: returns the finished segment's id
+    /// once it is written and synced (with every batch appended before
+    /// [`Wal::start_rotation`]).
+    pub async fn finish_rotation(&self, rotation: Rotation) -> Result<SegmentId> {
+        self.shared.drive(rotation.target).await?;
+        Ok(rotation.segment)
     }
 
     /// Declares segments `<= id` no longer needed (their batches are durable
@@ -596,15 +624,20 @@ impl Shared {
                 continue;
             }
             let guard = LeaderGuard { shared: self };
-            let result = self.lead().await;
+            let result = self.lead(target).await;
             drop(guard);
             result?;
         }
     }
 
     /// One leader round: waits for the batch window, then writes and syncs
-    /// every tail in segment order.
-    async fn lead(&self) -> Result<()> {
+    /// the tails in segment order until everything up to `target` is durable
+    /// (and no finished segment is left to close). It stops there even when
+    /// more was appended meanwhile: under a steady stream of appends, a round
+    /// that chased the end could run for as long as the stream lasted, and a
+    /// rotation waiting for it with it. Waiters with later targets lead the
+    /// next round.
+    async fn lead(&self, target: u64) -> Result<()> {
         // Let every task of this reactor turn append and join this round.
         io::yield_now().await;
         if let Durability::Batch { window } = self.options.durability {
@@ -619,6 +652,9 @@ impl Shared {
         }
         loop {
             let step = self.next_step();
+            if matches!(step, Step::Write { .. }) && self.state.borrow().durable_seq >= target {
+                return Ok(());
+            }
             match step {
                 Step::Done => return Ok(()),
                 Step::Pop => {
@@ -643,11 +679,14 @@ impl Shared {
                     len,
                     seq_end,
                 } => {
-                    self.fail_on_error(self.write_and_sync(&file, offset, buf).await)?;
+                    let sync = seq_end.is_some();
+                    self.fail_on_error(self.write_and_sync(&file, offset, buf, sync).await)?;
                     let mut st = self.state.borrow_mut();
-                    st.stats.syncs += 1;
                     st.stats.bytes_written += io::align_up(len) as u64;
-                    st.last_sync = Some(Instant::now());
+                    if sync {
+                        st.stats.syncs += 1;
+                        st.last_sync = Some(Instant::now());
+                    }
                     // Only the leader pops tails, and the leader is us.
                     let tail = st
                         .tails
@@ -659,7 +698,9 @@ impl Shared {
                     tail.buf.drain(..whole);
                     tail.buf_start += whole as u64;
                     tail.written -= whole;
-                    st.mark_durable(seq_end);
+                    if let Some(seq_end) = seq_end {
+                        st.mark_durable(seq_end);
+                    }
                 }
             }
         }
@@ -677,15 +718,16 @@ impl Shared {
             };
         };
         if tail.buf.len() > tail.written {
-            let len = tail.buf.len();
-            let mut buf = file.alloc(len);
-            buf.as_bytes_mut()[..len].copy_from_slice(&tail.buf);
+            // A chunk at a time (see `WAL_WRITE_CHUNK_SIZE`); a chunk is
+            // whole blocks, so the next one starts block-aligned.
+            let len = tail.buf.len().min(WRITE_CHUNK_SIZE);
+            let reaches_end = len == tail.buf.len();
             return Step::Write {
                 file: file.clone(),
                 offset: tail.buf_start,
-                buf,
+                buf: file.alloc_copy(&tail.buf[..len]),
                 len,
-                seq_end: tail.seq_end,
+                seq_end: reaches_end.then_some(tail.seq_end),
             };
         }
         if tail.ended && st.tails.len() > 1 {
@@ -694,7 +736,13 @@ impl Shared {
         Step::Done
     }
 
-    async fn write_and_sync(&self, file: &DirectFile, offset: u64, buf: AlignedBuf) -> Result<()> {
+    async fn write_and_sync(
+        &self,
+        file: &DirectFile,
+        offset: u64,
+        buf: AlignedBuf,
+        sync: bool,
+    ) -> Result<()> {
         let fault = std::mem::take(&mut self.state.borrow_mut().inject_fault);
         if fault {
             return Err(Error::io(
@@ -704,7 +752,10 @@ impl Shared {
             ));
         }
         file.write_at(buf, offset).await?;
-        file.sync().await
+        if sync {
+            file.sync().await?;
+        }
+        Ok(())
     }
 
     fn fail_on_error<T>(&self, r: Result<T>) -> Result<T> {

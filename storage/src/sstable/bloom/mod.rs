@@ -47,27 +47,37 @@ impl Bloom {
     /// Builds a filter over the given key hashes with `bits_per_key` bits each.
     /// With `bits_per_key == 0` the filter has one full line (always "maybe").
     pub fn build(hashes: &[u64], bits_per_key: u32) -> Bloom {
+        let mut bloom = Bloom::sized_for(hashes.len(), bits_per_key);
+        bloom.insert_hashes(hashes);
+        bloom
+    }
+
+    /// An empty filter sized for `keys` keys at `bits_per_key` bits each, to
+    /// fill with [`Bloom::insert_hashes`] (in steps: a table of a million
+    /// keys takes milliseconds). With `bits_per_key == 0`, one full line.
+    pub fn sized_for(keys: usize, bits_per_key: u32) -> Bloom {
         if bits_per_key == 0 {
             return Bloom {
                 lines: vec![Line([u64::MAX; 8])],
                 probes: 1,
             };
         }
-        let bits = (hashes.len() as u64)
-            .saturating_mul(bits_per_key as u64)
-            .max(1);
+        let bits = (keys as u64).saturating_mul(bits_per_key as u64).max(1);
         let line_count = bits.div_ceil(LINE_BITS as u64).clamp(1, u32::MAX as u64) as usize;
         // k = bits_per_key * ln 2 minimises false positives.
         let probes = ((bits_per_key as f64 * std::f64::consts::LN_2).round() as u32)
             .clamp(1, PROBES_MAX as u32) as u8;
-        let mut bloom = Bloom {
+        Bloom {
             lines: vec![Line::default(); line_count],
             probes,
-        };
-        for &h in hashes {
-            bloom.insert(h);
         }
-        bloom
+    }
+
+    /// Adds keys by their [`key_hash`]es.
+    pub fn insert_hashes(&mut self, hashes: &[u64]) {
+        for &h in hashes {
+            self.insert(h);
+        }
     }
 
     fn line_of(&self, hash: u64) -> usize {
