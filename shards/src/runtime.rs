@@ -130,14 +130,6 @@ pub fn run_shards(config: Arc<NodeConfig>, node: Arc<NodeShared>) -> Result<(), 
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("shard-{i}"))
             .io_memory(config.io_memory)
-            // glommio arms its preemption timer before it runs a queue, with
-            // the smallest latency of the queues active at that moment, which
-            // is its 100 ms default when the request queue has just woken:
-            // the request queue then ran 100 ms slices, and the flush, the
-            // WAL and their I/O completions waited behind them (SET p99 of
-            // 30 ms at 100k requests/s). The default made as short as the
-            // request queue's latency bounds every slice.
-            .preempt_timer(FOREGROUND_LATENCY)
             .spawn(move || async move {
                 let result = shard_main(i, config, node.clone(), mesh_builder).await;
                 if let Err(e) = &result {
