@@ -25,7 +25,11 @@ use super::conn::{Conn, RecvAction};
 use super::limits::{COMPLETION_ENTRIES, CONNECTION_SLOTS_MAX, RING_ENTRIES};
 use super::wake::Signals;
 use super::Inbox;
-use crate::limits::SHUTDOWN_DRAIN_TIMEOUT;
+use crate::limits::{FOREGROUND_LATENCY, SHUTDOWN_DRAIN_TIMEOUT};
+
+/// Longest the network loop keeps its task queue before handing the executor
+/// back to other queues and to its own I/O: the request queue's latency goal.
+const QUEUE_RUN_MAX: Duration = FOREGROUND_LATENCY;
 use crate::shard::Shard;
 use glommio::io::BufferedFile;
 use io_uring::types::Fd;
@@ -209,6 +213,8 @@ impl Driver {
     }
 
     async fn serve(&mut self) -> io::Result<()> {
+        // When this queue's current run on the executor began (see below).
+        let mut queue_run_since = Instant::now();
         loop {
             self.take_inbox()?;
             self.reap()?;
@@ -222,10 +228,18 @@ impl Driver {
             }
             if self.again.is_empty() && !self.io.has_completions() && !self.io.kernel_has_work() {
                 self.wait().await;
+                queue_run_since = Instant::now();
+            } else if queue_run_since.elapsed() >= QUEUE_RUN_MAX {
+                // Under load this queue never runs dry, and glommio's
+                // preemption timer may be armed at its 100 ms default (it is
+                // armed before the queue woke): the flush, the WAL and the
+                // executor's own I/O completions then waited up to 100 ms.
+                // Hand the executor back after a short run instead.
+                glommio::executor().yield_task_queue_now().await;
+                queue_run_since = Instant::now();
             } else {
-                // Work is ready: give the executor a chance to run the shard's
-                // other tasks and poll its own ring (it preempts this queue
-                // when they need it), then go on.
+                // Work is ready: let the shard's other tasks in this queue run,
+                // then go on.
                 futures_lite::future::yield_now().await;
             }
             std::mem::swap(&mut self.dirty, &mut self.again);

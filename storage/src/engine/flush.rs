@@ -56,9 +56,13 @@ impl Engine {
         let (old, rotation) = {
             let mut state = inner.state.borrow_mut();
             assert!(!state.rotating, "freeze while a rotation is in progress");
-            // The next memtable likely holds as many keys as this one: sized
-            // for them, it never rehashes or regrows while writers wait.
-            let keys_expected = state.active.borrow().len();
+            // Sized for as many keys as its budget allows (or as this one
+            // held, if more), it never rehashes or regrows while writers wait.
+            let keys_expected = state
+                .active
+                .borrow()
+                .len()
+                .max(Memtable::presize_keys(inner.options.memtable_size));
             let next = Memtable::with_capacity(keys_expected);
             let old = std::mem::replace(&mut state.active, Rc::new(RefCell::new(next)));
             // Readable (as frozen) from this moment on; flushable once its

@@ -216,7 +216,8 @@ impl Engine {
             // L0 is searched newest first: keep it in flush (= id) order.
             levels[0].sort_by_key(|t| t.meta().id);
 
-            let mut memtable = Memtable::new();
+            let mut memtable =
+                Memtable::with_capacity(Memtable::presize_keys(options.memtable_size));
             let wal_options = WalOptions {
                 segment_size: options.wal_segment_size,
                 durability: options.durability,
