@@ -651,10 +651,7 @@ impl Shared {
             }
         }
         loop {
-            let step = self.next_step();
-            if matches!(step, Step::Write { .. }) && self.state.borrow().durable_seq >= target {
-                return Ok(());
-            }
+            let step = self.next_step(target);
             match step {
                 Step::Done => return Ok(()),
                 Step::Pop => {
@@ -706,7 +703,9 @@ impl Shared {
         }
     }
 
-    fn next_step(&self) -> Step {
+    /// The leader's next step towards making `target` durable: `Done` once it
+    /// is and only writes would be left (see [`Shared::lead`]).
+    fn next_step(&self, target: u64) -> Step {
         let st = self.state.borrow();
         let Some(tail) = st.tails.front() else {
             return Step::Done;
@@ -718,6 +717,9 @@ impl Shared {
             };
         };
         if tail.buf.len() > tail.written {
+            if st.durable_seq >= target {
+                return Step::Done;
+            }
             // A chunk at a time (see `WAL_WRITE_CHUNK_SIZE`); a chunk is
             // whole blocks, so the next one starts block-aligned.
             let len = tail.buf.len().min(WRITE_CHUNK_SIZE);
