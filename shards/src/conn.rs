@@ -16,7 +16,7 @@
 //! on, `Close` answers with id 0, flushes and closes.
 
 use crate::limits::{BATCH_FRAMES_MAX, RECEIVE_BUFFER_SIZE_INITIAL};
-use crate::service::{answer_now, encode_error, handle, now_ms, Scope};
+use crate::service::{answer_now, encode_error, handle, now_ms, write_now, Scope, WrittenNow};
 use crate::shard::{Shard, ShardCounters};
 use crate::stop::StopEvent;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -116,13 +116,17 @@ const PENDING_MAX: usize = 32;
 /// A batch's requests between decoding and running. Requests are held until
 /// [`PENDING_MAX`] are decoded (or the batch ends), then the keys of their
 /// GETs, PUTs and DELETEs are hinted to the store together (see
-/// [`crate::store::Store::prefetch`]) before any of them runs, so their
-/// cache misses overlap instead of following one another.
+/// [`crate::store::Store::prefetch`]: the row cache for all, the memtable
+/// index for writes) before any of them runs, so their cache misses overlap
+/// instead of following one another.
 ///
 /// A request runs at once when it can (a GET the row cache holds, see
-/// [`answer_now`]), else it is queued as a future. Nothing overtakes queued
+/// [`answer_now`]; a PUT or DELETE the store takes without waiting, see
+/// [`write_now`]), else it is queued as a future. Nothing overtakes queued
 /// work: once one request is queued, every later one is queued too, so a
-/// pipelined GET never runs before a PUT sent ahead of it.
+/// pipelined GET never runs before a PUT sent ahead of it. A write done at
+/// once that only waits to be durable before it is answered does not count
+/// as queued work: its effect is already there for later requests to see.
 struct Pending<'b> {
     shard: &'b Rc<Shard>,
     scope: Scope,
@@ -132,6 +136,9 @@ struct Pending<'b> {
     held: [Option<(RequestHeader, Request<'b>, &'b [u8])>; PENDING_MAX],
     len: usize,
     queued: Vec<Pin<Box<dyn Future<Output = ()> + 'b>>>,
+    /// Some queued future has not taken effect yet (a request for
+    /// [`handle`]): later requests must queue behind it.
+    effects_queued: bool,
 }
 
 impl<'b> Pending<'b> {
@@ -144,6 +151,7 @@ impl<'b> Pending<'b> {
             held: [const { None }; PENDING_MAX],
             len: 0,
             queued: Vec::new(),
+            effects_queued: false,
         }
     }
 
@@ -164,30 +172,47 @@ impl<'b> Pending<'b> {
     }
 
     fn run_held(&mut self) {
-        let mut keys: [&[u8]; PENDING_MAX] = [&[]; PENDING_MAX];
-        let mut hinted = 0;
+        let mut reads: [&[u8]; PENDING_MAX] = [&[]; PENDING_MAX];
+        let mut writes: [&[u8]; PENDING_MAX] = [&[]; PENDING_MAX];
+        let (mut read, mut written) = (0, 0);
         for (_, req, _) in self.held[..self.len].iter().flatten() {
-            // A write looks its key up in the row cache too (to keep a
-            // cached record current), so its line is worth the same hint.
-            if let Request::Get { key } | Request::Put { key, .. } | Request::Delete { key } = req {
-                keys[hinted] = key;
-                hinted += 1;
+            match req {
+                Request::Get { key } => {
+                    reads[read] = key;
+                    read += 1;
+                }
+                Request::Put { key, .. } | Request::Delete { key } => {
+                    writes[written] = key;
+                    written += 1;
+                }
+                _ => {}
             }
         }
-        if hinted > 0 {
-            self.shard.store.prefetch(&keys[..hinted]);
+        if read + written > 0 {
+            self.shard
+                .store
+                .prefetch(&reads[..read], &writes[..written]);
         }
         for i in 0..self.len {
             let Some((header, req, raw)) = self.held[i].take() else {
                 continue;
             };
-            if self.queued.is_empty()
-                && answer_now(self.shard, &header, &req, self.now_ms, self.out)
-            {
-                continue;
+            if !self.effects_queued {
+                if answer_now(self.shard, &header, &req, self.now_ms, self.out) {
+                    continue;
+                }
+                match write_now(self.shard, &header, &req, self.now_ms, self.out) {
+                    WrittenNow::Answered => continue,
+                    WrittenNow::Committing(f) => {
+                        self.queued.push(f);
+                        continue;
+                    }
+                    WrittenNow::NotTaken => {}
+                }
             }
             let f = handle(self.shard, self.scope, header, req, raw, self.out);
             self.queued.push(Box::pin(f));
+            self.effects_queued = true;
         }
         self.len = 0;
     }

@@ -63,6 +63,13 @@ impl KeyLocks {
         }
     }
 
+    /// Whether no task holds or waits for `key`'s lock: a write that runs
+    /// to its end with no await may then go ahead without taking it.
+    pub fn is_free(&self, key: &[u8]) -> bool {
+        let table = self.table.borrow();
+        table.is_empty() || !table.contains_key(key)
+    }
+
     /// Locks several keys in sorted order (so two multi-key writers cannot
     /// deadlock); duplicate keys are locked once.
     pub async fn lock_many(&self, keys: &[&[u8]]) -> Vec<KeyGuard> {

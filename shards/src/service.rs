@@ -7,7 +7,10 @@
 //!   session version (and, for read-modify-write ops, above the version read).
 //! - PUT, DELETE, CAS, INCR and the local part of MPUT hold the key lock from
 //!   their read (if any) to the end of their write, so a CAS or INCR never
-//!   interleaves with another write of the same key.
+//!   interleaves with another write of the same key. A PUT or DELETE run at
+//!   once ([`write_now`]) takes no lock: it runs only when no one holds or
+//!   waits for its key's lock, and it does not await between its stamp and
+//!   its memtable insert, which is all the lock guarantees.
 //! - Nothing is answered before the store acknowledged it (durable per the
 //!   node's durability mode).
 //! - A forwarded request travels as an owned copy of its frame; its answer
@@ -179,11 +182,22 @@ pub(crate) fn stamp(
     session: Version,
     floor: Option<Version>,
 ) -> Result<Version, Outcome> {
+    stamp_at(shard, session, floor, now_ms())
+}
+
+/// [`stamp`] with the wall clock already read (`now_ms`), for callers that
+/// read it once for many requests.
+pub(crate) fn stamp_at(
+    shard: &Shard,
+    session: Version,
+    floor: Option<Version>,
+    now_ms: u64,
+) -> Result<Version, Outcome> {
     let mut clock = shard.clock.borrow_mut();
     if let Some(f) = floor {
         clock.observe(f);
     }
-    clock.stamp(now_ms(), session).map_err(|e| match e {
+    clock.stamp(now_ms, session).map_err(|e| match e {
         StampError::SessionAhead(e) => Outcome::Error(Status::BadRequest, e.to_string()),
         StampError::Lease { .. } => {
             tracing::error!(shard = shard.id, "{e}");
@@ -302,14 +316,14 @@ async fn execute_key_inner(
         Request::Delete { key } => {
             check_sizes(shard, key, None)?;
             let _guard = shard.locks.lock(key).await;
-            let version = stamp(shard, session, None)?;
+            let version = stamp_at(shard, session, None, now)?;
             delete_key(shard, key, version, level).await?;
             Ok(Outcome::Written(version))
         }
         Request::Put { key, value, ttl_ms } => {
             check_sizes(shard, key, Some(value))?;
             let _guard = shard.locks.lock(key).await;
-            let version = stamp(shard, session, None)?;
+            let version = stamp_at(shard, session, None, now)?;
             put_value(shard, key, value, version, expires_at(now, ttl_ms), level).await?;
             Ok(Outcome::Written(version))
         }
@@ -403,13 +417,97 @@ pub fn answer_now(
     {
         return false;
     }
-    let Some(record) = shard.store.get_cached(key) else {
-        return false;
+    // Encoded straight from the cache entry: no copy of the value into a
+    // record of its own (an allocation, a copy and a free per GET).
+    let answered = shard.store.with_cached(key, |record| {
+        let resp = match record.value {
+            Some(value) if !record.is_dead_at(now_ms) => Response::Value {
+                value,
+                version: wire(record.version),
+                expires_at_ms: record.expires_at_ms,
+            },
+            _ => Response::NotFound,
+        };
+        encode_response(header.id, &resp, &mut out.borrow_mut());
+    });
+    if answered.is_some() {
+        ShardCounters::bump(&shard.counters.requests);
+    }
+    answered.is_some()
+}
+
+/// What [`write_now`] did with a request.
+pub(crate) enum WrittenNow<'b> {
+    /// Nothing: the request is not such a write, or it would have to wait
+    /// (a lock held on its key, a full memtable). Run it with [`handle`].
+    NotTaken,
+    /// Written and answered (durable at once under the durability mode, or
+    /// refused with an error answer).
+    Answered,
+    /// Written (in the WAL and the memtable, visible to reads); the future
+    /// waits until it is durable, then appends the answer.
+    Committing(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'b>>),
+}
+
+/// Runs a PUT or DELETE at once, with no task and no lock, when that gives
+/// exactly what [`handle`] would: a key this shard owns on a standalone node,
+/// within the size limits, that no other request holds or waits to lock,
+/// and a store that takes the write without waiting. Everything from the
+/// stamp to the memtable insert happens here with no await, which is what
+/// the key lock guarantees for [`handle`]; nothing is answered before the
+/// write is durable per the durability mode. `now_ms` is the wall clock read
+/// once for the whole batch.
+pub(crate) fn write_now<'b>(
+    shard: &'b Shard,
+    header: &RequestHeader,
+    req: &Request<'_>,
+    now_ms: u64,
+    out: &'b RefCell<Vec<u8>>,
+) -> WrittenNow<'b> {
+    let (key, value, ttl_ms) = match *req {
+        Request::Put { key, value, ttl_ms } => (key, Some(value), ttl_ms),
+        Request::Delete { key } => (key, None, 0),
+        _ => return WrittenNow::NotTaken,
+    };
+    if shard.has_cluster()
+        || shard.owner_of(key) != shard.id
+        || check_sizes(shard, key, value).is_err()
+        || !shard.locks.is_free(key)
+    {
+        return WrittenNow::NotTaken;
+    }
+    let Ok(version) = stamp_at(shard, unwire(header.session), None, now_ms) else {
+        // `handle` stamps again and answers the same error.
+        return WrittenNow::NotTaken;
+    };
+    let expires = if value.is_some() {
+        expires_at(now_ms, ttl_ms)
+    } else {
+        0
+    };
+    let Some(written) = shard.store.try_write_now(key, value, version, expires) else {
+        return WrittenNow::NotTaken;
     };
     ShardCounters::bump(&shard.counters.requests);
-    let outcome = live(Some(record), now_ms).map_or(Outcome::NotFound, Outcome::Value);
-    encode_outcome(header.id, &outcome, &mut out.borrow_mut());
-    true
+    let id = header.id;
+    let lsn = match written {
+        Ok(lsn) => lsn,
+        Err(e) => {
+            encode_outcome(id, &storage_failure(shard, &e), &mut out.borrow_mut());
+            return WrittenNow::Answered;
+        }
+    };
+    if shard.store.is_durable(lsn) {
+        encode_outcome(id, &Outcome::Written(version), &mut out.borrow_mut());
+        return WrittenNow::Answered;
+    }
+    WrittenNow::Committing(Box::pin(async move {
+        let outcome = match shard.store.commit(lsn).await {
+            Ok(()) => Outcome::Written(version),
+            Err(e) => storage_failure(shard, &e),
+        };
+        encode_outcome(id, &outcome, &mut out.borrow_mut());
+    }))
 }
 
 /// Answers one decoded request, appending the encoded answer to `out`.

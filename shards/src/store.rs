@@ -9,8 +9,8 @@
 
 use crate::config::{DurabilityMode, NodeConfig};
 use ringkv_storage::engine::{Engine, Options, ScanRange, WriteBatch};
-use ringkv_storage::wal::Durability;
-use ringkv_storage::{Entry, Record, Result, Version};
+use ringkv_storage::wal::{Durability, Lsn};
+use ringkv_storage::{Entry, Record, RecordRef, Result, Version};
 use std::path::Path;
 
 /// Which keys a scan visits.
@@ -67,9 +67,16 @@ impl Store {
         self.engine.get_cached(key)
     }
 
-    /// Hints that `keys` are about to be read (see [`Engine::prefetch`]).
-    pub fn prefetch(&self, keys: &[&[u8]]) {
-        self.engine.prefetch(keys);
+    /// Calls `f` with the row cache's record of `key`, borrowed (see
+    /// [`Engine::with_cached`]); `None` means "take the full read".
+    pub fn with_cached<R>(&self, key: &[u8], f: impl FnOnce(RecordRef<'_>) -> R) -> Option<R> {
+        self.engine.with_cached(key, f)
+    }
+
+    /// Hints that `reads` are about to be read and `writes` written (see
+    /// [`Engine::prefetch`]).
+    pub fn prefetch(&self, reads: &[&[u8]], writes: &[&[u8]]) {
+        self.engine.prefetch(reads, writes);
     }
 
     /// Writes a value; durable per the configured mode when this returns.
@@ -81,6 +88,32 @@ impl Store {
         expires_at_ms: u64,
     ) -> Result<()> {
         self.engine.put(key, value, version, expires_at_ms).await
+    }
+
+    /// Writes a value (`None`: a tombstone) at once when the engine can take
+    /// it without waiting (see [`Engine::try_write_now`]): `None` means
+    /// nothing was written, use [`put`](Self::put) or [`delete`](Self::delete).
+    /// Acknowledge it only once [`commit`](Self::commit) of the returned LSN
+    /// returns (or [`is_durable`](Self::is_durable) says it would at once).
+    pub fn try_write_now(
+        &self,
+        key: &[u8],
+        value: Option<&[u8]>,
+        version: Version,
+        expires_at_ms: u64,
+    ) -> Option<Result<Lsn>> {
+        self.engine
+            .try_write_now(key, value, version, expires_at_ms)
+    }
+
+    /// Whether the write at `lsn` is already durable per the durability mode.
+    pub fn is_durable(&self, lsn: Lsn) -> bool {
+        self.engine.is_durable(lsn)
+    }
+
+    /// Waits until the write at `lsn` is durable per the durability mode.
+    pub async fn commit(&self, lsn: Lsn) -> Result<()> {
+        self.engine.commit(lsn).await
     }
 
     /// Writes a tombstone.

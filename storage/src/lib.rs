@@ -15,6 +15,7 @@ pub mod compaction;
 pub mod engine;
 pub mod error;
 pub mod io;
+pub mod key_index;
 mod le;
 pub mod limits;
 pub mod manifest;
@@ -28,4 +29,4 @@ pub mod wal;
 // Re-exports of the engine API are added when the engine lands:
 pub use engine::{Durability, Engine, Options, ScanRange, Stats, WriteBatch};
 pub use error::{Error, Result};
-pub use types::{Entry, FileId, Record, TableMeta, Version};
+pub use types::{Entry, FileId, Record, RecordRef, TableMeta, Version};

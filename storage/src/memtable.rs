@@ -7,20 +7,21 @@
 //!
 //! Invariants:
 //! - Single owner, single thread: plain maps, no concurrent structure.
-//! - Every key is in `slots` (a hash map: a point read costs one hash and
-//!   one comparison instead of a B-tree walk of ~40 `memcmp`s, which took a
-//!   third of the server's CPU per GET) and once in `keys`, in insertion
-//!   order; both share the key bytes through one `Rc<[u8]>`. Its record is
-//!   in `records` at the same position as the key in `keys`, and ordered
-//!   keys carry that position: a flush reads records without hashing (the
-//!   hash lookup and a record copy per key took half of a flush).
+//! - Every key is in `slots` (a hash index, [`KeyIndex`]: a point read costs
+//!   one hash and one comparison instead of a B-tree walk of ~40 `memcmp`s,
+//!   which took a third of the server's CPU per GET) and once in `keys`, in
+//!   insertion order, which owns its bytes (an `Rc<[u8]>`, shared with the
+//!   key order when there is one). Its record is in `records` at the same
+//!   position, and the index maps the key to that position.
 //! - Key order is not kept on insert: a B-tree insert per new key took a
 //!   quarter of a SET's CPU, and most memtables are never scanned. The flush
-//!   sorts `keys` in runs ([`Memtable::sorted_run`], merged by [`RunMerge`]);
-//!   the first scan builds `order` (a B-tree) and from then on inserts keep
-//!   it, so a scanned memtable pays what it did before and no more.
-//! - Ordered keys carry their first 16 bytes inline ([`OrderedKey`]): most
-//!   comparisons end on that integer without following the key's pointer.
+//!   sorts `keys` in runs of plain [`FlushKey`]s ([`Memtable::sorted_run`],
+//!   merged by [`RunMerge`]); the first scan builds `order` (a B-tree) and
+//!   from then on inserts keep it, so a scanned memtable pays what it did
+//!   before and no more.
+//! - Keys in order carry their first 16 bytes inline ([`OrderedKey`],
+//!   [`FlushKey`]): most comparisons end on that integer without following
+//!   the key's pointer.
 //! - `approximate_bytes` is the sum of [`Memtable::entry_bytes`] over the stored
 //!   entries; the engine freezes the memtable when it passes its budget.
 //! - A frozen memtable (handed to a flush) is never mutated again; readers may
@@ -29,11 +30,12 @@
 //! It does not do I/O, decide when to freeze, or drop tombstones: tombstones and
 //! expired values stay until compaction purges them from the tables.
 
+use crate::key_index::{KeyIndex, Probe};
 use crate::prefetch::prefetch_line;
 use crate::types::{Record, Version};
 use std::cell::RefCell;
-use std::cmp::{Ordering, Reverse};
-use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::cmp::Ordering;
+use std::collections::BTreeSet;
 use std::ops::Bound;
 use std::rc::Rc;
 
@@ -72,37 +74,90 @@ impl OrderedKey {
     }
 }
 
-/// Merges sorted runs of distinct keys (the runs of one memtable, from
-/// [`Memtable::sorted_run`]) into one ascending sequence.
+/// A key's place in a flush's order: its first 16 bytes as an integer (as
+/// in [`OrderedKey`]) and its record slot. Plain data: sorting and merging
+/// these never touches the key's shared allocation (cloning an
+/// [`OrderedKey`] bumps its reference count, a cache miss per key that took
+/// most of a flush's sort). Equal prefixes are settled by the memtable's
+/// whole keys ([`Memtable::flush_order`]).
+#[derive(Clone, Copy, Debug)]
+pub struct FlushKey {
+    prefix: u128,
+    slot: usize,
+}
+
+/// Merges sorted runs of distinct keys of one memtable (from
+/// [`Memtable::sorted_run`]) into one ascending sequence. A binary min-heap
+/// of the runs' next keys, ordered by [`Memtable::flush_order`], so each
+/// call takes the memtable whose keys settle equal prefixes.
 pub struct RunMerge {
-    runs: Vec<std::vec::IntoIter<OrderedKey>>,
-    /// The next key of each run that has one, smallest on top.
-    heads: BinaryHeap<Reverse<(OrderedKey, usize)>>,
+    runs: Vec<std::vec::IntoIter<FlushKey>>,
+    /// The next key of each run that has one, with its run; a min-heap.
+    heads: Vec<(FlushKey, usize)>,
 }
 
 impl RunMerge {
-    /// A merge of `runs`, each sorted ascending.
-    pub fn new(runs: Vec<Vec<OrderedKey>>) -> Self {
+    /// A merge of `runs` of `memtable`'s keys, each sorted ascending.
+    pub fn new(runs: Vec<Vec<FlushKey>>, memtable: &Memtable) -> Self {
         let mut runs: Vec<_> = runs.into_iter().map(Vec::into_iter).collect();
-        let mut heads = BinaryHeap::with_capacity(runs.len());
+        let mut heads = Vec::with_capacity(runs.len());
         for (i, run) in runs.iter_mut().enumerate() {
             if let Some(k) = run.next() {
-                heads.push(Reverse((k, i)));
+                heads.push((k, i));
             }
         }
-        RunMerge { runs, heads }
-    }
-}
-
-impl Iterator for RunMerge {
-    type Item = OrderedKey;
-
-    fn next(&mut self) -> Option<OrderedKey> {
-        let Reverse((key, run)) = self.heads.pop()?;
-        if let Some(next) = self.runs[run].next() {
-            self.heads.push(Reverse((next, run)));
+        let mut merge = RunMerge { runs, heads };
+        for i in (0..merge.heads.len() / 2).rev() {
+            merge.sift_down(i, memtable);
         }
+        merge
+    }
+
+    /// The next key in order, or `None` once every run is spent.
+    pub fn next(&mut self, memtable: &Memtable) -> Option<FlushKey> {
+        let &(key, run) = self.heads.first()?;
+        match self.runs[run].next() {
+            Some(next) => self.heads[0] = (next, run),
+            None => {
+                self.heads.swap_remove(0);
+            }
+        }
+        self.sift_down(0, memtable);
         Some(key)
+    }
+
+    /// Up to `max` next keys in order, appended to `out`.
+    pub fn next_stretch(&mut self, memtable: &Memtable, max: usize, out: &mut Vec<FlushKey>) {
+        for _ in 0..max {
+            match self.next(memtable) {
+                Some(k) => out.push(k),
+                None => return,
+            }
+        }
+    }
+
+    fn sift_down(&mut self, mut i: usize, memtable: &Memtable) {
+        let less = |a: &(FlushKey, usize), b: &(FlushKey, usize)| {
+            memtable.flush_order(&a.0, &b.0) == Ordering::Less
+        };
+        let n = self.heads.len();
+        loop {
+            let left = 2 * i + 1;
+            if left >= n {
+                return;
+            }
+            let right = left + 1;
+            let child = if right < n && less(&self.heads[right], &self.heads[left]) {
+                right
+            } else {
+                left
+            };
+            if !less(&self.heads[child], &self.heads[i]) {
+                return;
+            }
+            self.heads.swap(i, child);
+            i = child;
+        }
     }
 }
 
@@ -152,8 +207,10 @@ pub const PRESIZE_KEYS_MAX: usize = 1 << 20;
 /// An ordered map from key to its highest-version record.
 #[derive(Debug, Default)]
 pub struct Memtable {
-    /// Each key's slot in `records`.
-    slots: HashMap<Rc<[u8]>, usize, ahash::RandomState>,
+    /// Each key's slot in `records` (and `keys`). Its own index rather than
+    /// a `hashbrown` map: an insert hashes and probes once, and a batch can
+    /// hint its keys' buckets before it runs (see [`KeyIndex`]).
+    slots: KeyIndex,
     /// Each key's record, in insertion order (`keys[i]` is the key of
     /// `records[i]`).
     records: Vec<Record>,
@@ -174,7 +231,7 @@ impl Memtable {
     /// An empty memtable with room for `keys` keys before any regrowth.
     pub fn with_capacity(keys: usize) -> Self {
         Memtable {
-            slots: HashMap::with_capacity_and_hasher(keys, ahash::RandomState::new()),
+            slots: KeyIndex::with_capacity(keys),
             records: Vec::with_capacity(keys),
             keys: Vec::with_capacity(keys),
             ..Self::default()
@@ -200,8 +257,13 @@ impl Memtable {
     pub fn insert(&mut self, key: &[u8], record: Record) -> bool {
         let new_bytes = Self::entry_bytes(key, &record);
         let version = record.version;
-        match self.slots.get(key) {
-            Some(&slot) => {
+        let hash = self.slots.hash(key);
+        let keys = &self.keys;
+        let probe =
+            self.slots
+                .find_or_insert(hash, |slot| *keys[slot].key == *key, self.records.len());
+        match probe {
+            Probe::Found(slot) => {
                 let existing = &mut self.records[slot];
                 if existing.version >= version {
                     return false;
@@ -210,15 +272,14 @@ impl Memtable {
                 *existing = record;
                 self.bytes = self.bytes - old_bytes + new_bytes;
             }
-            None => {
+            Probe::Inserted => {
                 let key: Rc<[u8]> = Rc::from(key);
                 let slot = self.records.len();
-                let ordered = OrderedKey::new(Rc::clone(&key), slot);
+                let ordered = OrderedKey::new(key, slot);
                 if let Some(order) = self.order.get_mut() {
                     order.insert(ordered.clone());
                 }
                 self.keys.push(ordered);
-                self.slots.insert(key, slot);
                 self.records.push(record);
                 self.bytes += new_bytes;
             }
@@ -229,25 +290,52 @@ impl Memtable {
 
     /// The record stored for `key` (a value, an expired value or a tombstone).
     pub fn get(&self, key: &[u8]) -> Option<&Record> {
-        self.slots.get(key).map(|&slot| &self.records[slot])
+        let hash = self.slots.hash(key);
+        self.slots
+            .find(hash, |slot| *self.keys[slot].key == *key)
+            .map(|slot| &self.records[slot])
     }
 
-    /// The record of a key this memtable gave out (from
-    /// [`sorted_run`](Self::sorted_run)): no hash lookup.
-    pub fn record_of(&self, key: &OrderedKey) -> &Record {
+    /// Starts loading, without waiting, the index buckets that looking up or
+    /// inserting each of `keys` starts from: a hint for a batch of requests
+    /// about to run, so their cache misses overlap. Changes nothing.
+    pub fn prefetch_keys(&self, keys: &[&[u8]]) {
+        for key in keys {
+            self.slots.prefetch(self.slots.hash(key));
+        }
+    }
+
+    /// The key at `key`'s place (from [`sorted_run`](Self::sorted_run)).
+    pub fn key_of(&self, key: &FlushKey) -> &[u8] {
+        &self.keys[key.slot].key
+    }
+
+    /// The record at `key`'s place (from [`sorted_run`](Self::sorted_run)):
+    /// no hash lookup.
+    pub fn record_of(&self, key: &FlushKey) -> &Record {
         &self.records[key.slot]
+    }
+
+    /// The order of two keys of this memtable: by their prefixes, and by
+    /// the whole keys when the prefixes are equal. Exactly the keys' byte
+    /// order.
+    pub fn flush_order(&self, a: &FlushKey, b: &FlushKey) -> Ordering {
+        a.prefix
+            .cmp(&b.prefix)
+            .then_with(|| self.keys[a.slot].key.cmp(&self.keys[b.slot].key))
     }
 
     /// Starts loading, without waiting, the memory that reading `keys`
     /// (from [`sorted_run`](Self::sorted_run)) and their records will touch:
     /// a flush walks keys in order, which is random in memory, so it hints
     /// a stretch of them first and their misses overlap. Changes nothing.
-    pub fn prefetch(&self, keys: &[OrderedKey]) {
+    pub fn prefetch(&self, keys: &[FlushKey]) {
         for k in keys {
-            prefetch_line(k.key.as_ptr());
+            prefetch_line(&self.keys[k.slot]);
             prefetch_line(&self.records[k.slot]);
         }
         for k in keys {
+            prefetch_line(self.keys[k.slot].key.as_ptr());
             if let Some(value) = &self.records[k.slot].value {
                 for offset in (0..value.len()).step_by(64).take(PREFETCH_VALUE_LINES) {
                     prefetch_line(&value[offset]);
@@ -285,10 +373,19 @@ impl Memtable {
     /// Keys `start..start + max` of the insertion order, sorted: one run of
     /// a flush, which sorts the memtable a run at a time (yielding between
     /// runs) and merges the runs with [`RunMerge`].
-    pub fn sorted_run(&self, start: usize, max: usize) -> Vec<OrderedKey> {
+    pub fn sorted_run(&self, start: usize, max: usize) -> Vec<FlushKey> {
         let end = start.saturating_add(max).min(self.keys.len());
-        let mut run = self.keys.get(start..end).unwrap_or_default().to_vec();
-        run.sort_unstable();
+        let mut run: Vec<FlushKey> = self
+            .keys
+            .get(start..end)
+            .unwrap_or_default()
+            .iter()
+            .map(|k| FlushKey {
+                prefix: k.prefix,
+                slot: k.slot,
+            })
+            .collect();
+        run.sort_unstable_by(|a, b| self.flush_order(a, b));
         run
     }
 
@@ -318,8 +415,9 @@ impl Memtable {
     /// the p99 of an open-loop SET run; freed in steps with yields between,
     /// requests run in the gaps.
     pub fn take_apart(self) -> Teardown {
+        // The index is one allocation: freed here at once.
+        drop(self.slots);
         Teardown {
-            slots: self.slots.into_iter(),
             records: self.records.into_iter(),
             keys: self.keys.into_iter(),
             order: self.order.into_inner().map(BTreeSet::into_iter),
@@ -330,7 +428,6 @@ impl Memtable {
 /// A memtable being freed in steps (see [`Memtable::take_apart`]). Whatever
 /// is left is freed at once when it is dropped.
 pub struct Teardown {
-    slots: std::collections::hash_map::IntoIter<Rc<[u8]>, usize>,
     records: std::vec::IntoIter<Record>,
     keys: std::vec::IntoIter<OrderedKey>,
     order: Option<std::collections::btree_set::IntoIter<OrderedKey>>,
@@ -338,16 +435,14 @@ pub struct Teardown {
 
 impl Teardown {
     /// Frees up to `entries` more entries of each of the memtable's parts
-    /// (index, records, keys and key order). Returns whether anything is left.
+    /// (records, keys and key order). Returns whether anything is left.
     pub fn free_some(&mut self, entries: usize) -> bool {
-        self.slots.by_ref().take(entries).for_each(drop);
         self.records.by_ref().take(entries).for_each(drop);
         self.keys.by_ref().take(entries).for_each(drop);
         if let Some(order) = &mut self.order {
             order.by_ref().take(entries).for_each(drop);
         }
-        self.slots.len() > 0
-            || self.records.len() > 0
+        self.records.len() > 0
             || self.keys.len() > 0
             || self.order.as_ref().is_some_and(|o| o.len() > 0)
     }
@@ -429,12 +524,17 @@ mod tests {
         m.insert(b"a", Record::put(v(2), b"newer".to_vec(), 0));
         m.insert(b"d", Record::tombstone(v(3)));
         let runs = vec![m.sorted_run(0, 2), m.sorted_run(2, 2), m.sorted_run(4, 2)];
-        let merged: Vec<OrderedKey> = RunMerge::new(runs).collect();
+        let mut merge = RunMerge::new(runs, &m);
+        let mut merged = Vec::new();
+        merge.next_stretch(&m, 3, &mut merged);
+        assert_eq!(merged.len(), 3);
+        merge.next_stretch(&m, 10, &mut merged);
+        assert!(merge.next(&m).is_none(), "every run is spent");
         m.prefetch(&merged);
-        let keys: Vec<&[u8]> = merged.iter().map(OrderedKey::key).collect();
+        let keys: Vec<&[u8]> = merged.iter().map(|k| m.key_of(k)).collect();
         assert_eq!(keys, [&b"a"[..], b"b", b"c", b"d", b"e"]);
         for k in &merged {
-            assert_eq!(Some(m.record_of(k)), m.get(k.key()));
+            assert_eq!(Some(m.record_of(k)), m.get(m.key_of(k)));
         }
         assert_eq!(
             m.record_of(&merged[0]).value.as_deref(),
@@ -496,11 +596,15 @@ mod tests {
             let got: Vec<Vec<u8>> = m.iter().map(|(k, _)| k.to_vec()).collect();
             prop_assert_eq!(&got, &expected);
             // The flush's way: sorted runs of the insertion order, merged.
-            let runs: Vec<Vec<OrderedKey>> = (0..m.len())
+            let runs: Vec<Vec<FlushKey>> = (0..m.len())
                 .step_by(run_keys)
                 .map(|start| m.sorted_run(start, run_keys))
                 .collect();
-            let merged: Vec<Vec<u8>> = RunMerge::new(runs).map(|k| k.key().to_vec()).collect();
+            let mut merge = RunMerge::new(runs, &m);
+            let mut merged = Vec::new();
+            while let Some(k) = merge.next(&m) {
+                merged.push(m.key_of(&k).to_vec());
+            }
             prop_assert_eq!(&merged, &expected);
             let after: Vec<Vec<u8>> = m
                 .entries_from(Bound::Excluded(cursor.as_slice()), usize::MAX)

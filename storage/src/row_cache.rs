@@ -35,7 +35,7 @@
 use crate::cache::CacheStats;
 use crate::le::{u32_at, u64_at};
 use crate::prefetch::prefetch_line;
-use crate::types::{Record, Version};
+use crate::types::{Record, RecordRef, Version};
 
 /// Bookkeeping charged per entry besides its key and value bytes: its share
 /// of the bucket array (at the lowest load), the header and the allocator's
@@ -105,11 +105,20 @@ fn version_of(entry: &[u8]) -> Version {
 }
 
 fn record_of(entry: &[u8]) -> Record {
-    let key_len = u32_at(entry, 20) as usize;
+    let r = record_ref_of(entry);
     Record {
+        version: r.version,
+        expires_at_ms: r.expires_at_ms,
+        value: r.value.map(<[u8]>::to_vec),
+    }
+}
+
+fn record_ref_of(entry: &[u8]) -> RecordRef<'_> {
+    let key_len = u32_at(entry, 20) as usize;
+    RecordRef {
         version: version_of(entry),
         expires_at_ms: u64_at(entry, 8),
-        value: (entry[24] & FLAG_TOMBSTONE == 0).then(|| entry[HEADER_BYTES + key_len..].to_vec()),
+        value: (entry[24] & FLAG_TOMBSTONE == 0).then(|| &entry[HEADER_BYTES + key_len..]),
     }
 }
 
@@ -223,6 +232,20 @@ impl RowCache {
     /// Like [`get`](Self::get), but a miss is not counted: for a caller
     /// that falls back to a full read, which counts it.
     pub fn get_if_cached(&mut self, key: &[u8]) -> Option<Record> {
+        let entry = self.hit(key)?;
+        Some(record_of(entry))
+    }
+
+    /// Calls `f` with the cached record of `key`, borrowed (no copy of the
+    /// value), and returns what it returns; `None` if not cached (a miss
+    /// not counted, as in [`get_if_cached`](Self::get_if_cached)).
+    pub fn with_cached<R>(&mut self, key: &[u8], f: impl FnOnce(RecordRef<'_>) -> R) -> Option<R> {
+        let entry = self.hit(key)?;
+        Some(f(record_ref_of(entry)))
+    }
+
+    /// The entry of `key` if cached, counted as a hit and marked referenced.
+    fn hit(&mut self, key: &[u8]) -> Option<&[u8]> {
         if self.len == 0 {
             return None;
         }
@@ -231,7 +254,7 @@ impl RowCache {
         self.hits += 1;
         let slot = self.buckets[i].as_mut()?;
         slot.entry[24] |= FLAG_REFERENCED;
-        Some(record_of(&slot.entry))
+        Some(&slot.entry)
     }
 
     /// Caches `record` as the current record of `key` (after a full read),

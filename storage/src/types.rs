@@ -116,3 +116,22 @@ pub struct TableMeta {
     /// higher version for its key can skip this table.
     pub max_version: Version,
 }
+
+/// A record borrowed from where it is stored (a cache entry), for a caller
+/// that only encodes it: no copy of the value, no allocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    /// Version of the write.
+    pub version: Version,
+    /// Expiry in ms since the epoch, 0 = never.
+    pub expires_at_ms: u64,
+    /// The value; `None` is a tombstone.
+    pub value: Option<&'a [u8]>,
+}
+
+impl RecordRef<'_> {
+    /// Like [`Record::is_dead_at`]: a tombstone, or expired at `now_ms`.
+    pub fn is_dead_at(&self, now_ms: u64) -> bool {
+        self.value.is_none() || (self.expires_at_ms != 0 && self.expires_at_ms <= now_ms)
+    }
+}

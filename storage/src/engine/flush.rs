@@ -210,12 +210,12 @@ impl Engine {
             runs.push(memtable.borrow().sorted_run(start, FLUSH_RUN_KEYS));
             io::yield_now().await;
         }
-        let mut merge = RunMerge::new(runs);
+        let mut merge = RunMerge::new(runs, &memtable.borrow());
         let mut stretch = Vec::with_capacity(FLUSH_PREFETCH_KEYS);
         let mut written = 0usize;
         loop {
             stretch.clear();
-            stretch.extend(merge.by_ref().take(FLUSH_PREFETCH_KEYS));
+            merge.next_stretch(&memtable.borrow(), FLUSH_PREFETCH_KEYS, &mut stretch);
             if stretch.is_empty() {
                 break;
             }
@@ -223,7 +223,10 @@ impl Engine {
             for key in &stretch {
                 // Pushed from the borrowed memtable (no copy of the record);
                 // the borrow ends before any write is awaited.
-                writer.push(key.key(), memtable.borrow().record_of(key));
+                {
+                    let m = memtable.borrow();
+                    writer.push(m.key_of(key), m.record_of(key));
+                }
                 if writer.wants_write() {
                     writer.write_staged().await?;
                 }

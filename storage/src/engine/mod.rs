@@ -65,8 +65,8 @@ use crate::manifest::Manifest;
 use crate::memtable::Memtable;
 use crate::row_cache::RowCache;
 use crate::sstable::{table_file_name, Table};
-use crate::types::{Entry, FileId, Record, Version};
-use crate::wal::{SegmentId, Wal, WalOptions};
+use crate::types::{Entry, FileId, Record, RecordRef, Version};
+use crate::wal::{Lsn, SegmentId, Wal, WalOptions};
 use std::cell::RefCell;
 use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -310,7 +310,6 @@ impl Engine {
             return Ok(());
         }
         self.make_room().await?;
-        let inner = &self.inner;
         // From here to `commit` nothing awaits: the entries land in the WAL
         // and the memtable of the same generation.
         let refs: Vec<(&[u8], &Record)> = batch
@@ -318,20 +317,82 @@ impl Engine {
             .iter()
             .map(|(k, r)| (k.as_slice(), r))
             .collect();
-        let lsn = inner.wal.append(&refs)?;
-        {
-            let mut state = inner.state.borrow_mut();
-            let mut active = state.active.borrow_mut();
-            let mut rows = inner.rows.borrow_mut();
-            for (key, record) in batch.entries {
-                rows.observe_write(&key, &record);
-                active.insert(&key, record);
-            }
-            drop(rows);
-            drop(active);
-            state.counters.user_bytes += user_bytes;
+        let lsn = self.inner.wal.append(&refs)?;
+        drop(refs);
+        self.apply(batch.entries, user_bytes);
+        self.inner.wal.commit(lsn).await
+    }
+
+    /// Writes one record (`value` `None` is a tombstone) without waiting,
+    /// when the engine can take it at once: open, not failed, room in the
+    /// memtable and no stall. Then the record is in the WAL and the memtable
+    /// (visible to reads) when this returns, and durable once
+    /// [`commit`](Self::commit) of the returned LSN returns (at once when
+    /// [`is_durable`](Self::is_durable)). `None`: it would have to wait, and
+    /// nothing was done; use [`write`](Self::write). An error (a key or value
+    /// over its limit, a failed WAL) also leaves nothing written.
+    ///
+    /// This is the write path of a pipelined request answered without a
+    /// task: no batch, no future, one allocation for the value.
+    pub fn try_write_now(
+        &self,
+        key: &[u8],
+        value: Option<&[u8]>,
+        version: Version,
+        expires_at_ms: u64,
+    ) -> Option<Result<Lsn>> {
+        if self.room() != Room::Ready {
+            return None;
         }
-        inner.wal.commit(lsn).await
+        let record = match value {
+            Some(v) => Record::put(version, v.to_vec(), expires_at_ms),
+            None => Record::tombstone(version),
+        };
+        if key.is_empty() {
+            return Some(Err(Error::KeyEmpty));
+        }
+        if let Err(e) = crate::wal::batch::check_entry(key, &record) {
+            return Some(Err(e));
+        }
+        let user_bytes = (key.len() + value.map_or(0, <[u8]>::len)) as u64;
+        let lsn = match self.inner.wal.append(&[(key, &record)]) {
+            Ok(lsn) => lsn,
+            Err(e) => return Some(Err(e)),
+        };
+        self.apply([(key, record)], user_bytes);
+        Some(Ok(lsn))
+    }
+
+    /// Whether the write at `lsn` (from [`try_write_now`](Self::try_write_now))
+    /// is already as durable as the durability mode asks.
+    pub fn is_durable(&self, lsn: Lsn) -> bool {
+        self.inner.wal.is_durable(lsn)
+    }
+
+    /// Waits until the write at `lsn` is durable per the durability mode.
+    pub async fn commit(&self, lsn: Lsn) -> Result<()> {
+        self.inner.wal.commit(lsn).await
+    }
+
+    /// Puts records already in the WAL into the memtable (and keeps the row
+    /// cache current). No await: called right after the WAL append, so both
+    /// hold the entries of the same generation.
+    fn apply<K: AsRef<[u8]>>(
+        &self,
+        entries: impl IntoIterator<Item = (K, Record)>,
+        user_bytes: u64,
+    ) {
+        let inner = &self.inner;
+        let mut state = inner.state.borrow_mut();
+        let mut active = state.active.borrow_mut();
+        let mut rows = inner.rows.borrow_mut();
+        for (key, record) in entries {
+            rows.observe_write(key.as_ref(), &record);
+            active.insert(key.as_ref(), record);
+        }
+        drop(rows);
+        drop(active);
+        state.counters.user_bytes += user_bytes;
     }
 
     /// The live value of `key` at `now_ms`: `None` if absent, deleted or expired.
@@ -356,11 +417,31 @@ impl Engine {
         self.inner.rows.borrow_mut().get_if_cached(key)
     }
 
-    /// Hints that `keys` are about to be read: starts loading the row-cache
-    /// memory their lookups touch so a batch's cache misses overlap. Changes
-    /// no result; cheap when the cache is empty or disabled.
-    pub fn prefetch(&self, keys: &[&[u8]]) {
-        self.inner.rows.borrow().prefetch(keys);
+    /// Calls `f` with the record [`get_record`](Self::get_record) would
+    /// return, borrowed from the row cache, when the cache holds it (like
+    /// [`get_cached`](Self::get_cached), without copying the value). `f`
+    /// must not call back into the engine. `None`: not cached (or closed).
+    pub fn with_cached<R>(&self, key: &[u8], f: impl FnOnce(RecordRef<'_>) -> R) -> Option<R> {
+        self.check_open().ok()?;
+        self.inner.rows.borrow_mut().with_cached(key, f)
+    }
+
+    /// Hints that `reads` are about to be read and `writes` written: starts
+    /// loading the row-cache memory every lookup touches (a write keeps a
+    /// cached record current) and the memtable-index bucket every write
+    /// inserts into, so a batch's cache misses overlap. Changes no result.
+    pub fn prefetch(&self, reads: &[&[u8]], writes: &[&[u8]]) {
+        let rows = self.inner.rows.borrow();
+        rows.prefetch(reads);
+        rows.prefetch(writes);
+        if !writes.is_empty() {
+            self.inner
+                .state
+                .borrow()
+                .active
+                .borrow()
+                .prefetch_keys(writes);
+        }
     }
 
     /// Up to `limit` live entries of `range` at `now_ms`, in key order.
@@ -533,38 +614,50 @@ impl Engine {
         loop {
             self.check_open()?;
             self.check_failed()?;
-            let (rotating, level0, full, frozen) = {
-                let state = self.inner.state.borrow();
-                let full =
-                    state.active.borrow().approximate_bytes() >= self.inner.options.memtable_size;
-                (
-                    state.rotating,
-                    state.levels[0].len(),
-                    full,
-                    state.frozen.len(),
-                )
-            };
-            // A full memtable waits for a rotation still in flight (one
-            // freeze at a time); other writes go on during it.
-            let must_wait = level0 > LEVEL0_STALL_TABLES
-                || (full && (rotating || frozen >= FROZEN_MEMTABLES_MAX));
-            if !must_wait {
-                if full {
+            match self.room() {
+                Room::Ready => return Ok(()),
+                Room::Freeze => {
                     // Boxed: a freeze is rare and its future is large; inline,
                     // it would size every write's future (and each request
                     // that awaits one) for it.
                     Box::pin(self.freeze()).await?;
                     continue;
                 }
-                return Ok(());
-            }
-            if !stalled && !rotating {
-                stalled = true;
-                self.inner.state.borrow_mut().counters.write_stalls += 1;
+                Room::Wait { rotating } => {
+                    if !stalled && !rotating {
+                        stalled = true;
+                        self.inner.state.borrow_mut().counters.write_stalls += 1;
+                    }
+                }
             }
             self.schedule_flush();
             self.schedule_compaction();
             self.inner.changed.wait().await;
+        }
+    }
+
+    /// Whether a write can go in now (see [`Room`]). A closed or failed
+    /// engine is never `Ready`.
+    fn room(&self) -> Room {
+        let state = self.inner.state.borrow();
+        if state.closed || state.failed.is_some() {
+            return Room::Wait {
+                rotating: state.rotating,
+            };
+        }
+        let full = state.active.borrow().approximate_bytes() >= self.inner.options.memtable_size;
+        // A full memtable waits for a rotation still in flight (one freeze
+        // at a time); other writes go on during it.
+        let must_wait = state.levels[0].len() > LEVEL0_STALL_TABLES
+            || (full && (state.rotating || state.frozen.len() >= FROZEN_MEMTABLES_MAX));
+        if must_wait {
+            Room::Wait {
+                rotating: state.rotating,
+            }
+        } else if full {
+            Room::Freeze
+        } else {
+            Room::Ready
         }
     }
 
@@ -586,6 +679,19 @@ impl Engine {
 }
 
 /// Checks sizes before anything is written; returns the user bytes of the batch.
+/// What a write must do before it goes into the memtable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Room {
+    /// Go in now.
+    Ready,
+    /// Freeze the full memtable first.
+    Freeze,
+    /// Wait: too many L0 tables, or the memtable is full while a rotation
+    /// (or the most frozen memtables) is still in flight, or the engine is
+    /// closed or failed (the caller's checks then report why).
+    Wait { rotating: bool },
+}
+
 fn validate(batch: &WriteBatch) -> Result<u64> {
     let mut size = 0usize;
     for (key, record) in &batch.entries {

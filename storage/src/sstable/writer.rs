@@ -88,8 +88,10 @@ impl TableWriter {
     /// without bound. For a caller that borrows the record and cannot hold
     /// the borrow across an `.await`.
     pub fn push(&mut self, key: &[u8], record: &Record) {
+        // The block builder keeps the last key added across blocks: the
+        // one ordering check (and key copy) per entry is its.
         assert!(
-            self.props.entry_count == 0 || key > self.props.largest_key.as_slice(),
+            self.props.entry_count == 0 || key > self.block.last_key(),
             "table keys must be strictly increasing"
         );
         if !self.block.is_empty()
@@ -108,8 +110,6 @@ impl TableWriter {
             p.tombstone_count += 1;
         }
         p.max_version = p.max_version.max(record.version);
-        p.largest_key.clear();
-        p.largest_key.extend_from_slice(key);
     }
 
     /// Whether enough finished blocks are staged for a write.
@@ -169,6 +169,9 @@ impl TableWriter {
     pub async fn finish(mut self) -> Result<TableMeta> {
         if !self.block.is_empty() {
             self.finish_block();
+        }
+        if self.props.entry_count > 0 {
+            self.props.largest_key = self.block.last_key().to_vec();
         }
         let data_end = self.written + self.staged.len() as u64;
         assert_eq!(data_end, self.index.data_end(), "index and data disagree");

@@ -534,6 +534,13 @@ impl Wal {
         }
     }
 
+    /// Whether [`commit`](Self::commit) of `lsn` would return at once:
+    /// always under `Durability::None`, else once a sync covered it.
+    pub fn is_durable(&self, lsn: Lsn) -> bool {
+        self.shared.options.durability == Durability::None
+            || lsn <= self.shared.state.borrow().durable_lsn
+    }
+
     /// Highest LSN known durable.
     pub fn durable_lsn(&self) -> Lsn {
         self.shared.state.borrow().durable_lsn

@@ -98,14 +98,18 @@ impl BlockBuilder {
     }
 
     /// Appends an entry. Keys must be strictly increasing within the block
-    /// and within the limits (the engine validated them; asserted).
+    /// and within the limits (the engine validated them; asserted, the order
+    /// by the table writer and here in debug builds).
     pub fn add(&mut self, key: &[u8], record: &Record) {
         assert!(
             key.len() <= KEY_SIZE_MAX,
             "key of {} bytes over the limit",
             key.len()
         );
-        assert!(
+        // The table writer asserts the order of every key it adds (against
+        // this builder's last key); checked again here in debug builds only,
+        // a second 16-byte compare per entry was 1.5% of a SET's CPU.
+        debug_assert!(
             self.offsets.is_empty() || key > self.last_key.as_slice(),
             "block keys must be strictly increasing"
         );

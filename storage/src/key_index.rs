@@ -1,0 +1,248 @@
+//! The memtable's hash index: from a key to its slot in the memtable's
+//! record and key vectors.
+//!
+//! Why not a `hashbrown` table: an insert of a new key into a table of a
+//! few hundred thousand keys is one cache miss on the probe, and that miss
+//! was the largest cost of a SET. `hashbrown` gives no way to start loading
+//! a key's bucket before the lookup, so a batch's misses came one after
+//! another. Here the bucket of a key is known from its hash alone
+//! ([`KeyIndex::prefetch`]), so a connection's batch of writes hints every
+//! bucket first and the misses overlap (as the row cache does for reads).
+//!
+//! Layout: open addressing with linear probing over one `Vec<u64>`. A bucket
+//! is empty (0) or holds the low 32 bits of the key's hash (its home bucket,
+//! and a first comparison that settles almost every mismatch without
+//! touching the key) and the slot + 1. The index never owns keys: the caller
+//! compares a candidate slot's key. Entries are never removed (a memtable
+//! only grows until it is frozen), so there are no tombstones. Freeing the
+//! index is one deallocation, not one per key.
+
+use crate::prefetch::prefetch_line;
+
+/// The table doubles when more than this share (numerator / 4) of its
+/// buckets is taken, so probe runs stay short.
+const LOAD_MAX_QUARTERS: usize = 3;
+
+/// Buckets of the smallest table.
+const BUCKETS_MIN: usize = 16;
+
+/// A hash index from keys to slots (`0..u32::MAX - 1`).
+#[derive(Debug)]
+pub struct KeyIndex {
+    buckets: Vec<u64>,
+    len: usize,
+    hasher: ahash::RandomState,
+}
+
+impl Default for KeyIndex {
+    fn default() -> Self {
+        Self::with_capacity(0)
+    }
+}
+
+/// What [`KeyIndex::find_or_insert`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// The key is already indexed, at this slot.
+    Found(usize),
+    /// The key was not indexed; now it is, at the slot given.
+    Inserted,
+}
+
+impl KeyIndex {
+    /// An empty index with room for `keys` keys before it grows.
+    pub fn with_capacity(keys: usize) -> Self {
+        // The smallest power of two that keeps `keys` under the load limit.
+        let buckets = (keys * 4 / LOAD_MAX_QUARTERS + 1)
+            .next_power_of_two()
+            .max(BUCKETS_MIN);
+        KeyIndex {
+            buckets: vec![0; buckets],
+            len: 0,
+            hasher: ahash::RandomState::new(),
+        }
+    }
+
+    /// Number of keys indexed.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no key is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The hash every other call takes for `key`.
+    pub fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    fn mask(&self) -> usize {
+        self.buckets.len() - 1
+    }
+
+    /// Starts loading, without waiting, the bucket where a lookup of the key
+    /// with `hash` starts. Changes nothing.
+    pub fn prefetch(&self, hash: u64) {
+        prefetch_line(&self.buckets[hash as usize & self.mask()]);
+    }
+
+    /// The slot of the key with `hash`, if indexed. `is_key(slot)` says
+    /// whether the key stored at `slot` is the one looked up.
+    pub fn find(&self, hash: u64, is_key: impl Fn(usize) -> bool) -> Option<usize> {
+        self.probe(hash, is_key).ok()
+    }
+
+    /// Walks the probe run of `hash`: `Ok(slot)` where `is_key` accepts a
+    /// slot whose tag matches, else `Err(bucket)`, the first empty bucket.
+    fn probe(&self, hash: u64, is_key: impl Fn(usize) -> bool) -> Result<usize, usize> {
+        let tag = hash as u32;
+        let mask = self.mask();
+        let mut i = tag as usize & mask;
+        loop {
+            let bucket = self.buckets[i];
+            if bucket == 0 {
+                return Err(i);
+            }
+            if bucket as u32 == tag {
+                let slot = (bucket >> 32) as usize - 1;
+                if is_key(slot) {
+                    return Ok(slot);
+                }
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// The slot of the key with `hash` if indexed (see [`find`](Self::find));
+    /// else indexes it at `new_slot`.
+    ///
+    /// # Panics
+    /// If `new_slot` is `u32::MAX - 1` or more (a memtable of four billion
+    /// keys).
+    pub fn find_or_insert(
+        &mut self,
+        hash: u64,
+        is_key: impl Fn(usize) -> bool,
+        new_slot: usize,
+    ) -> Probe {
+        assert!(
+            new_slot < u32::MAX as usize - 1,
+            "a key index holds fewer than 2^32 - 1 slots"
+        );
+        if (self.len + 1) * 4 > self.buckets.len() * LOAD_MAX_QUARTERS {
+            self.grow();
+        }
+        match self.probe(hash, is_key) {
+            Ok(slot) => Probe::Found(slot),
+            Err(empty) => {
+                self.buckets[empty] = entry(hash as u32, new_slot);
+                self.len += 1;
+                Probe::Inserted
+            }
+        }
+    }
+
+    /// Doubles the buckets. Each entry's home comes from its stored hash
+    /// bits, so no key is read.
+    fn grow(&mut self) {
+        let doubled = vec![0; self.buckets.len() * 2];
+        let old = std::mem::replace(&mut self.buckets, doubled);
+        let mask = self.mask();
+        for bucket in old.into_iter().filter(|&b| b != 0) {
+            let mut i = bucket as u32 as usize & mask;
+            while self.buckets[i] != 0 {
+                i = (i + 1) & mask;
+            }
+            self.buckets[i] = bucket;
+        }
+    }
+}
+
+fn entry(tag: u32, slot: usize) -> u64 {
+    ((slot as u64 + 1) << 32) | u64::from(tag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Keys stored at their slots, indexed as a memtable does.
+    fn index_all(keys: &[Vec<u8>], capacity: usize) -> (KeyIndex, Vec<Vec<u8>>) {
+        let mut index = KeyIndex::with_capacity(capacity);
+        let mut stored: Vec<Vec<u8>> = Vec::new();
+        for key in keys {
+            let hash = index.hash(key);
+            index.prefetch(hash);
+            match index.find_or_insert(hash, |s| stored[s] == *key, stored.len()) {
+                Probe::Inserted => stored.push(key.clone()),
+                Probe::Found(slot) => assert_eq!(stored[slot], *key),
+            }
+        }
+        (index, stored)
+    }
+
+    #[test]
+    fn finds_what_it_indexed_and_grows_without_losing_a_key() {
+        let keys: Vec<Vec<u8>> = (0..10_000u32).map(|i| i.to_be_bytes().to_vec()).collect();
+        let (index, stored) = index_all(&keys, 0);
+        assert_eq!(index.len(), 10_000);
+        assert!(index.buckets.len() * LOAD_MAX_QUARTERS >= index.len() * 4);
+        for (slot, key) in stored.iter().enumerate() {
+            let hash = index.hash(key);
+            assert_eq!(index.find(hash, |s| stored[s] == *key), Some(slot));
+        }
+        let absent = 20_000u32.to_be_bytes();
+        assert_eq!(
+            index.find(index.hash(&absent), |s| stored[s] == absent),
+            None
+        );
+    }
+
+    #[test]
+    fn equal_tags_of_different_keys_are_told_apart_by_the_key() {
+        let mut index = KeyIndex::with_capacity(4);
+        let stored = [b"a".to_vec(), b"b".to_vec()];
+        // Both keys under one hash: the tag matches, the key decides.
+        let hash = 7;
+        assert_eq!(
+            index.find_or_insert(hash, |s| stored[s] == b"a", 0),
+            Probe::Inserted
+        );
+        assert_eq!(
+            index.find_or_insert(hash, |s| stored[s] == b"b", 1),
+            Probe::Inserted
+        );
+        assert_eq!(index.find(hash, |s| stored[s] == b"b"), Some(1));
+        assert_eq!(index.find(hash, |s| stored[s] == b"a"), Some(0));
+        assert_eq!(index.find(hash, |s| stored[s] == b"c"), None);
+        assert_eq!(
+            index.find_or_insert(hash, |s| stored[s] == b"a", 2),
+            Probe::Found(0)
+        );
+        assert_eq!(index.len(), 2);
+    }
+
+    proptest! {
+        /// Whatever the keys (duplicates included) and the starting size,
+        /// every distinct key gets one slot and is found there.
+        #[test]
+        fn every_distinct_key_has_one_slot(
+            keys in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..6), 0..400),
+            capacity in 0usize..64,
+        ) {
+            let (index, stored) = index_all(&keys, capacity);
+            let mut distinct = keys.clone();
+            distinct.sort();
+            distinct.dedup();
+            prop_assert_eq!(index.len(), distinct.len());
+            prop_assert_eq!(stored.len(), distinct.len());
+            for key in &distinct {
+                let slot = index.find(index.hash(key), |s| stored[s] == *key);
+                prop_assert!(slot.is_some_and(|s| stored[s] == *key));
+            }
+        }
+    }
+}
