@@ -760,6 +760,7 @@ pub fn stats_text(shard: &Shard) -> String {
     line("forwarded_in", &c.forwarded_in.get());
     line("bad_requests", &c.bad_requests.get());
     line("storage_errors", &c.storage_errors.get());
+    line("network_missed_wakeups", &c.network_missed_wakeups.get());
     line("key_locks_held", &shard.locks.len());
     line("clock_hlc", &shard.clock.borrow().last());
     line("clock_lease_hlc", &shard.clock.borrow().lease());

@@ -71,6 +71,11 @@ pub struct ShardCounters {
     pub refused: Cell<u64>,
     /// Storage errors answered.
     pub storage_errors: Cell<u64>,
+    /// Times the idle network loop, on its periodic re-check, found
+    /// completions that no wake-up had announced. Should stay 0: each one is
+    /// a lost wake-up that would have left connections unanswered until the
+    /// next event (see `uring::driver::IDLE_RECHECK_INTERVAL`).
+    pub network_missed_wakeups: Cell<u64>,
 }
 
 impl ShardCounters {
