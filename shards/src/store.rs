@@ -61,12 +61,6 @@ impl Store {
         self.engine.get_record(key).await
     }
 
-    /// The record of `key` if the row cache holds it (see
-    /// [`Engine::get_cached`]); `None` means "take the full read".
-    pub fn get_cached(&self, key: &[u8]) -> Option<Record> {
-        self.engine.get_cached(key)
-    }
-
     /// Calls `f` with the row cache's record of `key`, borrowed (see
     /// [`Engine::with_cached`]); `None` means "take the full read".
     pub fn with_cached<R>(&self, key: &[u8], f: impl FnOnce(RecordRef<'_>) -> R) -> Option<R> {

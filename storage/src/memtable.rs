@@ -67,11 +67,6 @@ impl OrderedKey {
             slot,
         }
     }
-
-    /// The key's bytes.
-    pub fn key(&self) -> &[u8] {
-        &self.key
-    }
 }
 
 /// A key's place in a flush's order: its first 16 bytes as an integer (as

@@ -74,7 +74,7 @@ impl Record {
     /// Whether this record reads as absent at `now_ms`: a tombstone, or a value
     /// whose expiry has passed.
     pub fn is_dead_at(&self, now_ms: u64) -> bool {
-        self.value.is_none() || (self.expires_at_ms != 0 && self.expires_at_ms <= now_ms)
+        RecordRef::from(self).is_dead_at(now_ms)
     }
 
     /// Bytes this record accounts for in memory budgets (value plus fixed overhead).
@@ -129,8 +129,19 @@ pub struct RecordRef<'a> {
     pub value: Option<&'a [u8]>,
 }
 
+impl<'a> From<&'a Record> for RecordRef<'a> {
+    fn from(r: &'a Record) -> Self {
+        RecordRef {
+            version: r.version,
+            expires_at_ms: r.expires_at_ms,
+            value: r.value.as_deref(),
+        }
+    }
+}
+
 impl RecordRef<'_> {
-    /// Like [`Record::is_dead_at`]: a tombstone, or expired at `now_ms`.
+    /// Whether this record reads as absent at `now_ms`: a tombstone, or a
+    /// value whose expiry has passed. The one place that rule is written.
     pub fn is_dead_at(&self, now_ms: u64) -> bool {
         self.value.is_none() || (self.expires_at_ms != 0 && self.expires_at_ms <= now_ms)
     }

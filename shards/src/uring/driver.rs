@@ -26,10 +26,6 @@ use super::limits::{COMPLETION_ENTRIES, CONNECTION_SLOTS_MAX, RING_ENTRIES};
 use super::wake::Signals;
 use super::Inbox;
 use crate::limits::{FOREGROUND_LATENCY, SHUTDOWN_DRAIN_TIMEOUT};
-
-/// Longest the network loop keeps its task queue before handing the executor
-/// back to other queues and to its own I/O: the request queue's latency goal.
-const QUEUE_RUN_MAX: Duration = FOREGROUND_LATENCY;
 use crate::shard::{Shard, ShardCounters};
 use glommio::io::BufferedFile;
 use io_uring::types::Fd;
@@ -46,6 +42,10 @@ use std::time::{Duration, Instant};
 const OP_RECV: u64 = 1;
 const OP_SEND: u64 = 2;
 const OP_CANCEL: u64 = 3;
+
+/// Longest the network loop keeps its task queue before handing the executor
+/// back to other queues and to its own I/O: the request queue's latency goal.
+const QUEUE_RUN_MAX: Duration = FOREGROUND_LATENCY;
 
 /// How often a stopping loop looks at its drain deadline.
 const STOP_CHECK_INTERVAL: Duration = Duration::from_millis(50);

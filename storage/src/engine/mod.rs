@@ -348,13 +348,10 @@ impl Engine {
             Some(v) => Record::put(version, v.to_vec(), expires_at_ms),
             None => Record::tombstone(version),
         };
-        if key.is_empty() {
-            return Some(Err(Error::KeyEmpty));
-        }
-        if let Err(e) = crate::wal::batch::check_entry(key, &record) {
-            return Some(Err(e));
-        }
-        let user_bytes = (key.len() + value.map_or(0, <[u8]>::len)) as u64;
+        let user_bytes = match validate_entry(key, &record) {
+            Ok(bytes) => bytes as u64,
+            Err(e) => return Some(Err(e)),
+        };
         let lsn = match self.inner.wal.append(&[(key, &record)]) {
             Ok(lsn) => lsn,
             Err(e) => return Some(Err(e)),
@@ -409,18 +406,11 @@ impl Engine {
         read::get_record(self, key).await
     }
 
-    /// The record [`get_record`](Self::get_record) would return, when the
-    /// row cache holds it: an answer without I/O or waiting. `None` says
-    /// only "not cached" (or the engine is closed): call `get_record`.
-    pub fn get_cached(&self, key: &[u8]) -> Option<Record> {
-        self.check_open().ok()?;
-        self.inner.rows.borrow_mut().get_if_cached(key)
-    }
-
     /// Calls `f` with the record [`get_record`](Self::get_record) would
-    /// return, borrowed from the row cache, when the cache holds it (like
-    /// [`get_cached`](Self::get_cached), without copying the value). `f`
-    /// must not call back into the engine. `None`: not cached (or closed).
+    /// return, borrowed from the row cache, when the cache holds it: an
+    /// answer without I/O, waiting or a copy of the value. `f` must not call
+    /// back into the engine. `None` says only "not cached" (or the engine is
+    /// closed): call `get_record`.
     pub fn with_cached<R>(&self, key: &[u8], f: impl FnOnce(RecordRef<'_>) -> R) -> Option<R> {
         self.check_open().ok()?;
         self.inner.rows.borrow_mut().with_cached(key, f)
@@ -678,7 +668,6 @@ impl Engine {
     }
 }
 
-/// Checks sizes before anything is written; returns the user bytes of the batch.
 /// What a write must do before it goes into the memtable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Room {
@@ -692,15 +681,13 @@ enum Room {
     Wait { rotating: bool },
 }
 
+/// Checks sizes before anything is written; returns the user bytes of the batch.
 fn validate(batch: &WriteBatch) -> Result<u64> {
-    let mut size = 0usize;
+    let (mut size, mut user_bytes) = (0usize, 0u64);
     for (key, record) in &batch.entries {
-        if key.is_empty() {
-            return Err(Error::KeyEmpty);
-        }
-        crate::wal::batch::check_entry(key, record)?;
-        let value_len = record.value.as_ref().map_or(0, Vec::len);
-        size += key.len() + value_len + BATCH_ENTRY_OVERHEAD_BYTES;
+        let bytes = validate_entry(key, record)?;
+        size += bytes + BATCH_ENTRY_OVERHEAD_BYTES;
+        user_bytes += bytes as u64;
     }
     if batch.len() > BATCH_ENTRIES_MAX || size > BATCH_SIZE_MAX {
         return Err(Error::BatchTooLarge {
@@ -710,11 +697,17 @@ fn validate(batch: &WriteBatch) -> Result<u64> {
             size_max: BATCH_SIZE_MAX,
         });
     }
-    Ok(batch
-        .entries
-        .iter()
-        .map(|(k, r)| (k.len() + r.value.as_ref().map_or(0, Vec::len)) as u64)
-        .sum())
+    Ok(user_bytes)
+}
+
+/// Checks one entry's key and record against the limits; returns its user
+/// bytes (key and value). Shared by batches and [`Engine::try_write_now`].
+fn validate_entry(key: &[u8], record: &Record) -> Result<usize> {
+    if key.is_empty() {
+        return Err(Error::KeyEmpty);
+    }
+    crate::wal::batch::check_entry(key, record)?;
+    Ok(key.len() + record.value.as_ref().map_or(0, Vec::len))
 }
 
 /// Removes files an interrupted flush or compaction left: `*.tmp` files and

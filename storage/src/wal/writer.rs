@@ -453,7 +453,7 @@ impl Wal {
                 "commit of LSN {lsn} never appended (next is {})",
                 st.next_lsn
             );
-            if lsn <= st.durable_lsn || self.shared.options.durability == Durability::None {
+            if self.is_durable(lsn) {
                 return Ok(());
             }
             // `unsynced` holds exactly the LSNs in (durable_lsn, next_lsn), in order.
