@@ -27,7 +27,7 @@ pub enum DurabilityMode {
     None,
 }
 
-/// How a shard serves its binary-protocol client connections
+/// How a shard serves its client connections (binary protocol and RESP)
 /// (docs/operations.md "Network engine").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NetEngine {

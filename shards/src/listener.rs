@@ -7,16 +7,16 @@
 //! connections (one over the limit gets an `Overloaded` error frame with id 0
 //! and is closed); every connection runs inside the shard's gate, so stopping
 //! waits for the batches in flight. With the `uring` network engine a
-//! binary-protocol client connection is handed (socket and slot) to the
-//! shard's network loop, itself a task of the gate, after the internode
-//! check.
+//! client connection (binary, after the internode check, or RESP) is handed
+//! (socket and slot) to the shard's network loop, itself a task of the gate.
 
 use crate::conn;
 use crate::error::Error;
+use crate::resp_exec::Session;
 use crate::service::{encode_error, Scope};
 use crate::shard::{Shard, ShardCounters};
 use crate::stop::StopEvent;
-use crate::uring::NetLoop;
+use crate::uring::{NetLoop, Speaks};
 use futures_lite::AsyncWriteExt;
 use glommio::net::{TcpListener, TcpStream};
 use glommio::sync::Gate;
@@ -55,7 +55,7 @@ pub enum Protocol {
 }
 
 /// Accepts connections until `stop` fires; each runs in `gate`. With `net`,
-/// binary-protocol client connections are handed to the shard's io_uring
+/// client connections (binary and RESP) are handed to the shard's io_uring
 /// network loop instead of getting a task each.
 pub async fn accept_loop(
     shard: Rc<Shard>,
@@ -101,7 +101,7 @@ pub async fn accept_loop(
                 }
                 Protocol::Binary(scope) => {
                     let (stream, slot) = match net2 {
-                        Some(net) => match net.adopt(stream, scope, slot) {
+                        Some(net) => match net.adopt(stream, Speaks::Binary(scope), slot) {
                             None => return,
                             Some(back) => back,
                         },
@@ -111,7 +111,24 @@ pub async fn accept_loop(
                     drop(slot);
                     return;
                 }
-                Protocol::Resp => crate::resp_conn::serve(shard2, stream, stop2).await,
+                Protocol::Resp => {
+                    let (stream, slot) = match net2 {
+                        Some(net) => {
+                            let peer = stream
+                                .peer_addr()
+                                .map_or_else(|_| "?".to_string(), |a| a.to_string());
+                            let session = Box::new(Session::new(&shard2, peer));
+                            match net.adopt(stream, Speaks::Resp(Some(session)), slot) {
+                                None => return,
+                                Some(back) => back,
+                            }
+                        }
+                        None => (stream, slot),
+                    };
+                    crate::resp_conn::serve(shard2, stream, stop2).await;
+                    drop(slot);
+                    return;
+                }
             }
             drop(slot);
         });

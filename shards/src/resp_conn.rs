@@ -20,13 +20,16 @@
 //!   of the commands before it, then the connection is closed; an unknown
 //!   command or bad arguments get an error reply and the connection goes on.
 
+use crate::conn::BatchEnd;
 use crate::limits::RECEIVE_BUFFER_SIZE_INITIAL;
-use crate::resp_exec::{execute, Session};
+use crate::resp_exec::{execute_now, execute_parsed, outcome_message, RanNow, Session};
+use crate::service::{now_ms, storage_failure};
 use crate::shard::{Shard, ShardCounters};
 use crate::stop::StopEvent;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
-use ringkv_net::resp::{parse_command, Decoded, Reply, RespLimits};
+use ringkv_net::resp::{parse_command, Command, Decoded, Reply, RespLimits};
+use ringkv_storage::wal::Lsn;
 use std::rc::Rc;
 
 /// Largest number of commands executed before their replies are written.
@@ -36,18 +39,24 @@ pub const RESP_BATCH_COMMANDS_MAX: usize = 1024;
 /// crosses it still completes).
 pub const RESP_BATCH_OUTPUT_MAX: usize = 1 << 20;
 
-/// What one batch found.
-struct BatchEnd {
-    /// Bytes of complete commands consumed.
-    consumed: usize,
-    /// More bytes needed before the next command is complete (0: none pending
-    /// or the batch stopped at a cap).
-    needed: usize,
-    /// Close after writing (protocol error or QUIT).
-    close: bool,
+/// The replies of a batch that wait for writes run at once to be durable:
+/// the furthest WAL position to wait for, and where in the reply buffer the
+/// first of those replies starts (what a failed commit takes back).
+struct Unsettled {
+    lsn: Lsn,
+    replies_from: usize,
 }
 
-async fn run_batch(
+/// Parses and executes the complete commands at the start of `buf`, in
+/// order, appending every reply to `out`; at most
+/// [`RESP_BATCH_COMMANDS_MAX`] commands or [`RESP_BATCH_OUTPUT_MAX`] bytes of
+/// replies. Commands that can run at once do ([`execute_now`]); a SET run at
+/// once is replied to in place, and the batch waits for its commit before it
+/// returns, so its replies may be sent when it does (a pipeline of SETs
+/// shares one commit, as the binary protocol's do). If that commit fails,
+/// the replies from the first unsettled SET on are replaced by the storage
+/// error, and the connection is closed. Shared by both network engines.
+pub(crate) async fn run_batch(
     shard: &Rc<Shard>,
     session: &mut Session,
     buf: &[u8],
@@ -57,10 +66,12 @@ async fn run_batch(
         consumed: 0,
         needed: 0,
         close: false,
+        frames: 0,
     };
-    let mut commands = 0;
+    let now = now_ms();
+    let mut unsettled: Option<Unsettled> = None;
     while end.consumed < buf.len() {
-        if commands >= RESP_BATCH_COMMANDS_MAX || out.len() >= RESP_BATCH_OUTPUT_MAX {
+        if end.frames >= RESP_BATCH_COMMANDS_MAX || out.len() >= RESP_BATCH_OUTPUT_MAX {
             break;
         }
         let limits = RespLimits {
@@ -70,8 +81,23 @@ async fn run_batch(
         match parse_command(&buf[end.consumed..], &limits) {
             Ok(Decoded::Frame { frame: args, len }) => {
                 end.consumed += len;
-                commands += 1;
-                execute(shard, session, &args, out).await;
+                end.frames += 1;
+                let parsed = Command::parse(&args);
+                let replies_from = out.len();
+                let ran = match &parsed {
+                    Ok(command) => execute_now(shard, session, command, now, out),
+                    Err(_) => RanNow::NotTaken,
+                };
+                match ran {
+                    RanNow::Replied => {}
+                    RanNow::Written(lsn) => {
+                        if !shard.store.is_durable(lsn) {
+                            let u = unsettled.get_or_insert(Unsettled { lsn, replies_from });
+                            u.lsn = u.lsn.max(lsn);
+                        }
+                    }
+                    RanNow::NotTaken => execute_parsed(shard, session, &args, parsed, out).await,
+                }
                 if session.quit {
                     end.close = true;
                     break;
@@ -88,6 +114,14 @@ async fn run_batch(
                 end.close = true;
                 break;
             }
+        }
+    }
+    if let Some(u) = unsettled {
+        if let Err(e) = shard.store.commit(u.lsn).await {
+            out.truncate(u.replies_from);
+            let failure = outcome_message(storage_failure(shard, &e));
+            Reply::new(out, session.version).error(&failure);
+            end.close = true;
         }
     }
     end
@@ -123,7 +157,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, stop: StopEvent) {
             buf.copy_within(end.consumed..filled, 0);
             filled -= end.consumed;
         }
-        if end.needed == 0 && filled > 0 {
+        if end.frames > 0 && end.needed == 0 && filled > 0 {
             // The batch stopped at a cap: more complete commands may wait.
             continue;
         }

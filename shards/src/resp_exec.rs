@@ -14,7 +14,9 @@
 //!   and is stamped by the owner's clock above the version it read, so a
 //!   RESP read-modify-write (INCR, APPEND, SET NX, EXPIRE...) never
 //!   interleaves with another write of the key, from either protocol.
-//! - Nothing is answered before the store acknowledged it.
+//! - No reply leaves before the store acknowledged its command: a SET run at
+//!   once ([`execute_now`]) is replied to in place, and the batch waits for
+//!   its commit before the replies are sent.
 //! - RESP writes carry no consistency level: they run at the node default.
 //! - Values are bytes; INCR and friends read and write them as decimal text,
 //!   as Redis does (the binary protocol's INCR uses 8-byte little-endian
@@ -36,7 +38,9 @@ use crate::limits::{
     RESP_SCAN_COUNT_DEFAULT, RESP_SCAN_COUNT_MAX, RESP_SCAN_CURSORS_MAX, RESP_WALK_PAGE,
 };
 use crate::multi::{group_by_owner, mget_values, scan_span};
-use crate::service::{live, now_ms, put_local, stamp, storage_failure, Outcome};
+use crate::service::{
+    live, now_ms, put_local, read_cached_now, stamp, storage_failure, write_at_once, Outcome,
+};
 use crate::shard::{Shard, ShardCounters};
 use crate::store::{BatchWrite, ScanSpan};
 use ringkv_net::client_frame::Consistency;
@@ -44,6 +48,7 @@ use ringkv_net::resp::command::{
     unknown_command_message, Expiry, GetExTtl, KeyPattern, SetCondition, SetTtl, TtlUnit,
 };
 use ringkv_net::resp::{replies, table, ArgSlice, Args, Command, CommandError, Reply, RespVersion};
+use ringkv_storage::wal::Lsn;
 use ringkv_storage::{Entry, Record, Version};
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -117,8 +122,18 @@ impl Session {
 
 /// Executes one parsed command's arguments, appending its reply to `out`.
 pub async fn execute(shard: &Rc<Shard>, session: &mut Session, args: &Args<'_>, out: &mut Vec<u8>) {
+    execute_parsed(shard, session, args, Command::parse(args), out).await;
+}
+
+/// [`execute`] of a command already parsed from `args`.
+pub async fn execute_parsed(
+    shard: &Rc<Shard>,
+    session: &mut Session,
+    args: &Args<'_>,
+    parsed: Result<Command<'_>, CommandError>,
+    out: &mut Vec<u8>,
+) {
     ShardCounters::bump(&shard.counters.requests);
-    let parsed = Command::parse(args);
     if !session.authenticated
         && !matches!(
             parsed,
@@ -154,6 +169,78 @@ pub async fn execute(shard: &Rc<Shard>, session: &mut Session, args: &Args<'_>, 
     exec_other(shard, session, cmd, out).await;
 }
 
+/// What [`execute_now`] did with a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RanNow {
+    /// Nothing: run it with [`execute_parsed`].
+    NotTaken,
+    /// Run and replied.
+    Replied,
+    /// Written (in the WAL and the memtable, visible to reads) and replied;
+    /// the reply must not be sent before the WAL is durable through this
+    /// position ([`crate::store::Store::commit`]).
+    Written(Lsn),
+}
+
+/// Runs a command at once, with no future, when that gives exactly what
+/// [`execute_parsed`] would: a GET whose record the row cache holds, or a
+/// plain SET (no condition, no GET, no KEEPTTL) the store takes without
+/// waiting, of a key this shard owns on a standalone node (see
+/// [`read_cached_now`] and [`write_at_once`]). Replies into `out`; does
+/// nothing and answers [`RanNow::NotTaken`] otherwise. `now_ms` is the wall
+/// clock read once for the whole batch.
+pub fn execute_now(
+    shard: &Shard,
+    session: &Session,
+    command: &Command<'_>,
+    now_ms: u64,
+    out: &mut Vec<u8>,
+) -> RanNow {
+    if !session.authenticated {
+        return RanNow::NotTaken;
+    }
+    match *command {
+        Command::Get { key } => {
+            let replied = read_cached_now(shard, key, now_ms, |record| {
+                Reply::new(out, session.version).bulk_or_null(record.and_then(|r| r.value));
+            });
+            match replied {
+                Some(()) => RanNow::Replied,
+                None => RanNow::NotTaken,
+            }
+        }
+        Command::Set {
+            key,
+            value,
+            condition: SetCondition::Always,
+            ttl,
+            get: false,
+        } => {
+            let expires = match ttl {
+                SetTtl::Clear => 0,
+                SetTtl::Expire(e) => match deadline(e, now_ms, "set") {
+                    Ok(d) => d,
+                    // The slow path replies with the error.
+                    Err(_) => return RanNow::NotTaken,
+                },
+                SetTtl::Keep => return RanNow::NotTaken,
+            };
+            match write_at_once(shard, key, Some(value), Version::ZERO, expires, now_ms) {
+                None => RanNow::NotTaken,
+                Some(Ok(written)) => {
+                    Reply::new(out, session.version).ok();
+                    RanNow::Written(written.lsn)
+                }
+                Some(Err(outcome)) => {
+                    Reply::new(out, session.version).error(&outcome_message(outcome));
+                    RanNow::Replied
+                }
+            }
+        }
+        _ => RanNow::NotTaken,
+    }
+}
+
 fn unexpected(answer: Answer) -> String {
     match answer {
         Answer::Failed(_, m) => err(&m),
@@ -171,7 +258,8 @@ fn err(message: &str) -> String {
     }
 }
 
-fn outcome_message(o: Outcome) -> String {
+/// The RESP error line's text for a failed outcome.
+pub(crate) fn outcome_message(o: Outcome) -> String {
     match o {
         Outcome::Error(_, m) => err(&m),
         other => err(&format!("unexpected outcome {other:?}")),

@@ -317,10 +317,7 @@ async fn serve_until_stopped(
                         l,
                         gate.clone(),
                         stop.clone(),
-                        match protocol {
-                            Protocol::Binary(_) => net.clone(),
-                            Protocol::Resp => None,
-                        },
+                        net.clone(),
                     ),
                     foreground,
                 )

@@ -25,7 +25,8 @@ use ringkv_net::client_frame::{
     decode_request, encode_response, CasExpect, Consistency, Decoded, Request, RequestHeader,
     Response, Status, TtlState, WireVersion,
 };
-use ringkv_storage::{Record, Version};
+use ringkv_storage::wal::Lsn;
+use ringkv_storage::{Record, RecordRef, Version};
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -411,29 +412,97 @@ pub fn answer_now(
     let Request::Get { key } = *req else {
         return false;
     };
+    // Encoded straight from the cache entry: no copy of the value into a
+    // record of its own (an allocation, a copy and a free per GET).
+    let answered = read_cached_now(shard, key, now_ms, |record| {
+        let resp = match record {
+            Some(record) => Response::Value {
+                value: record.value.unwrap_or_default(),
+                version: wire(record.version),
+                expires_at_ms: record.expires_at_ms,
+            },
+            None => Response::NotFound,
+        };
+        encode_response(header.id, &resp, &mut out.borrow_mut());
+    });
+    answered.is_some()
+}
+
+/// Reads `key` at once from the row cache, with no future and no copy of
+/// the value, when that gives exactly what a read through the store would:
+/// a key this shard owns on a standalone node, within the size limits, whose
+/// record the cache holds. `f` gets the live record (`None`: no live value,
+/// as of `now_ms`) and the request is counted; `None` (having done nothing)
+/// when the read must take the slow path. Shared by both protocols, so a GET
+/// means the same in each.
+pub(crate) fn read_cached_now<R>(
+    shard: &Shard,
+    key: &[u8],
+    now_ms: u64,
+    f: impl FnOnce(Option<RecordRef<'_>>) -> R,
+) -> Option<R> {
     if shard.has_cluster()
         || shard.owner_of(key) != shard.id
         || check_sizes(shard, key, None).is_err()
     {
-        return false;
+        return None;
     }
-    // Encoded straight from the cache entry: no copy of the value into a
-    // record of its own (an allocation, a copy and a free per GET).
-    let answered = shard.store.with_cached(key, |record| {
-        let resp = match record.value {
-            Some(value) if !record.is_dead_at(now_ms) => Response::Value {
-                value,
-                version: wire(record.version),
-                expires_at_ms: record.expires_at_ms,
-            },
-            _ => Response::NotFound,
-        };
-        encode_response(header.id, &resp, &mut out.borrow_mut());
-    });
-    if answered.is_some() {
-        ShardCounters::bump(&shard.counters.requests);
+    let answer = shard.store.with_cached(key, |record| {
+        let live = record.value.is_some() && !record.is_dead_at(now_ms);
+        f(live.then_some(record))
+    })?;
+    ShardCounters::bump(&shard.counters.requests);
+    Some(answer)
+}
+
+/// A put or delete [`write_at_once`] did: in the WAL and the memtable,
+/// visible to reads, durable once the WAL is through `lsn`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WrittenAtOnce {
+    /// The version the write was stamped with.
+    pub(crate) version: Version,
+    /// Its place in the WAL (see [`crate::store::Store::commit`]).
+    pub(crate) lsn: Lsn,
+}
+
+/// Writes `value` (`None`: a tombstone) for `key`, expiring at
+/// `expires_at_ms` (0: never), at once, with no task and
+/// no lock, when that gives exactly what the queued path would: a key this
+/// shard owns on a standalone node, within the size limits, that no other
+/// request holds or waits to lock, and a store that takes the write without
+/// waiting. Everything from the stamp to the memtable insert happens here
+/// with no await, which is what the key lock guarantees the queued path.
+/// `None` (having done nothing) when the write must take the queued path;
+/// `Some(Err)` when the store refused it. The write is counted as a
+/// request. Nothing may be acknowledged before
+/// [`crate::store::Store::is_durable`] or `commit` says its `lsn` is
+/// durable.
+pub(crate) fn write_at_once(
+    shard: &Shard,
+    key: &[u8],
+    value: Option<&[u8]>,
+    session: Version,
+    expires_at_ms: u64,
+    now_ms: u64,
+) -> Option<Result<WrittenAtOnce, Outcome>> {
+    if shard.has_cluster()
+        || shard.owner_of(key) != shard.id
+        || check_sizes(shard, key, value).is_err()
+        || !shard.locks.is_free(key)
+    {
+        return None;
     }
-    answered.is_some()
+    // A stamp refused here is refused again, with its error, by the queued path.
+    let version = stamp_at(shard, session, None, now_ms).ok()?;
+    let written = shard
+        .store
+        .try_write_now(key, value, version, expires_at_ms)?;
+    ShardCounters::bump(&shard.counters.requests);
+    Some(
+        written
+            .map(|lsn| WrittenAtOnce { version, lsn })
+            .map_err(|e| storage_failure(shard, &e)),
+    )
 }
 
 /// What [`write_now`] did with a request.
@@ -469,31 +538,20 @@ pub(crate) fn write_now<'b>(
         Request::Delete { key } => (key, None, 0),
         _ => return WrittenNow::NotTaken,
     };
-    if shard.has_cluster()
-        || shard.owner_of(key) != shard.id
-        || check_sizes(shard, key, value).is_err()
-        || !shard.locks.is_free(key)
-    {
-        return WrittenNow::NotTaken;
-    }
-    let Ok(version) = stamp_at(shard, unwire(header.session), None, now_ms) else {
-        // `handle` stamps again and answers the same error.
-        return WrittenNow::NotTaken;
-    };
+    let session = unwire(header.session);
     let expires = if value.is_some() {
         expires_at(now_ms, ttl_ms)
     } else {
         0
     };
-    let Some(written) = shard.store.try_write_now(key, value, version, expires) else {
+    let Some(written) = write_at_once(shard, key, value, session, expires, now_ms) else {
         return WrittenNow::NotTaken;
     };
-    ShardCounters::bump(&shard.counters.requests);
     let id = header.id;
-    let lsn = match written {
-        Ok(lsn) => lsn,
-        Err(e) => {
-            encode_outcome(id, &storage_failure(shard, &e), &mut out.borrow_mut());
+    let WrittenAtOnce { version, lsn } = match written {
+        Ok(w) => w,
+        Err(outcome) => {
+            encode_outcome(id, &outcome, &mut out.borrow_mut());
             return WrittenNow::Answered;
         }
     };
@@ -761,6 +819,7 @@ pub fn stats_text(shard: &Shard) -> String {
     line("bad_requests", &c.bad_requests.get());
     line("storage_errors", &c.storage_errors.get());
     line("network_missed_wakeups", &c.network_missed_wakeups.get());
+    line("network_unwoken_batches", &c.network_unwoken_batches.get());
     line("key_locks_held", &shard.locks.len());
     line("clock_hlc", &shard.clock.borrow().last());
     line("clock_lease_hlc", &shard.clock.borrow().lease());

@@ -76,6 +76,11 @@ pub struct ShardCounters {
     /// a lost wake-up that would have left connections unanswered until the
     /// next event (see `uring::driver::IDLE_RECHECK_INTERVAL`).
     pub network_missed_wakeups: Cell<u64>,
+    /// Batches in flight that the network loop's periodic re-poll found
+    /// finished although nothing had woken them. Should stay 0: each one is
+    /// a lost wake-up that would have left its connection unanswered (see
+    /// `uring::driver::BATCH_RECHECK_INTERVAL`).
+    pub network_unwoken_batches: Cell<u64>,
 }
 
 impl ShardCounters {

@@ -1,7 +1,8 @@
-//! One client connection of the network loop: its receive buffer, its
-//! batch of requests in flight, its answers, and the state that decides
-//! when it may receive, send and close. Pure state: the loop
-//! ([`super::driver`]) turns what it asks for into ring operations.
+//! One client connection of the network loop, in either protocol (ringkv's
+//! binary one or RESP): its receive buffer, its batch of requests in flight,
+//! its answers, and the state that decides when it may receive, send and
+//! close. Pure state: the loop ([`super::driver`]) turns what it asks for
+//! into ring operations.
 //!
 //! ```text
 //!  recv completions ──► buf: [ frame | frame | partial ]
@@ -20,15 +21,18 @@
 //!   receive runs (the loop cancels the receive above it, and arms it again
 //!   below), and a connection that still goes over [`Conn::refuse_at`] is
 //!   answered `FrameTooLarge` and closed;
-//! - answers of a batch come in completion order, like the glommio engine
-//!   (clients match them by id).
+//! - answers of a binary batch come in completion order, like the glommio
+//!   engine (clients match them by id); RESP replies come in command order
+//!   (the RESP batch runs its commands one after the other).
 
-use crate::conn::{run_batch, BatchEnd};
+use crate::conn::BatchEnd;
 use crate::limits::RECEIVE_BUFFER_SIZE_INITIAL;
 use crate::listener::Slot;
+use crate::resp_exec::Session;
 use crate::service::{encode_error, Scope};
 use crate::shard::Shard;
 use ringkv_net::client_frame::{decode_request, Decoded, Status};
+use ringkv_net::resp::{parse_command, RespLimits};
 use std::cell::RefCell;
 use std::future::Future;
 use std::os::fd::OwnedFd;
@@ -36,12 +40,23 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
+/// What a connection speaks, with the state its protocol keeps between
+/// batches.
+pub enum Speaks {
+    /// ringkv's binary protocol, with its SCAN scope.
+    Binary(Scope),
+    /// RESP, with the connection's session (lent to the batch in flight,
+    /// `None` meanwhile).
+    Resp(Option<Box<Session>>),
+}
+
 /// What a finished batch hands back: the buffer it decoded from, its
-/// answers, and what decoding found.
+/// answers, what decoding found, and the RESP session it borrowed.
 pub struct BatchDone {
     buf: Vec<u8>,
     out: Vec<u8>,
     end: BatchEnd,
+    session: Option<Box<Session>>,
 }
 
 type Batch = Pin<Box<dyn Future<Output = BatchDone>>>;
@@ -56,7 +71,9 @@ pub struct Conn {
     /// Tells this connection's completions from those of an earlier one in
     /// the same slot.
     pub generation: u32,
-    scope: Scope,
+    speaks: Speaks,
+    /// The largest request (frame or command) the protocol accepts.
+    request_size_max: usize,
     /// Wakes the loop for this connection's batch.
     waker: Waker,
     /// Received bytes not yet handed to a batch.
@@ -108,12 +125,25 @@ pub enum RecvAction {
 }
 
 impl Conn {
-    /// A connection on `fd`, served with `scope`, woken by `waker`.
-    pub fn new(fd: OwnedFd, generation: u32, scope: Scope, waker: Waker, slot: Slot) -> Self {
+    /// A connection on `fd` speaking `speaks`, woken by `waker`; binary
+    /// frames are refused above `frame_size_max`.
+    pub fn new(
+        fd: OwnedFd,
+        generation: u32,
+        speaks: Speaks,
+        frame_size_max: usize,
+        waker: Waker,
+        slot: Slot,
+    ) -> Self {
+        let request_size_max = match speaks {
+            Speaks::Binary(_) => frame_size_max,
+            Speaks::Resp(_) => RespLimits::default().command_size_max,
+        };
         Conn {
             fd,
             generation,
-            scope,
+            speaks,
+            request_size_max,
             waker,
             buf: Vec::new(),
             spare: Vec::new(),
@@ -170,37 +200,44 @@ impl Conn {
     }
 
     /// Unprocessed bytes at which the receive pauses: the initial buffer
-    /// size, or the next frame's length when it is larger (bounded by the
-    /// frame limit), as the glommio engine's buffer grows.
-    pub fn pause_at(&self, frame_size_max: usize) -> usize {
-        RECEIVE_BUFFER_SIZE_INITIAL
-            .max(self.need)
-            .min(frame_size_max.saturating_add(RECEIVE_BUFFER_SIZE_INITIAL))
+    /// size, or the next request's length when it is larger (bounded by the
+    /// protocol's request limit), as the glommio engine's buffer grows.
+    pub fn pause_at(&self) -> usize {
+        RECEIVE_BUFFER_SIZE_INITIAL.max(self.need).min(
+            self.request_size_max
+                .saturating_add(RECEIVE_BUFFER_SIZE_INITIAL),
+        )
     }
 
     /// Unprocessed bytes at which the connection is refused: twice the
     /// largest pause point, room for what the kernel delivered before the
     /// cancel of the receive took effect.
-    pub fn refuse_at(frame_size_max: usize) -> usize {
-        frame_size_max
+    pub fn refuse_at(&self) -> usize {
+        self.request_size_max
             .saturating_add(RECEIVE_BUFFER_SIZE_INITIAL)
             .saturating_mul(2)
     }
 
     /// Decides the receive's flow control; refuses a connection over
     /// [`Conn::refuse_at`].
-    pub fn recv_action(&mut self, frame_size_max: usize) -> RecvAction {
+    pub fn recv_action(&mut self) -> RecvAction {
         let waiting = self.unprocessed();
-        if waiting > Self::refuse_at(frame_size_max) && !self.finishing && !self.broken {
+        if waiting > self.refuse_at() && !self.finishing && !self.broken {
             let msg = format!(
                 "receive buffer full: {waiting} bytes wait, limit {}",
-                Self::refuse_at(frame_size_max)
+                self.refuse_at()
             );
-            encode_error(0, Status::FrameTooLarge, &msg, &mut self.out);
+            match self.speaks {
+                Speaks::Binary(_) => encode_error(0, Status::FrameTooLarge, &msg, &mut self.out),
+                // An error line reads the same in RESP2 and RESP3.
+                Speaks::Resp(_) => self
+                    .out
+                    .extend_from_slice(format!("-ERR Protocol error: {msg}\r\n").as_bytes()),
+            }
             self.buf = Vec::new();
             self.finishing = true;
         }
-        let pause = waiting >= self.pause_at(frame_size_max);
+        let pause = waiting >= self.pause_at();
         if self.recv_active && !self.recv_paused && pause {
             self.recv_paused = true;
             RecvAction::Pause
@@ -221,42 +258,96 @@ impl Conn {
     /// one batch starts per call: the loop calls once per connection per
     /// turn, so a flooding connection cannot starve the others.
     pub fn step(&mut self, shard: &Rc<Shard>) {
-        if let Some(batch) = self.batch.as_mut() {
-            let mut cx = Context::from_waker(&self.waker);
-            match batch.as_mut().poll(&mut cx) {
-                Poll::Ready(done) => {
-                    self.batch = None;
-                    self.absorb(done);
-                }
-                Poll::Pending => return,
-            }
-        }
-        if !self.may_start_batch() {
+        self.poll_batch();
+        if self.batch.is_some() || !self.may_start_batch() {
             return;
         }
         self.fresh = false;
-        let frame_size_max = shard.config.frame_size_max;
-        if let Ok(Decoded::Incomplete { needed }) = decode_request(&self.buf, frame_size_max) {
+        if let Some(needed) = self.incomplete(shard) {
             self.need = self.buf.len() + needed;
             return;
         }
         let buf = std::mem::replace(&mut self.buf, std::mem::take(&mut self.spare));
         let out = std::mem::take(&mut self.out);
         self.batch_len = buf.len();
-        let (shard, scope) = (shard.clone(), self.scope);
-        let mut batch: Batch = Box::pin(async move {
-            let out = RefCell::new(out);
-            let end = run_batch(&shard, scope, &buf, &out).await;
-            BatchDone {
-                buf,
-                out: out.into_inner(),
-                end,
+        let shard = shard.clone();
+        let mut batch: Batch = match &mut self.speaks {
+            Speaks::Binary(scope) => {
+                let scope = *scope;
+                Box::pin(async move {
+                    let out = RefCell::new(out);
+                    let end = crate::conn::run_batch(&shard, scope, &buf, &out).await;
+                    BatchDone {
+                        buf,
+                        out: out.into_inner(),
+                        end,
+                        session: None,
+                    }
+                })
             }
-        });
+            Speaks::Resp(session) => {
+                let Some(mut session) = session.take() else {
+                    // Cannot happen: a session is lent only to a batch in
+                    // flight, and none is. Close rather than guess.
+                    self.broken = true;
+                    return;
+                };
+                Box::pin(async move {
+                    let mut out = out;
+                    let end =
+                        crate::resp_conn::run_batch(&shard, &mut session, &buf, &mut out).await;
+                    BatchDone {
+                        buf,
+                        out,
+                        end,
+                        session: Some(session),
+                    }
+                })
+            }
+        };
         let mut cx = Context::from_waker(&self.waker);
         match batch.as_mut().poll(&mut cx) {
             Poll::Ready(done) => self.absorb(done),
             Poll::Pending => self.batch = Some(batch),
+        }
+    }
+
+    /// More bytes the first request in `buf` needs, when it is incomplete
+    /// (so no batch is worth starting).
+    fn incomplete(&self, shard: &Shard) -> Option<usize> {
+        match &self.speaks {
+            Speaks::Binary(_) => match decode_request(&self.buf, shard.config.frame_size_max) {
+                Ok(Decoded::Incomplete { needed }) => Some(needed),
+                _ => None,
+            },
+            Speaks::Resp(session) => {
+                let limits = RespLimits {
+                    authenticated: session.as_ref().is_some_and(|s| s.authenticated),
+                    ..RespLimits::default()
+                };
+                match parse_command(&self.buf, &limits) {
+                    Ok(ringkv_net::resp::Decoded::Incomplete { needed }) => Some(needed.max(1)),
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    /// Polls the batch in flight, if any, and takes its answers back when it
+    /// is done. Returns whether it finished on this poll. A poll that nothing
+    /// asked for is harmless: the batch stays pending.
+    pub fn poll_batch(&mut self) -> bool {
+        let Some(batch) = self.batch.as_mut() else {
+            return false;
+        };
+        let mut cx = Context::from_waker(&self.waker);
+        match batch.as_mut().poll(&mut cx) {
+            Poll::Ready(done) => {
+                self.batch = None;
+                self.absorb(done);
+                true
+            }
+            Poll::Pending => false,
         }
     }
 
@@ -266,8 +357,16 @@ impl Conn {
 
     /// Takes a finished batch's answers and leftover bytes back.
     fn absorb(&mut self, done: BatchDone) {
-        let BatchDone { mut buf, out, end } = done;
+        let BatchDone {
+            mut buf,
+            out,
+            end,
+            session,
+        } = done;
         self.batch_len = 0;
+        if let (Speaks::Resp(lent), Some(session)) = (&mut self.speaks, session) {
+            *lent = Some(session);
+        }
         if self.broken {
             // Nobody will read them.
         } else if self.out.is_empty() {

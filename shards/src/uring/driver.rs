@@ -62,6 +62,16 @@ const EVENT_FAILED_POLL_INTERVAL: Duration = Duration::from_millis(1);
 /// this long, and is counted (`network_missed_wakeups`) and logged.
 const IDLE_RECHECK_INTERVAL: Duration = Duration::from_millis(20);
 
+/// How often the loop polls every batch in flight that nothing woke. The
+/// second safety net: in one stall (a RESP SET benchmark, one connection
+/// unanswered for minutes with its bytes read and the loop idle), the ring
+/// held nothing and the re-check above found nothing, so the stall was in a
+/// batch whose wake-up never came. A poll nobody asked for is harmless to a
+/// future that is still waiting; one that finishes a batch is counted
+/// (`network_unwoken_batches`) and logged, evidence of where the wake-up
+/// was lost.
+const BATCH_RECHECK_INTERVAL: Duration = Duration::from_millis(20);
+
 fn user_data(generation: u32, slot: usize, op: u64) -> u64 {
     (u64::from(generation) << 32) | ((slot as u64) << 8) | op
 }
@@ -170,6 +180,8 @@ pub struct Driver {
     completions: Vec<(u64, i32, u32)>,
     ready: Vec<u64>,
     stopping_since: Option<Instant>,
+    /// When the batches in flight were last polled unasked.
+    last_batch_recheck: Instant,
 }
 
 impl Driver {
@@ -203,6 +215,7 @@ impl Driver {
             completions: Vec::with_capacity(COMPLETION_ENTRIES as usize),
             ready: Vec::new(),
             stopping_since: None,
+            last_batch_recheck: Instant::now(),
         }
     }
 
@@ -228,6 +241,10 @@ impl Driver {
             self.take_inbox()?;
             self.reap()?;
             self.take_ready();
+            if self.last_batch_recheck.elapsed() >= BATCH_RECHECK_INTERVAL {
+                self.recheck_batches();
+                self.last_batch_recheck = Instant::now();
+            }
             self.advance_dirty()?;
             // One enter carries every send of the turn (and runs the
             // receives the kernel deferred to us).
@@ -284,7 +301,7 @@ impl Driver {
             }
         }
         let adopted = std::mem::take(&mut *self.inbox.queue.borrow_mut());
-        for (fd, scope, slot_guard) in adopted {
+        for (fd, speaks, slot_guard) in adopted {
             if self.stopping_since.is_some() {
                 continue; // dropping closes the socket and frees the slot
             }
@@ -298,7 +315,15 @@ impl Driver {
             };
             self.generation = self.generation.wrapping_add(1);
             let waker = self.signals.conn_waker(key(self.generation, slot));
-            let mut conn = Conn::new(fd, self.generation, scope, waker, slot_guard);
+            let frame_size_max = self.shard.config.frame_size_max;
+            let mut conn = Conn::new(
+                fd,
+                self.generation,
+                speaks,
+                frame_size_max,
+                waker,
+                slot_guard,
+            );
             arm_recv(&mut self.io, &mut conn, slot)?;
             self.conns[slot] = Some(conn);
         }
@@ -382,6 +407,34 @@ impl Driver {
         }
     }
 
+    /// Polls every batch in flight that is not due this turn anyway (see
+    /// [`BATCH_RECHECK_INTERVAL`]); one that finishes had lost its wake-up,
+    /// and its connection is moved on this turn.
+    fn recheck_batches(&mut self) {
+        self.dirty.sort_unstable();
+        let due = self.dirty.len();
+        for slot in 0..self.conns.len() {
+            if self.dirty[..due].binary_search(&slot).is_ok() {
+                continue;
+            }
+            let Some(conn) = self.conns[slot].as_mut() else {
+                continue;
+            };
+            if conn.is_busy() && conn.poll_batch() {
+                self.dirty.push(slot);
+                let counter = &self.shard.counters.network_unwoken_batches;
+                ShardCounters::bump(counter);
+                if counter.get().is_power_of_two() {
+                    tracing::warn!(
+                        shard = self.shard.id,
+                        unwoken = counter.get(),
+                        "a batch in flight finished when polled unasked: its wake-up was lost (re-checked after {BATCH_RECHECK_INTERVAL:?})"
+                    );
+                }
+            }
+        }
+    }
+
     fn advance_dirty(&mut self) -> io::Result<()> {
         let mut dirty = std::mem::take(&mut self.dirty);
         dirty.sort_unstable();
@@ -397,12 +450,11 @@ impl Driver {
     /// Moves one connection on: its batch, its receive's flow control, its
     /// send, and its close.
     fn advance(&mut self, slot: usize) -> io::Result<()> {
-        let frame_size_max = self.shard.config.frame_size_max;
         let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
             return Ok(());
         };
         conn.step(&self.shard);
-        match conn.recv_action(frame_size_max) {
+        match conn.recv_action() {
             RecvAction::Keep => {}
             RecvAction::Pause => {
                 tracing::debug!(

@@ -1,5 +1,5 @@
 //! The io_uring network engine (`net_engine = "uring"`): a shard serves its
-//! binary-protocol client connections through its own io_uring ring, driven
+//! client connections (binary protocol and RESP) through its own io_uring ring, driven
 //! from one glommio task of the shard, so one `io_uring_enter` carries the
 //! receives and sends of many connections and a request costs no task
 //! wake-up (measured in perf/RESULTS.md, "io_uring network engine").
@@ -14,9 +14,10 @@
 //! What it owns: the ring, its receive buffers ([`bufring`]), the
 //! connections handed to it ([`conn`]), and their batches in flight. What it
 //! does not do: accept (the glommio listener does, and keeps the internode
-//! preface check), RESP (still one glommio task per connection), or decide
-//! anything about requests (it runs [`crate::conn::run_batch`], the batch of
-//! the glommio engine, so both engines answer alike).
+//! preface check), or decide anything about requests (it runs
+//! [`crate::conn::run_batch`] for binary connections and
+//! [`crate::resp_conn::run_batch`] for RESP ones, the batches of the glommio
+//! engine, so both engines answer alike).
 //!
 //! Invariants: the node-wide connection slot of a connection is held until
 //! its socket is closed; a stopping shard answers the batches in flight,
@@ -30,9 +31,10 @@ mod driver;
 pub mod limits;
 mod wake;
 
+pub(crate) use conn::Speaks;
+
 use crate::error::Error;
 use crate::listener::Slot;
-use crate::service::Scope;
 use crate::shard::Shard;
 use crate::stop::StopEvent;
 use glommio::io::BufferedFile;
@@ -48,7 +50,7 @@ use wake::Signals;
 /// Connections handed from the listeners to the loop, and the stop flag.
 #[derive(Default)]
 struct Inbox {
-    queue: RefCell<Vec<(OwnedFd, Scope, Slot)>>,
+    queue: RefCell<Vec<(OwnedFd, Speaks, Slot)>>,
     stopping: Cell<bool>,
     /// The loop has ended: handed-over connections are closed at once.
     closed: Cell<bool>,
@@ -147,7 +149,7 @@ impl NetLoop {
     pub(crate) fn adopt(
         &self,
         stream: TcpStream,
-        scope: Scope,
+        speaks: Speaks,
         slot: Slot,
     ) -> Option<(TcpStream, Slot)> {
         if self.inbox.stopping.get() {
@@ -160,7 +162,7 @@ impl NetLoop {
             return Some((stream, slot));
         };
         drop(stream);
-        self.inbox.queue.borrow_mut().push((fd, scope, slot));
+        self.inbox.queue.borrow_mut().push((fd, speaks, slot));
         self.signals.kick();
         None
     }
