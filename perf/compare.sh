@@ -9,10 +9,11 @@
 # server process from /proc/PID/stat, divided by the requests loadgen completed.
 #
 # Usage: perf/compare.sh [--duration SECS] [--long] [--runs N] [--keyspace N] [--connections N]
-#                        [--targets redis,echo,ringkv[,ringkv-glommio]] [--no-durable] [--cells get,set,a,b]
+#                        [--targets redis,echo,ringkv[,ringkv-glommio,ringkv-resp]] [--no-durable] [--cells get,set,a,b]
 #                        [--pipelines 1,16] [--open-rates R1,R2] [--out DIR] [--no-build]
 # ringkv runs with its default network engine (io_uring); the target ringkv-glommio is the same
-# binary with --net-engine glommio, for a before/after in one run.
+# binary with --net-engine glommio, for a before/after in one run. The target ringkv-resp is
+# ringkv again, driven over its Redis-protocol port by the very client code that drives Redis.
 # --open-rates adds open-loop cells (GET and SET at pipeline 16, latency from each request's
 # intended send time) at each total rate, for every target; they appear as get@RATE, set@RATE.
 # The last line printed is always:
@@ -128,7 +129,7 @@ cpu_ticks() { # utime + stime of a process (fields 14 and 15, counted after the 
 }
 
 declare -A URL=() SPID=()
-# start_server NAME: redis | redis-aof | echo | ringkv | ringkv-sync | ringkv-glommio
+# start_server NAME: redis | redis-aof | echo | ringkv | ringkv-sync | ringkv-glommio | ringkv-resp
 start_server() {
     local name=$1 port dir SERVER_URL
     port=$(free_port)
@@ -144,22 +145,25 @@ start_server() {
             taskset -c "$SERVER_CPU" "$ECHO" --port "$port" --cpu "$SERVER_CPU" --protocol resp \
                 --value-size 100 2>"$WORK/echo.log" &
             SERVER_URL="redis://127.0.0.1:$port" ;;
-        ringkv|ringkv-sync|ringkv-glommio)
+        ringkv|ringkv-sync|ringkv-glommio|ringkv-resp)
             # The data directory must be on the real disk (O_DIRECT), not tmpfs.
             dir="$ROOT/target/compare-data-$$/$name"; rm -rf "$dir"; mkdir -p "$dir"
-            local durability=none engine=()
+            local durability=none engine=() resp_port=0
             [ "$name" = ringkv-sync ] && durability=sync
             [ "$name" = ringkv-glommio ] && engine=(--net-engine glommio)
+            [ "$name" = ringkv-resp ] && resp_port=$(free_port)
             taskset -c "$SERVER_CPU" "$RINGKV" serve --host 127.0.0.1 --port "$port" --shards 1 \
-                --data-dir "$dir" --durability "$durability" --resp-port 0 --log-level warn "${engine[@]}" \
-                2>"$WORK/$name.log" &
-            SERVER_URL="ringkv://127.0.0.1:$port" ;;
+                --data-dir "$dir" --durability "$durability" --resp-port "$resp_port" --log-level warn \
+                "${engine[@]}" 2>"$WORK/$name.log" &
+            SERVER_URL="ringkv://127.0.0.1:$port"
+            [ "$name" = ringkv-resp ] && SERVER_URL="redis://127.0.0.1:$resp_port" ;;
     esac
     SPID[$name]=$!
     URL[$name]=$SERVER_URL
     PIDS+=("${SPID[$name]}")
     wait_port "$port" "${SPID[$name]}"
     if [[ $name == ringkv* ]]; then wait_port $((port + 1)) "${SPID[$name]}"; fi
+    if [ "$name" = ringkv-resp ]; then wait_port "${URL[$name]##*:}" "${SPID[$name]}"; fi
 }
 
 # run_cell TARGET WORKLOAD PIPELINE RUN [RATE] -> writes $OUT/TARGET-WORKLOAD-PPIPELINE-RUN.json

@@ -78,8 +78,8 @@ pub struct ShardCounters {
     pub network_missed_wakeups: Cell<u64>,
     /// Batches in flight that the network loop's periodic re-poll found
     /// finished although nothing had woken them. Should stay 0: each one is
-    /// a lost wake-up that would have left its connection unanswered (see
-    /// `uring::driver::BATCH_RECHECK_INTERVAL`).
+    /// a missed or late wake-up that would have left its connection
+    /// unanswered longer (see `uring::driver::BATCH_RECHECK_INTERVAL`).
     pub network_unwoken_batches: Cell<u64>,
 }
 

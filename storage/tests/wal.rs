@@ -702,6 +702,50 @@ fn a_commit_dropped_mid_round_does_not_block_later_commits() {
     });
 }
 
+/// A follower is answered by the write that makes it durable, not when the
+/// leader's round ends: the round goes on to close the segment it finished
+/// and open the next one, and followers once waited for that too (up to
+/// 170 ms under a SET load).
+#[test]
+fn a_follower_made_durable_mid_round_returns_before_the_round_ends() {
+    let dir = tempdir();
+    run(async {
+        ringkv_storage::io::prepare_dir(dir.path(), true)
+            .await
+            .unwrap();
+        let (wal, _) = open(dir.path(), options(1 << 20, Durability::Sync), 0)
+            .await
+            .unwrap();
+        let wal = Rc::new(wal);
+        let done: Rc<RefCell<Vec<&str>>> = Rc::default();
+        let b: Batch = vec![(b"k".to_vec(), Record::tombstone(Version::new(1, 0, 1)))];
+        // The leader: commits first, and yields once to gather the turn.
+        let leader = {
+            let (wal, done, b) = (wal.clone(), done.clone(), b.clone());
+            glommio::spawn_local(async move {
+                append_commit(&wal, &b).await;
+                done.borrow_mut().push("leader");
+            })
+        };
+        // The follower, in the same turn: appends, ends the segment (so the
+        // leader's round has a segment to close after its write) and waits.
+        let follower = {
+            let (wal, done) = (wal.clone(), done.clone());
+            glommio::spawn_local(async move {
+                let lsn = wal.append(&refs(&b)).unwrap();
+                wal.start_rotation().unwrap();
+                wal.commit(lsn).await.unwrap();
+                done.borrow_mut().push("follower");
+            })
+        };
+        leader.await;
+        follower.await;
+        assert_eq!(*done.borrow(), ["follower", "leader"]);
+        assert_eq!(wal.durable_lsn(), 2);
+        wal.close().await.unwrap();
+    });
+}
+
 #[test]
 fn reopening_with_another_segment_size_keeps_old_segments_and_uses_the_new_size() {
     let dir = tempdir();

@@ -160,6 +160,12 @@ impl State {
         }
     }
 
+    /// Records that the append stream is durable through `seq`, and wakes
+    /// the waiters that this satisfies at once: a leader's round goes on
+    /// after the write that covered them (more writes, closing a finished
+    /// segment, preparing the next), and a follower waiting for the round's
+    /// end waited for that too (up to 170 ms seen under a SET load, while
+    /// the round wrote and closed a segment).
     fn mark_durable(&mut self, seq: u64) {
         self.durable_seq = self.durable_seq.max(seq);
         while let Some(&(lsn, end)) = self.unsynced.front() {
@@ -169,6 +175,15 @@ impl State {
             self.durable_lsn = lsn;
             self.unsynced.pop_front();
         }
+        let durable = self.durable_seq;
+        self.waiters.retain(|w| {
+            if w.target <= durable {
+                w.waker.wake_by_ref();
+                false
+            } else {
+                true
+            }
+        });
     }
 
     /// Wakes every waiter now satisfied, and the first one still waiting (it
