@@ -31,6 +31,7 @@ pub mod shard;
 pub mod stop;
 pub mod store;
 pub mod uring;
+pub mod watchdog;
 
 pub use config::{ClusterConfig, DurabilityMode, NetEngine, NodeConfig};
 pub use error::Error;

@@ -190,6 +190,7 @@ async fn shard_main(
     mesh_builder: MeshHandle<Call, Answer>,
 ) -> Result<(), Error> {
     let mut drained = DrainedMark(node.clone(), false);
+    let _watched = watch_executor(id, &node);
     let executor = glommio::executor();
     // The request queue never runs dry under load (the network loop yields
     // and goes on), so its latency is how often the executor switches queues
@@ -382,6 +383,31 @@ async fn serve_until_stopped(
         glommio::timer::sleep(STOP_POLL_INTERVAL).await;
     }
     Ok(())
+}
+
+/// Stops watching a shard's executor when dropped (on its thread, before
+/// the thread ends).
+struct Watched(Arc<NodeShared>, u32);
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        self.0.watchdog.unwatch(self.1);
+    }
+}
+
+/// Puts this shard's executor under the node's watchdog: a task bumps its
+/// heartbeat on a timer, for as long as the executor runs (see
+/// [`crate::watchdog`]).
+fn watch_executor(id: u32, node: &Arc<NodeShared>) -> Watched {
+    let heartbeat = node.watchdog.watch_this_thread(id);
+    glommio::spawn_local(async move {
+        loop {
+            glommio::timer::sleep(crate::watchdog::HEARTBEAT_INTERVAL).await;
+            heartbeat.beat();
+        }
+    })
+    .detach();
+    Watched(node.clone(), id)
 }
 
 /// Starts the shard's io_uring network loop when the node's engine is

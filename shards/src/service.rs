@@ -820,6 +820,7 @@ pub fn stats_text(shard: &Shard) -> String {
     line("storage_errors", &c.storage_errors.get());
     line("network_missed_wakeups", &c.network_missed_wakeups.get());
     line("network_unwoken_batches", &c.network_unwoken_batches.get());
+    line("executor_nudges", &shard.node.watchdog.nudges_of(shard.id));
     line("key_locks_held", &shard.locks.len());
     line("clock_hlc", &shard.clock.borrow().last());
     line("clock_lease_hlc", &shard.clock.borrow().lease());

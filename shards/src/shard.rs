@@ -31,6 +31,9 @@ pub struct NodeShared {
     pub started_unix_ms: AtomicU64,
     /// The last RESP client id handed out (CLIENT ID; ids start at 1).
     pub resp_client_ids: AtomicU64,
+    /// Wakes a shard executor asleep with its timers overdue (see
+    /// [`crate::watchdog`]).
+    pub watchdog: Arc<crate::watchdog::Watchdog>,
 }
 
 impl NodeShared {

@@ -259,6 +259,61 @@ mod tests {
         });
     }
 
+    /// The shard's thread sleeps in glommio's wait, on glommio's ring, while
+    /// its connections are idle. A receive completing on the network ring
+    /// (COOP_TASKRUN: queued as task work that does not interrupt a running
+    /// thread) must still wake it, through the eventfd the loop reads with
+    /// glommio. The executor runs on a thread of its own so that a thread
+    /// that never wakes fails the test instead of hanging it.
+    #[test]
+    fn a_receive_on_the_network_ring_wakes_a_thread_asleep_in_glommio() {
+        let (peer, ours) = UnixStream::pair().expect("socket pair");
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let ex = glommio::LocalExecutorBuilder::default()
+                .make()
+                .expect("executor");
+            let got = ex.run(async move {
+                let mut ring = build_ring().expect("ring");
+                let mut bufs = BufRing::new(&ring).expect("buffer ring");
+                let efd = eventfd();
+                ring.submitter()
+                    .register_eventfd(efd.as_raw_fd())
+                    .expect("register eventfd");
+                // SAFETY: glommio takes the descriptor over.
+                let file = unsafe { glommio::io::BufferedFile::from_raw_fd(efd.into_raw_fd()) };
+                let recv = opcode::RecvMulti::new(Fd(ours.as_raw_fd()), BUF_GROUP)
+                    .build()
+                    .user_data(7);
+                // SAFETY: the receive writes only into the registered buffer ring.
+                unsafe { ring.submission().push(&recv) }.expect("queue has room");
+                ring.submit().expect("submit");
+                // Nothing else to do: the thread parks in glommio until the
+                // eventfd is signalled.
+                file.read_at(0, 8).await.expect("eventfd read");
+                // Run whatever the kernel deferred, then reap.
+                ring.submit().expect("submit");
+                let mut got = Vec::new();
+                for c in ring.completion() {
+                    if let Some(bid) = cqueue::buffer_select(c.flags()) {
+                        got.extend_from_slice(bufs.bytes(bid, c.result() as usize));
+                        bufs.recycle(bid);
+                    }
+                }
+                drop(ring);
+                got
+            });
+            let _ = done_tx.send(got);
+        });
+        // Let the executor park first.
+        std::thread::sleep(Duration::from_millis(100));
+        (&peer).write_all(b"wake up").expect("write");
+        let got = done_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the thread asleep in glommio woke for the receive");
+        assert_eq!(got, b"wake up");
+    }
+
     #[test]
     fn a_multishot_receive_fills_provided_buffers_until_the_peer_closes() {
         let mut ring = build_ring().expect("ring");
