@@ -28,7 +28,7 @@ use crate::shard::{Shard, ShardCounters};
 use crate::stop::StopEvent;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
-use ringkv_net::resp::{parse_command, Command, Decoded, Reply, RespLimits};
+use ringkv_net::resp::{parse_command, Command, CommandError, Decoded, Reply, RespLimits};
 use ringkv_storage::wal::Lsn;
 use std::rc::Rc;
 
@@ -70,44 +70,78 @@ pub(crate) async fn run_batch(
     };
     let now = now_ms();
     let mut unsettled: Option<Unsettled> = None;
-    while end.consumed < buf.len() {
-        if end.frames >= RESP_BATCH_COMMANDS_MAX || out.len() >= RESP_BATCH_OUTPUT_MAX {
-            break;
-        }
+    'batch: while end.consumed < buf.len() {
+        // Parse a stretch of commands ahead (only while authenticated: an
+        // AUTH changes the limits the commands after it are parsed with).
+        let ahead_max = if session.authenticated {
+            RESP_PARSE_AHEAD
+        } else {
+            1
+        };
         let limits = RespLimits {
             authenticated: session.authenticated,
             ..RespLimits::default()
         };
-        match parse_command(&buf[end.consumed..], &limits) {
-            Ok(Decoded::Frame { frame: args, len }) => {
-                end.consumed += len;
-                end.frames += 1;
-                let parsed = Command::parse(&args);
-                let replies_from = out.len();
-                let ran = match &parsed {
-                    Ok(command) => execute_now(shard, session, command, now, out),
-                    Err(_) => RanNow::NotTaken,
-                };
-                match ran {
-                    RanNow::Replied => {}
-                    RanNow::Written(lsn) => {
-                        if !shard.store.is_durable(lsn) {
-                            let u = unsettled.get_or_insert(Unsettled { lsn, replies_from });
-                            u.lsn = u.lsn.max(lsn);
-                        }
-                    }
-                    RanNow::NotTaken => execute_parsed(shard, session, &args, parsed, out).await,
+        let mut ahead = Vec::with_capacity(ahead_max);
+        let mut pos = end.consumed;
+        let mut stopped = None;
+        while ahead.len() < ahead_max
+            && pos < buf.len()
+            && end.frames + ahead.len() < RESP_BATCH_COMMANDS_MAX
+        {
+            match parse_command(&buf[pos..], &limits) {
+                Ok(Decoded::Frame { frame: args, len }) => {
+                    pos += len;
+                    ahead.push((args, len));
                 }
-                if session.quit {
-                    end.close = true;
+                Ok(Decoded::Incomplete { needed }) => {
+                    stopped = Some(Ok(needed));
+                    break;
+                }
+                Err(e) => {
+                    stopped = Some(Err(e));
                     break;
                 }
             }
-            Ok(Decoded::Incomplete { needed }) => {
+        }
+        if ahead.is_empty() && stopped.is_none() {
+            break; // the command cap
+        }
+        let commands: Vec<_> = ahead.iter().map(|(args, _)| Command::parse(args)).collect();
+        hint_keys(shard, &commands);
+        for ((args, len), parsed) in ahead.iter().zip(commands) {
+            if out.len() >= RESP_BATCH_OUTPUT_MAX {
+                break 'batch;
+            }
+            end.consumed += len;
+            end.frames += 1;
+            let replies_from = out.len();
+            let ran = match &parsed {
+                Ok(command) => execute_now(shard, session, command, now, out),
+                Err(_) => RanNow::NotTaken,
+            };
+            match ran {
+                RanNow::Replied => {}
+                RanNow::Written(lsn) => {
+                    if !shard.store.is_durable(lsn) {
+                        let u = unsettled.get_or_insert(Unsettled { lsn, replies_from });
+                        u.lsn = u.lsn.max(lsn);
+                    }
+                }
+                RanNow::NotTaken => execute_parsed(shard, session, args, parsed, out).await,
+            }
+            if session.quit {
+                end.close = true;
+                break 'batch;
+            }
+        }
+        match stopped {
+            None => {}
+            Some(Ok(needed)) => {
                 end.needed = needed.max(1);
                 break;
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 ShardCounters::bump(&shard.counters.bad_requests);
                 tracing::debug!(shard = shard.id, "RESP protocol error: {e}");
                 Reply::new(out, session.version).error(&e.redis_message());
@@ -125,6 +159,28 @@ pub(crate) async fn run_batch(
         }
     }
     end
+}
+
+/// Commands a batch parses before it runs them, so that the keys of their
+/// GETs and SETs are hinted to the caches together and their cache misses
+/// overlap (as the binary protocol's batch does).
+const RESP_PARSE_AHEAD: usize = 32;
+
+/// Hints the keys of the GETs (reads) and SETs (writes) among `commands` to
+/// the store (see [`crate::store::Store::prefetch`]).
+fn hint_keys(shard: &Shard, commands: &[Result<Command<'_>, CommandError>]) {
+    let mut reads: Vec<&[u8]> = Vec::new();
+    let mut writes: Vec<&[u8]> = Vec::new();
+    for command in commands.iter().flatten() {
+        match command {
+            Command::Get { key } => reads.push(key),
+            Command::Set { key, .. } => writes.push(key),
+            _ => {}
+        }
+    }
+    if !reads.is_empty() || !writes.is_empty() {
+        shard.store.prefetch(&reads, &writes);
+    }
 }
 
 /// Serves one RESP connection until the peer closes it, sends QUIT or a
