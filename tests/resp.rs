@@ -746,12 +746,8 @@ fn pipelined_sets_are_in_order_and_durable_when_replied_to() {
         let key = |i: u64| format!("resp-fast-{i:05}");
         let value = |i: u64| vec![b'a' + (i % 26) as u8; 2048];
         let command = |args: &[&[u8]]| {
-            let mut bytes = format!("*{}\r\n", args.len()).into_bytes();
-            for a in args {
-                bytes.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-                bytes.extend_from_slice(a);
-                bytes.extend_from_slice(b"\r\n");
-            }
+            let mut bytes = Vec::new();
+            ringkv_net::resp::encode_command(args, &mut bytes);
             bytes
         };
         let bulk = |v: &[u8]| [format!("${}\r\n", v.len()).as_bytes(), v, b"\r\n"].concat();

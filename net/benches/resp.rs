@@ -22,12 +22,8 @@ fn measure(name: &str, rounds: u32, mut f: impl FnMut(u32)) {
 }
 
 fn encode(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
+    let mut out = Vec::new();
+    ringkv_net::resp::encode_command(args, &mut out);
     out
 }
 

@@ -15,12 +15,8 @@ fn owned(args: &Args<'_>) -> Owned {
 
 /// Encodes `args` as an array of bulk strings, as client libraries send.
 fn encode(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
+    let mut out = Vec::new();
+    ringkv_net::resp::encode_command(args, &mut out);
     out
 }
 

@@ -75,32 +75,9 @@ impl fmt::Display for RespError {
 
 impl std::error::Error for RespError {}
 
-/// Appends `*argc` and each argument as a bulk string.
-pub fn encode_command(args: &[&[u8]], out: &mut Vec<u8>) {
-    write_header(out, b'*', args.len());
-    for arg in args {
-        write_header(out, b'$', arg.len());
-        out.extend_from_slice(arg);
-        out.extend_from_slice(b"\r\n");
-    }
-}
-
-fn write_header(out: &mut Vec<u8>, tag: u8, n: usize) {
-    out.push(tag);
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut rest = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
-    out.extend_from_slice(b"\r\n");
-}
+/// Commands are encoded by the server's own crate (the one encoder of the
+/// workspace), re-exported here for the load generator's targets.
+pub use ringkv_net::resp::encode_command;
 
 /// Decodes the reply at the start of `buf`.
 pub fn decode_reply(buf: &[u8]) -> Result<Decoded<Reply<'_>>, RespError> {

@@ -100,30 +100,20 @@ pub async fn accept_loop(
                     crate::cluster::peer::serve(shard2, stream, stop2).await
                 }
                 Protocol::Binary(scope) => {
-                    let (stream, slot) = match net2 {
-                        Some(net) => match net.adopt(stream, Speaks::Binary(scope), slot) {
-                            None => return,
-                            Some(back) => back,
-                        },
-                        None => (stream, slot),
+                    let speaks = |_: &TcpStream| Speaks::Binary(scope);
+                    let Some((stream, slot)) = hand_to_loop(net2, stream, slot, speaks) else {
+                        return;
                     };
                     conn::serve(shard2, scope, stream, stop2).await;
                     drop(slot);
                     return;
                 }
                 Protocol::Resp => {
-                    let (stream, slot) = match net2 {
-                        Some(net) => {
-                            let peer = stream
-                                .peer_addr()
-                                .map_or_else(|_| "?".to_string(), |a| a.to_string());
-                            let session = Box::new(Session::new(&shard2, peer));
-                            match net.adopt(stream, Speaks::Resp(Some(session)), slot) {
-                                None => return,
-                                Some(back) => back,
-                            }
-                        }
-                        None => (stream, slot),
+                    let speaks = |s: &TcpStream| {
+                        Speaks::Resp(Some(Box::new(Session::new(&shard2, peer_of(s)))))
+                    };
+                    let Some((stream, slot)) = hand_to_loop(net2, stream, slot, speaks) else {
+                        return;
                     };
                     crate::resp_conn::serve(shard2, stream, stop2).await;
                     drop(slot);
@@ -139,6 +129,32 @@ pub async fn accept_loop(
             Err(_) => return, // the gate closed: the shard is stopping
         }
     }
+}
+
+/// Hands a client connection to the shard's network loop, when it has one,
+/// speaking what `speaks` makes of the stream. Gives the connection back, to
+/// be served by glommio, when there is no loop or it cannot take it; `None`
+/// when the loop took it (or closed it: the shard is stopping).
+fn hand_to_loop(
+    net: Option<Rc<NetLoop>>,
+    stream: TcpStream,
+    slot: Slot,
+    speaks: impl FnOnce(&TcpStream) -> Speaks,
+) -> Option<(TcpStream, Slot)> {
+    match net {
+        None => Some((stream, slot)),
+        Some(net) => {
+            let speaks = speaks(&stream);
+            net.adopt(stream, speaks, slot)
+        }
+    }
+}
+
+/// The peer address of `stream` as text (`?` when the socket has none).
+pub(crate) fn peer_of(stream: &TcpStream) -> String {
+    stream
+        .peer_addr()
+        .map_or_else(|_| "?".to_string(), |a| a.to_string())
 }
 
 /// Waits for the first bytes of a connection (without consuming them) and

@@ -22,7 +22,7 @@
 
 use crate::conn::BatchEnd;
 use crate::limits::RECEIVE_BUFFER_SIZE_INITIAL;
-use crate::resp_exec::{execute_now, execute_parsed, outcome_message, RanNow, Session};
+use crate::resp_exec::{execute, execute_now, outcome_message, RanNow, Session};
 use crate::service::{now_ms, storage_failure};
 use crate::shard::{Shard, ShardCounters};
 use crate::stop::StopEvent;
@@ -128,7 +128,7 @@ pub(crate) async fn run_batch(
                         u.lsn = u.lsn.max(lsn);
                     }
                 }
-                RanNow::NotTaken => execute_parsed(shard, session, args, parsed, out).await,
+                RanNow::NotTaken => execute(shard, session, args, parsed, out).await,
             }
             if session.quit {
                 end.close = true;
@@ -187,10 +187,7 @@ fn hint_keys(shard: &Shard, commands: &[Result<Command<'_>, CommandError>]) {
 /// protocol error, or the shard stops (after the batch in flight).
 pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, stop: StopEvent) {
     let size_max = RespLimits::default().command_size_max + RECEIVE_BUFFER_SIZE_INITIAL;
-    let peer = stream
-        .peer_addr()
-        .map_or_else(|_| "?".to_string(), |a| a.to_string());
-    let mut session = Session::new(&shard, peer);
+    let mut session = Session::new(&shard, crate::listener::peer_of(&stream));
     let mut buf = vec![0u8; RECEIVE_BUFFER_SIZE_INITIAL];
     let mut filled = 0usize;
     let mut out = Vec::with_capacity(RECEIVE_BUFFER_SIZE_INITIAL);

@@ -120,13 +120,10 @@ impl Session {
     }
 }
 
-/// Executes one parsed command's arguments, appending its reply to `out`.
-pub async fn execute(shard: &Rc<Shard>, session: &mut Session, args: &Args<'_>, out: &mut Vec<u8>) {
-    execute_parsed(shard, session, args, Command::parse(args), out).await;
-}
-
-/// [`execute`] of a command already parsed from `args`.
-pub async fn execute_parsed(
+/// Executes one command, appending its reply to `out`: `parsed` is
+/// [`Command::parse`] of its arguments `args` (kept for forwarding them to
+/// the key's owner).
+pub async fn execute(
     shard: &Rc<Shard>,
     session: &mut Session,
     args: &Args<'_>,
@@ -172,7 +169,7 @@ pub async fn execute_parsed(
 /// What [`execute_now`] did with a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RanNow {
-    /// Nothing: run it with [`execute_parsed`].
+    /// Nothing: run it with [`execute`].
     NotTaken,
     /// Run and replied.
     Replied,
@@ -183,7 +180,7 @@ pub enum RanNow {
 }
 
 /// Runs a command at once, with no future, when that gives exactly what
-/// [`execute_parsed`] would: a GET whose record the row cache holds, or a
+/// [`execute`] would: a GET whose record the row cache holds, or a
 /// plain SET (no condition, no GET, no KEEPTTL) the store takes without
 /// waiting, of a key this shard owns on a standalone node (see
 /// [`read_cached_now`] and [`write_at_once`]). Replies into `out`; does

@@ -387,9 +387,9 @@ async fn serve_until_stopped(
 
 /// Stops watching a shard's executor when dropped (on its thread, before
 /// the thread ends).
-struct Watched(Arc<NodeShared>, u32);
+struct Unwatch(Arc<NodeShared>, u32);
 
-impl Drop for Watched {
+impl Drop for Unwatch {
     fn drop(&mut self) {
         self.0.watchdog.unwatch(self.1);
     }
@@ -398,7 +398,7 @@ impl Drop for Watched {
 /// Puts this shard's executor under the node's watchdog: a task bumps its
 /// heartbeat on a timer, for as long as the executor runs (see
 /// [`crate::watchdog`]).
-fn watch_executor(id: u32, node: &Arc<NodeShared>) -> Watched {
+fn watch_executor(id: u32, node: &Arc<NodeShared>) -> Unwatch {
     let heartbeat = node.watchdog.watch_this_thread(id);
     glommio::spawn_local(async move {
         loop {
@@ -407,7 +407,7 @@ fn watch_executor(id: u32, node: &Arc<NodeShared>) -> Watched {
         }
     })
     .detach();
-    Watched(node.clone(), id)
+    Unwatch(node.clone(), id)
 }
 
 /// Starts the shard's io_uring network loop when the node's engine is

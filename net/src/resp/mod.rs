@@ -31,6 +31,7 @@ pub mod num;
 pub mod parse;
 pub mod replies;
 pub mod reply;
+pub mod request;
 pub mod table;
 
 pub use args::{ArgSlice, Args};
@@ -38,5 +39,6 @@ pub use command::{Command, CommandError};
 pub use error::RespError;
 pub use parse::{parse_command, RespLimits};
 pub use reply::{Reply, RespVersion};
+pub use request::encode_command;
 
 pub use crate::client_frame::Decoded;
