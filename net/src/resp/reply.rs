@@ -214,7 +214,7 @@ impl<'o> Reply<'o> {
 
 /// Appends `n` in decimal without going through `fmt` (every reply header
 /// does this, so it is on the hot path).
-fn push_decimal(out: &mut Vec<u8>, n: i64) {
+pub(crate) fn push_decimal(out: &mut Vec<u8>, n: i64) {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
     let mut m = n.unsigned_abs();

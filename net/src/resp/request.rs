@@ -5,6 +5,8 @@
 //! *<argc>\r\n ( $<len>\r\n <bytes> \r\n ){argc}
 //! ```
 
+use super::reply::push_decimal;
+
 /// Appends `args` (the command name first) to `out` as an array of bulk
 /// strings. Any bytes are allowed in an argument.
 pub fn encode_command(args: &[&[u8]], out: &mut Vec<u8>) {
@@ -16,22 +18,11 @@ pub fn encode_command(args: &[&[u8]], out: &mut Vec<u8>) {
     }
 }
 
-/// `<tag><n>\r\n`, the decimal digits written without a formatter (this is
-/// on load generators' send path).
+/// `<tag><n>\r\n`.
 fn write_header(out: &mut Vec<u8>, tag: u8, n: usize) {
     out.push(tag);
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut rest = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
+    // A length always fits: no buffer holds i64::MAX bytes.
+    push_decimal(out, i64::try_from(n).unwrap_or(i64::MAX));
     out.extend_from_slice(b"\r\n");
 }
 
