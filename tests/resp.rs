@@ -801,3 +801,44 @@ fn pipelined_sets_are_in_order_and_durable_when_replied_to() {
         }
     }
 }
+
+/// Requests larger than the receive buffer's first size, through the
+/// network loop's flow control for RESP: a 1 MiB value (the limit) arrives
+/// over many receives and is stored and read back whole; a value one byte
+/// over the limit is refused with Redis's error and the connection goes on;
+/// an inline line past Redis's 64 KiB inline limit, never ended, is a
+/// protocol error that answers and closes.
+#[test]
+fn large_values_and_oversized_requests_over_the_network_loop() {
+    let n = RespNode::start(&[]);
+    let mut raw = n.raw();
+    let command = |args: &[&[u8]]| {
+        let mut bytes = Vec::new();
+        ringkv_net::resp::encode_command(args, &mut bytes);
+        bytes
+    };
+    let big: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
+    let mut pipeline = command(&[b"SET", b"big", &big]);
+    pipeline.extend(command(&[b"GET", b"big"]));
+    pipeline.extend(command(&[b"SET", b"too-big", &[b'x'; 1024 * 1024 + 1]]));
+    pipeline.extend(command(&[b"PING"]));
+    raw.send(&pipeline);
+    assert_eq!(raw.recv().unwrap(), b"+OK\r\n");
+    let got = raw.recv().unwrap();
+    let want = [format!("${}\r\n", big.len()).as_bytes(), &big, b"\r\n"].concat();
+    assert!(got == want, "GET big: {} bytes back", got.len());
+    let refused = String::from_utf8(raw.recv().unwrap()).unwrap();
+    assert!(
+        refused.starts_with("-ERR string of 1048577 bytes exceeds maximum allowed size"),
+        "{refused}"
+    );
+    assert_eq!(raw.recv().unwrap(), b"+PONG\r\n");
+
+    let mut inline = n.raw();
+    inline.send(&vec![b'a'; 70 * 1024]);
+    assert_eq!(
+        inline.recv().unwrap(),
+        b"-ERR Protocol error: too big inline request\r\n"
+    );
+    assert_eq!(inline.recv(), None, "closed after a protocol error");
+}
