@@ -56,6 +56,10 @@ pub enum Call {
     },
     /// Walk every live key of the callee (DBSIZE, INFO keyspace, KEYS, FLUSHDB).
     Walk(WalkOp),
+    /// Wait until the callee's WAL is durable through this position (the
+    /// one an [`Answer::RespWritten`] named); answered with
+    /// [`Answer::Committed`] or [`Answer::Failed`].
+    Commit(ringkv_storage::wal::Lsn),
 }
 
 /// What a [`Call::Keys`] does with each key.
@@ -93,6 +97,19 @@ pub enum Answer {
     Stats(String),
     /// An encoded RESP reply.
     Resp(Vec<u8>),
+    /// The encoded RESP reply of a write the callee applied (visible to
+    /// reads) but whose WAL record is not yet durable: the caller must not
+    /// send the reply before a [`Call::Commit`] of `lsn` to the same callee
+    /// succeeds. Lets a pipeline of forwarded writes share the callee's
+    /// commits instead of waiting for one fsync each.
+    RespWritten {
+        /// The reply.
+        reply: Vec<u8>,
+        /// The callee's WAL position the reply waits for.
+        lsn: ringkv_storage::wal::Lsn,
+    },
+    /// The [`Call::Commit`] position is durable.
+    Committed,
     /// Keys counted (EXISTS) or deleted (DEL).
     Count(u64),
     /// Keys walked, and how many of them have a TTL.

@@ -22,14 +22,13 @@
 
 use crate::conn::BatchEnd;
 use crate::limits::RECEIVE_BUFFER_SIZE_INITIAL;
-use crate::resp_exec::{execute, execute_now, outcome_message, RanNow, Session};
-use crate::service::{now_ms, storage_failure};
+use crate::resp_exec::{commit_on, execute, execute_now, PendingCommit, RanNow, Session};
+use crate::service::now_ms;
 use crate::shard::{Shard, ShardCounters};
 use crate::stop::StopEvent;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use ringkv_net::resp::{parse_command, Command, CommandError, Decoded, Reply, RespLimits};
-use ringkv_storage::wal::Lsn;
 use std::rc::Rc;
 
 /// Largest number of commands executed before their replies are written.
@@ -39,12 +38,39 @@ pub const RESP_BATCH_COMMANDS_MAX: usize = 1024;
 /// crosses it still completes).
 pub const RESP_BATCH_OUTPUT_MAX: usize = 1 << 20;
 
-/// The replies of a batch that wait for writes run at once to be durable:
-/// the furthest WAL position to wait for, and where in the reply buffer the
-/// first of those replies starts (what a failed commit takes back).
+/// The replies of a batch that wait for their writes to be durable: the
+/// furthest WAL position to wait for on each shard that holds one (this
+/// shard's writes run at once, and writes forwarded to their owners), and
+/// where in the reply buffer the first of those replies starts (what a
+/// failed commit takes back).
 struct Unsettled {
-    lsn: Lsn,
+    lsns: Vec<PendingCommit>,
     replies_from: usize,
+}
+
+impl Unsettled {
+    /// Adds a reply that starts at `replies_from` and waits for `pending`.
+    fn add(unsettled: &mut Option<Unsettled>, pending: PendingCommit, replies_from: usize) {
+        let u = unsettled.get_or_insert(Unsettled {
+            lsns: Vec::new(),
+            replies_from,
+        });
+        match u.lsns.iter_mut().find(|p| p.shard == pending.shard) {
+            Some(p) => p.lsn = p.lsn.max(pending.lsn),
+            None => u.lsns.push(pending),
+        }
+    }
+
+    /// Waits for every shard's commit, together; the first failure's
+    /// error line.
+    async fn settle(&self, shard: &Shard) -> Result<(), String> {
+        let commits: Vec<_> = self
+            .lsns
+            .iter()
+            .map(|p| Box::pin(commit_on(shard, p.shard, p.lsn)))
+            .collect();
+        crate::join::join_all(commits).await.into_iter().collect()
+    }
 }
 
 /// Parses and executes the complete commands at the start of `buf`, in
@@ -53,7 +79,9 @@ struct Unsettled {
 /// replies. Commands that can run at once do ([`execute_now`]); a SET run at
 /// once is replied to in place, and the batch waits for its commit before it
 /// returns, so its replies may be sent when it does (a pipeline of SETs
-/// shares one commit, as the binary protocol's do). If that commit fails,
+/// shares one commit, as the binary protocol's do); a SET forwarded to its
+/// owner is replied to once applied there, and the batch waits for the
+/// owner's commit the same way (one per shard, together). If that commit fails,
 /// the replies from the first unsettled SET on are replaced by the storage
 /// error, and the connection is closed. Shared by both network engines.
 pub(crate) async fn run_batch(
@@ -124,11 +152,18 @@ pub(crate) async fn run_batch(
                 RanNow::Replied => {}
                 RanNow::Written(lsn) => {
                     if !shard.store.is_durable(lsn) {
-                        let u = unsettled.get_or_insert(Unsettled { lsn, replies_from });
-                        u.lsn = u.lsn.max(lsn);
+                        let pending = PendingCommit {
+                            shard: shard.id,
+                            lsn,
+                        };
+                        Unsettled::add(&mut unsettled, pending, replies_from);
                     }
                 }
-                RanNow::NotTaken => execute(shard, session, args, parsed, out).await,
+                RanNow::NotTaken => {
+                    if let Some(pending) = execute(shard, session, args, parsed, out).await {
+                        Unsettled::add(&mut unsettled, pending, replies_from);
+                    }
+                }
             }
             if session.quit {
                 end.close = true;
@@ -151,9 +186,8 @@ pub(crate) async fn run_batch(
         }
     }
     if let Some(u) = unsettled {
-        if let Err(e) = shard.store.commit(u.lsn).await {
+        if let Err(failure) = u.settle(shard).await {
             out.truncate(u.replies_from);
-            let failure = outcome_message(storage_failure(shard, &e));
             Reply::new(out, session.version).error(&failure);
             end.close = true;
         }

@@ -16,7 +16,11 @@
 //!   interleaves with another write of the key, from either protocol.
 //! - No reply leaves before the store acknowledged its command: a SET run at
 //!   once ([`execute_now`]) is replied to in place, and the batch waits for
-//!   its commit before the replies are sent.
+//!   its commit before the replies are sent; a SET forwarded to its owner and
+//!   run at once there comes back with the owner's WAL position
+//!   ([`PendingCommit`]), and the batch waits for that commit too.
+//! - Commands of a connection take effect in order, also across shards: a
+//!   forwarded command is applied by its owner before the next one runs.
 //! - RESP writes carry no consistency level: they run at the node default.
 //! - Values are bytes; INCR and friends read and write them as decimal text,
 //!   as Redis does (the binary protocol's INCR uses 8-byte little-endian
@@ -122,14 +126,17 @@ impl Session {
 
 /// Executes one command, appending its reply to `out`: `parsed` is
 /// [`Command::parse`] of its arguments `args` (kept for forwarding them to
-/// the key's owner).
+/// the key's owner). A write forwarded to its owner may come back applied
+/// but not yet durable: then the reply is in `out` and the commit it waits
+/// for is returned, for the caller to wait on (with [`commit_on`]) before
+/// sending it, so that a pipeline's forwarded writes share their commits.
 pub async fn execute(
     shard: &Rc<Shard>,
     session: &mut Session,
     args: &Args<'_>,
     parsed: Result<Command<'_>, CommandError>,
     out: &mut Vec<u8>,
-) {
+) -> Option<PendingCommit> {
     ShardCounters::bump(&shard.counters.requests);
     if !session.authenticated
         && !matches!(
@@ -138,32 +145,68 @@ pub async fn execute(
         )
     {
         Reply::new(out, session.version).error(replies::ERR_NOAUTH);
-        return;
+        return None;
     }
     let cmd = match parsed {
         Ok(c) => c,
         Err(e) => {
             Reply::new(out, session.version).error(&e.to_string());
-            return;
+            return None;
         }
     };
     if let Some(key) = cmd.key() {
         let owner = shard.owner_of(key);
         if owner == shard.id {
             exec_key(shard, &cmd, &mut Reply::new(out, session.version)).await;
-        } else {
-            let call = Call::Resp {
-                args: args.iter().map(<[u8]>::to_vec).collect(),
-                version: session.version,
-            };
-            match shard.call(owner, call).await {
-                Answer::Resp(bytes) => out.extend_from_slice(&bytes),
-                other => Reply::new(out, session.version).error(&unexpected(other)),
-            }
+            return None;
         }
-        return;
+        let call = Call::Resp {
+            args: args.iter().map(<[u8]>::to_vec).collect(),
+            version: session.version,
+        };
+        return match shard.call(owner, call).await {
+            Answer::Resp(bytes) => {
+                out.extend_from_slice(&bytes);
+                None
+            }
+            Answer::RespWritten { reply, lsn } => {
+                out.extend_from_slice(&reply);
+                Some(PendingCommit { shard: owner, lsn })
+            }
+            other => {
+                Reply::new(out, session.version).error(&unexpected(other));
+                None
+            }
+        };
     }
     exec_other(shard, session, cmd, out).await;
+    None
+}
+
+/// A reply already in the output whose write is applied on `shard` but not
+/// yet durable: it must not be sent before [`commit_on`] of `lsn` succeeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingCommit {
+    /// The shard whose WAL holds the write (this one or another).
+    pub shard: u32,
+    /// The WAL position to wait for.
+    pub lsn: Lsn,
+}
+
+/// Waits until `shard`'s WAL is durable through `lsn` (this shard's own, or
+/// another's over the mesh); the RESP error line's text when that fails.
+pub async fn commit_on(me: &Shard, shard: u32, lsn: Lsn) -> Result<(), String> {
+    if shard == me.id {
+        return me
+            .store
+            .commit(lsn)
+            .await
+            .map_err(|e| outcome_message(storage_failure(me, &e)));
+    }
+    match me.call(shard, Call::Commit(lsn)).await {
+        Answer::Committed => Ok(()),
+        other => Err(unexpected(other)),
+    }
 }
 
 /// What [`execute_now`] did with a command.
@@ -196,10 +239,23 @@ pub fn execute_now(
     if !session.authenticated {
         return RanNow::NotTaken;
     }
+    run_now(shard, session.version, command, now_ms, out)
+}
+
+/// [`execute_now`] for an authenticated caller whose replies are encoded in
+/// `version` (a connection of this shard, or one of another shard whose
+/// command was forwarded here).
+fn run_now(
+    shard: &Shard,
+    version: RespVersion,
+    command: &Command<'_>,
+    now_ms: u64,
+    out: &mut Vec<u8>,
+) -> RanNow {
     match *command {
         Command::Get { key } => {
             let replied = read_cached_now(shard, key, now_ms, |record| {
-                Reply::new(out, session.version).bulk_or_null(record.and_then(|r| r.value));
+                Reply::new(out, version).bulk_or_null(record.and_then(|r| r.value));
             });
             match replied {
                 Some(()) => RanNow::Replied,
@@ -225,11 +281,11 @@ pub fn execute_now(
             match write_at_once(shard, key, Some(value), Version::ZERO, expires, now_ms) {
                 None => RanNow::NotTaken,
                 Some(Ok(written)) => {
-                    Reply::new(out, session.version).ok();
+                    Reply::new(out, version).ok();
                     RanNow::Written(written.lsn)
                 }
                 Some(Err(outcome)) => {
-                    Reply::new(out, session.version).error(&outcome_message(outcome));
+                    Reply::new(out, version).error(&outcome_message(outcome));
                     RanNow::Replied
                 }
             }
@@ -269,13 +325,24 @@ pub async fn answer_call(shard: &Rc<Shard>, call: Call) -> Answer {
         Call::Resp { args, version } => {
             let args = Args::from_parts(args.into_iter().map(Cow::Owned).collect());
             let mut out = Vec::new();
-            let mut reply = Reply::new(&mut out, version);
             match Command::parse(&args) {
                 Ok(cmd) if cmd.key().is_some_and(|k| shard.owner_of(k) == shard.id) => {
-                    exec_key(shard, &cmd, &mut reply).await
+                    // As on the caller's own keys: run at once when that
+                    // answers the same, and let a write's caller wait for
+                    // its commit (with the rest of its pipeline's).
+                    match run_now(shard, version, &cmd, now_ms(), &mut out) {
+                        RanNow::Written(lsn) if !shard.store.is_durable(lsn) => {
+                            return Answer::RespWritten { reply: out, lsn };
+                        }
+                        RanNow::Written(_) | RanNow::Replied => {}
+                        RanNow::NotTaken => {
+                            exec_key(shard, &cmd, &mut Reply::new(&mut out, version)).await
+                        }
+                    }
                 }
-                Ok(_) => reply.error("ERR a forwarded command was not a key of this shard"),
-                Err(e) => reply.error(&e.to_string()),
+                Ok(_) => Reply::new(&mut out, version)
+                    .error("ERR a forwarded command was not a key of this shard"),
+                Err(e) => Reply::new(&mut out, version).error(&e.to_string()),
             }
             Answer::Resp(out)
         }

@@ -734,6 +734,13 @@ pub async fn answer_call(shard: Rc<Shard>, call: Call) -> Answer {
             },
         },
         Call::Stats => Answer::Stats(stats_text(&shard)),
+        Call::Commit(lsn) => match shard.store.commit(lsn).await {
+            Ok(()) => Answer::Committed,
+            Err(e) => match storage_failure(&shard, &e) {
+                Outcome::Error(s, m) => Answer::Failed(s, m),
+                _ => Answer::Failed(Status::StorageError, e.to_string()),
+            },
+        },
         call @ (Call::Resp { .. } | Call::Keys { .. } | Call::Walk(_)) => {
             crate::resp_exec::answer_call(&shard, call).await
         }
