@@ -802,6 +802,60 @@ fn pipelined_sets_are_in_order_and_durable_when_replied_to() {
     }
 }
 
+/// Commands of the other shard's keys are forwarded in runs (consecutive
+/// commands of one shard, in one call): whatever shard the connection lands
+/// on, each command of a pipeline that mixes both shards' keys, errors,
+/// conditional writes and commands that are not run at once gets exactly its
+/// own reply, in its place, with the effects of the commands before it.
+#[test]
+fn forwarded_runs_answer_each_command_in_its_place() {
+    let n = RespNode::start(&[]);
+    for round in 0..4 {
+        let mut raw = n.raw();
+        let mut bytes = Vec::new();
+        let mut want: Vec<&[u8]> = Vec::new();
+        for shard in [1u32, 0, 1, 1, 0, 0] {
+            let a = key_owned_by(shard, 2, &format!("run{round}-{}a", bytes.len()));
+            let b = key_owned_by(shard, 2, &format!("run{round}-{}b", bytes.len()));
+            let script: [(&[&[u8]], &[u8]); 13] = [
+                (&[b"SET", &a, b"1"], b"+OK\r\n"),
+                (&[b"INCR", &a], b":2\r\n"),
+                (&[b"APPEND", &a, b"x"], b":2\r\n"),
+                (
+                    &[b"INCR", &a],
+                    b"-ERR value is not an integer or out of range\r\n",
+                ),
+                (&[b"GET", &a], b"$2\r\n2x\r\n"),
+                (
+                    &[b"SET", &b, b"v", b"EX", b"0"],
+                    b"-ERR invalid expire time in 'set' command\r\n",
+                ),
+                (&[b"SET", &b, b"v", b"NX", b"XX"], b"-ERR syntax error\r\n"),
+                (&[b"GET", &b], b"$-1\r\n"),
+                (&[b"SETNX", &b, b"q"], b":1\r\n"),
+                (&[b"SET", &b, b"r", b"NX"], b"$-1\r\n"),
+                (&[b"GET", &b], b"$1\r\nq\r\n"),
+                (&[b"DEL", &a, &b], b":2\r\n"),
+                (&[b"STRLEN", &a], b":0\r\n"),
+            ];
+            for (args, reply) in script {
+                ringkv_net::resp::encode_command(args, &mut bytes);
+                want.push(reply);
+            }
+        }
+        raw.send(&bytes);
+        for (i, w) in want.iter().enumerate() {
+            let got = raw.recv().expect("a reply");
+            assert!(
+                got == *w,
+                "round {round}, reply {i}: got {:?}, want {:?}",
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(w)
+            );
+        }
+    }
+}
+
 /// Requests larger than the receive buffer's first size, through the
 /// network loop's flow control for RESP: a 1 MiB value (the limit) arrives
 /// over many receives and is stored and read back whole; a value one byte

@@ -39,11 +39,15 @@ pub enum Call {
     },
     /// The callee's STATS lines.
     Stats,
-    /// A single-key RESP command the callee owns (its arguments, the name
-    /// first); answered with the encoded reply in `version` ([`Answer::Resp`]).
+    /// A run of single-key RESP commands whose keys the callee owns, to be
+    /// run there in order; answered with their replies, one per command, in
+    /// order and encoded in `version` ([`Answer::Resp`] or
+    /// [`Answer::RespWritten`]).
     Resp {
-        /// The command's arguments, owned.
-        args: Vec<Vec<u8>>,
+        /// The commands, RESP-encoded back to back, as the client sent them.
+        commands: Vec<u8>,
+        /// How many commands `commands` holds.
+        count: usize,
         /// The protocol version of the calling connection.
         version: ringkv_net::resp::RespVersion,
     },
@@ -95,15 +99,15 @@ pub enum Answer {
     Entries(Vec<Entry>),
     /// STATS lines.
     Stats(String),
-    /// An encoded RESP reply.
+    /// Encoded RESP replies.
     Resp(Vec<u8>),
-    /// The encoded RESP reply of a write the callee applied (visible to
-    /// reads) but whose WAL record is not yet durable: the caller must not
-    /// send the reply before a [`Call::Commit`] of `lsn` to the same callee
-    /// succeeds. Lets a pipeline of forwarded writes share the callee's
-    /// commits instead of waiting for one fsync each.
+    /// Encoded RESP replies, among them of writes the callee applied
+    /// (visible to reads) but whose WAL records are not yet durable: the
+    /// caller must not send them before a [`Call::Commit`] of `lsn` to the
+    /// same callee succeeds. Lets a pipeline of forwarded writes share the
+    /// callee's commits instead of waiting for one fsync each.
     RespWritten {
-        /// The reply.
+        /// The replies.
         reply: Vec<u8>,
         /// The callee's WAL position the reply waits for.
         lsn: ringkv_storage::wal::Lsn,

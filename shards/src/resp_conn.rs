@@ -22,7 +22,9 @@
 
 use crate::conn::BatchEnd;
 use crate::limits::RECEIVE_BUFFER_SIZE_INITIAL;
-use crate::resp_exec::{commit_on, execute, execute_now, PendingCommit, RanNow, Session};
+use crate::resp_exec::{
+    commit_on, execute, execute_now, foreign_owner, forward_run, PendingCommit, RanNow, Session,
+};
 use crate::service::now_ms;
 use crate::shard::{Shard, ShardCounters};
 use crate::stop::StopEvent;
@@ -70,6 +72,37 @@ impl Unsettled {
             .map(|p| Box::pin(commit_on(shard, p.shard, p.lsn)))
             .collect();
         crate::join::join_all(commits).await.into_iter().collect()
+    }
+}
+
+/// Consecutive commands of a batch, `buf[from..to]`, whose keys shard
+/// `owner` owns: forwarded there in one call and run in order.
+struct Run {
+    owner: u32,
+    from: usize,
+    to: usize,
+    count: usize,
+}
+
+impl Run {
+    /// Forwards `run` (if any) and appends its replies to `out`, adding the
+    /// commit they wait for to `unsettled`.
+    async fn send(
+        run: Option<Run>,
+        shard: &Shard,
+        session: &Session,
+        buf: &[u8],
+        out: &mut Vec<u8>,
+        unsettled: &mut Option<Unsettled>,
+    ) {
+        let Some(run) = run else { return };
+        let replies_from = out.len();
+        let commands = buf[run.from..run.to].to_vec();
+        let pending =
+            forward_run(shard, run.owner, commands, run.count, session.version, out).await;
+        if let Some(pending) = pending {
+            Unsettled::add(unsettled, pending, replies_from);
+        }
     }
 }
 
@@ -137,12 +170,36 @@ pub(crate) async fn run_batch(
         }
         let commands: Vec<_> = ahead.iter().map(|(args, _)| Command::parse(args)).collect();
         hint_keys(shard, &commands);
+        // Consecutive commands of one other shard's keys go there together.
+        let mut run: Option<Run> = None;
         for ((args, len), parsed) in ahead.iter().zip(commands) {
             if out.len() >= RESP_BATCH_OUTPUT_MAX {
+                Run::send(run.take(), shard, session, buf, out, &mut unsettled).await;
                 break 'batch;
             }
+            let at = end.consumed;
             end.consumed += len;
             end.frames += 1;
+            if let Some(owner) = foreign_owner(shard, session, &parsed) {
+                ShardCounters::bump(&shard.counters.requests);
+                match &mut run {
+                    Some(r) if r.owner == owner => {
+                        r.to = end.consumed;
+                        r.count += 1;
+                    }
+                    _ => {
+                        Run::send(run.take(), shard, session, buf, out, &mut unsettled).await;
+                        run = Some(Run {
+                            owner,
+                            from: at,
+                            to: end.consumed,
+                            count: 1,
+                        });
+                    }
+                }
+                continue;
+            }
+            Run::send(run.take(), shard, session, buf, out, &mut unsettled).await;
             let replies_from = out.len();
             let ran = match &parsed {
                 Ok(command) => execute_now(shard, session, command, now, out),
@@ -170,6 +227,7 @@ pub(crate) async fn run_batch(
                 break 'batch;
             }
         }
+        Run::send(run.take(), shard, session, buf, out, &mut unsettled).await;
         match stopped {
             None => {}
             Some(Ok(needed)) => {
@@ -205,10 +263,12 @@ const RESP_PARSE_AHEAD: usize = 32;
 fn hint_keys(shard: &Shard, commands: &[Result<Command<'_>, CommandError>]) {
     let mut reads: Vec<&[u8]> = Vec::new();
     let mut writes: Vec<&[u8]> = Vec::new();
+    // Keys of other shards are forwarded, not read here.
+    let ours = |key: &[u8]| shard.shard_count == 1 || shard.owner_of(key) == shard.id;
     for command in commands.iter().flatten() {
         match command {
-            Command::Get { key } => reads.push(key),
-            Command::Set { key, .. } => writes.push(key),
+            Command::Get { key } if ours(key) => reads.push(key),
+            Command::Set { key, .. } if ours(key) => writes.push(key),
             _ => {}
         }
     }

@@ -51,7 +51,10 @@ use ringkv_net::client_frame::Consistency;
 use ringkv_net::resp::command::{
     unknown_command_message, Expiry, GetExTtl, KeyPattern, SetCondition, SetTtl, TtlUnit,
 };
-use ringkv_net::resp::{replies, table, ArgSlice, Args, Command, CommandError, Reply, RespVersion};
+use ringkv_net::resp::{
+    parse_command, replies, table, ArgSlice, Args, Command, CommandError, Decoded, Reply,
+    RespLimits, RespVersion,
+};
 use ringkv_storage::wal::Lsn;
 use ringkv_storage::{Entry, Record, Version};
 use std::borrow::Cow;
@@ -160,27 +163,114 @@ pub async fn execute(
             exec_key(shard, &cmd, &mut Reply::new(out, session.version)).await;
             return None;
         }
-        let call = Call::Resp {
-            args: args.iter().map(<[u8]>::to_vec).collect(),
-            version: session.version,
-        };
-        return match shard.call(owner, call).await {
-            Answer::Resp(bytes) => {
-                out.extend_from_slice(&bytes);
-                None
-            }
-            Answer::RespWritten { reply, lsn } => {
-                out.extend_from_slice(&reply);
-                Some(PendingCommit { shard: owner, lsn })
-            }
-            other => {
-                Reply::new(out, session.version).error(&unexpected(other));
-                None
-            }
-        };
+        let mut command = Vec::new();
+        ringkv_net::resp::encode_command(&args.iter().collect::<Vec<_>>(), &mut command);
+        return forward_run(shard, owner, command, 1, session.version, out).await;
     }
     exec_other(shard, session, cmd, out).await;
     None
+}
+
+/// The shard a command is forwarded to: another shard's, when the command
+/// is a well-formed single-key command of an authenticated connection
+/// (anything else runs here, if only to be refused here).
+pub fn foreign_owner(
+    shard: &Shard,
+    session: &Session,
+    parsed: &Result<Command<'_>, CommandError>,
+) -> Option<u32> {
+    let key = parsed.as_ref().ok()?.key()?;
+    let owner = shard.owner_of(key);
+    (session.authenticated && owner != shard.id).then_some(owner)
+}
+
+/// Runs `count` commands, RESP-encoded back to back in `commands`, each a
+/// well-formed single-key command of a key shard `owner` owns, on that
+/// shard in order, in one mesh call; appends their replies, exactly one per
+/// command and in order, to `out` (an error reply for each when the call
+/// fails). When some are writes not yet durable there, returns the commit
+/// their replies wait for (see [`execute`]).
+pub async fn forward_run(
+    shard: &Shard,
+    owner: u32,
+    commands: Vec<u8>,
+    count: usize,
+    version: RespVersion,
+    out: &mut Vec<u8>,
+) -> Option<PendingCommit> {
+    let call = Call::Resp {
+        commands,
+        count,
+        version,
+    };
+    match shard.call(owner, call).await {
+        Answer::Resp(replies) => {
+            out.extend_from_slice(&replies);
+            None
+        }
+        Answer::RespWritten { reply, lsn } => {
+            out.extend_from_slice(&reply);
+            Some(PendingCommit { shard: owner, lsn })
+        }
+        other => {
+            let message = unexpected(other);
+            for _ in 0..count {
+                Reply::new(out, version).error(&message);
+            }
+            None
+        }
+    }
+}
+
+/// Runs a [`Call::Resp`] here: `count` commands from `commands`, in order,
+/// one reply each into the answer.
+async fn answer_run(shard: &Shard, commands: &[u8], count: usize, version: RespVersion) -> Answer {
+    let limits = RespLimits {
+        authenticated: true,
+        ..RespLimits::default()
+    };
+    let mut out = Vec::new();
+    let mut unsettled: Option<Lsn> = None;
+    let mut pos = 0;
+    for _ in 0..count {
+        let args = match parse_command(&commands[pos.min(commands.len())..], &limits) {
+            Ok(Decoded::Frame { frame, len }) => {
+                pos += len;
+                frame
+            }
+            // Cannot happen (the caller parsed these very bytes): one
+            // error reply per command keeps the replies in step.
+            Ok(Decoded::Incomplete { .. }) | Err(_) => {
+                Reply::new(&mut out, version).error("ERR a forwarded command was malformed");
+                continue;
+            }
+        };
+        match Command::parse(&args) {
+            Ok(cmd) if cmd.key().is_some_and(|k| shard.owner_of(k) == shard.id) => {
+                // As on the caller's own keys: run at once when that answers
+                // the same, and let a write's caller wait for its commit
+                // (with the rest of its pipeline's).
+                match run_now(shard, version, &cmd, now_ms(), &mut out) {
+                    RanNow::Written(lsn) => {
+                        if !shard.store.is_durable(lsn) {
+                            unsettled = Some(unsettled.map_or(lsn, |u| u.max(lsn)));
+                        }
+                    }
+                    RanNow::Replied => {}
+                    RanNow::NotTaken => {
+                        exec_key(shard, &cmd, &mut Reply::new(&mut out, version)).await
+                    }
+                }
+            }
+            Ok(_) => Reply::new(&mut out, version)
+                .error("ERR a forwarded command was not a key of this shard"),
+            Err(e) => Reply::new(&mut out, version).error(&e.to_string()),
+        }
+    }
+    match unsettled {
+        Some(lsn) => Answer::RespWritten { reply: out, lsn },
+        None => Answer::Resp(out),
+    }
 }
 
 /// A reply already in the output whose write is applied on `shard` but not
@@ -322,30 +412,11 @@ pub(crate) fn outcome_message(o: Outcome) -> String {
 /// Answers a RESP call another shard sent to this one.
 pub async fn answer_call(shard: &Rc<Shard>, call: Call) -> Answer {
     match call {
-        Call::Resp { args, version } => {
-            let args = Args::from_parts(args.into_iter().map(Cow::Owned).collect());
-            let mut out = Vec::new();
-            match Command::parse(&args) {
-                Ok(cmd) if cmd.key().is_some_and(|k| shard.owner_of(k) == shard.id) => {
-                    // As on the caller's own keys: run at once when that
-                    // answers the same, and let a write's caller wait for
-                    // its commit (with the rest of its pipeline's).
-                    match run_now(shard, version, &cmd, now_ms(), &mut out) {
-                        RanNow::Written(lsn) if !shard.store.is_durable(lsn) => {
-                            return Answer::RespWritten { reply: out, lsn };
-                        }
-                        RanNow::Written(_) | RanNow::Replied => {}
-                        RanNow::NotTaken => {
-                            exec_key(shard, &cmd, &mut Reply::new(&mut out, version)).await
-                        }
-                    }
-                }
-                Ok(_) => Reply::new(&mut out, version)
-                    .error("ERR a forwarded command was not a key of this shard"),
-                Err(e) => Reply::new(&mut out, version).error(&e.to_string()),
-            }
-            Answer::Resp(out)
-        }
+        Call::Resp {
+            commands,
+            count,
+            version,
+        } => answer_run(shard, &commands, count, version).await,
         Call::Keys { op, keys } => {
             let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
             match keys_local(shard, op, &keys).await {
