@@ -10,13 +10,14 @@
 //! Tables held by a source stay readable even if a compaction removes them: the
 //! source owns an `Rc` to the open file.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::memtable::Memtable;
 use crate::sstable::{Table, TableIter};
 use crate::types::Record;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::ops::Bound;
+use std::path::PathBuf;
 use std::rc::Rc;
 
 /// Entries a memtable source copies out per borrow.
@@ -69,6 +70,21 @@ impl Source {
             iter: None,
             fill_cache,
         }
+    }
+
+    /// The error for a key this source yielded out of order: a corruption
+    /// of the table it came from (a memtable is ordered by construction).
+    fn out_of_order(&self, key: &[u8]) -> Error {
+        let (file, offset) = match self {
+            Source::Run { iter: Some(it), .. } => (it.path().to_path_buf(), it.block_offset()),
+            _ => (PathBuf::from("<memtable>"), 0),
+        };
+        let shown = String::from_utf8_lossy(&key[..key.len().min(32)]);
+        Error::corruption(
+            file,
+            offset,
+            format!("a key is not above the one before it ({shown:?})"),
+        )
     }
 
     async fn next(&mut self) -> Result<Option<(Vec<u8>, Record)>> {
@@ -136,7 +152,8 @@ impl MergeIter {
     }
 
     /// The next key and its highest-version record, or `None` when every
-    /// source is exhausted.
+    /// source is exhausted. A source whose keys do not ascend (a table
+    /// written out of order) is a corruption error naming its file.
     pub(crate) async fn next(&mut self) -> Result<Option<(Vec<u8>, Record)>> {
         if !self.started {
             self.started = true;
@@ -144,28 +161,49 @@ impl MergeIter {
                 self.heads[i] = self.sources[i].next().await?;
             }
         }
-        let Some(smallest) = self.heads.iter().flatten().map(|(k, _)| k).min().cloned() else {
+        // The first source at the smallest key gives the result its key (moved,
+        // not copied: this runs once per entry of every compaction).
+        let mut first: Option<(usize, &[u8])> = None;
+        for (i, head) in self.heads.iter().enumerate() {
+            if let Some((k, _)) = head {
+                if first.is_none_or(|(_, f)| k.as_slice() < f) {
+                    first = Some((i, k));
+                }
+            }
+        }
+        let Some((first, _)) = first else {
             return Ok(None);
         };
-        let mut best: Option<Record> = None;
-        for i in 0..self.sources.len() {
+        let Some((smallest, mut best)) = self.heads[first].take() else {
+            return Ok(None);
+        };
+        self.advance(first, &smallest).await?;
+        for i in first + 1..self.sources.len() {
             let at_smallest = matches!(&self.heads[i], Some((k, _)) if *k == smallest);
             if !at_smallest {
                 continue;
             }
             if let Some((_, record)) = self.heads[i].take() {
-                if best.as_ref().is_none_or(|b| record.version > b.version) {
-                    best = Some(record);
+                if record.version > best.version {
+                    best = record;
                 }
             }
-            let next = self.sources[i].next().await?;
-            if let Some((k, _)) = &next {
-                // A source out of order would break the merge silently.
-                assert!(*k > smallest, "merge source yielded keys out of order");
-            }
-            self.heads[i] = next;
+            self.advance(i, &smallest).await?;
         }
-        Ok(best.map(|record| (smallest, record)))
+        Ok(Some((smallest, best)))
+    }
+
+    /// Reads source `i`'s next head, which must come after `after`.
+    async fn advance(&mut self, i: usize, after: &[u8]) -> Result<()> {
+        let next = self.sources[i].next().await?;
+        if let Some((k, _)) = &next {
+            if k.as_slice() <= after {
+                // A source out of order would break the merge silently.
+                return Err(self.sources[i].out_of_order(k));
+            }
+        }
+        self.heads[i] = next;
+        Ok(())
     }
 }
 

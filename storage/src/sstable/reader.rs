@@ -256,6 +256,25 @@ pub struct TableIter {
 }
 
 impl TableIter {
+    /// The table's file.
+    pub fn path(&self) -> &Path {
+        self.table.path()
+    }
+
+    /// The file offset of the block the last entry came from (the first
+    /// block before any).
+    pub fn block_offset(&self) -> u64 {
+        match self.table.index.len() {
+            0 => 0,
+            blocks => {
+                self.table
+                    .index
+                    .handle(self.block_idx.min(blocks - 1))
+                    .offset
+            }
+        }
+    }
+
     /// The next entry, or `None` at the end of the table.
     pub async fn next(&mut self) -> Result<Option<(Vec<u8>, Record)>> {
         if let Some(start) = self.start.take() {
