@@ -854,6 +854,29 @@ fn forwarded_runs_answer_each_command_in_its_place() {
             );
         }
     }
+    // Runs of large replies: the owner stops at the batch's output cap
+    // (1 MiB) and the commands it did not run are run by the next batches,
+    // each answered once, in order.
+    let mut raw = n.raw();
+    let mut bytes = Vec::new();
+    let mut want = Vec::new();
+    for shard in [0u32, 1] {
+        for i in 0..3 {
+            let key = key_owned_by(shard, 2, &format!("big{i}"));
+            let value = vec![b'a' + (shard * 3 + i) as u8; 300 << 10];
+            ringkv_net::resp::encode_command(&[b"SET", &key, &value], &mut bytes);
+            want.push(b"+OK\r\n".to_vec());
+            for _ in 0..8 {
+                ringkv_net::resp::encode_command(&[b"GET", &key], &mut bytes);
+                want.push([format!("${}\r\n", value.len()).as_bytes(), &value, b"\r\n"].concat());
+            }
+        }
+    }
+    raw.send(&bytes);
+    for (i, w) in want.iter().enumerate() {
+        let got = raw.recv().expect("a reply");
+        assert!(got == *w, "large reply {i}: {} bytes", got.len());
+    }
 }
 
 /// Requests larger than the receive buffer's first size, through the

@@ -40,14 +40,15 @@ pub enum Call {
     /// The callee's STATS lines.
     Stats,
     /// A run of single-key RESP commands whose keys the callee owns, to be
-    /// run there in order; answered with their replies, one per command, in
-    /// order and encoded in `version` ([`Answer::Resp`] or
-    /// [`Answer::RespWritten`]).
+    /// run there in order; answered with [`Answer::Resp`].
     Resp {
-        /// The commands, RESP-encoded back to back, as the client sent them.
+        /// The commands, RESP-encoded back to back.
         commands: Vec<u8>,
         /// How many commands `commands` holds.
         count: usize,
+        /// Reply bytes after which the callee stops (it runs at least one
+        /// command): the caller's output cap.
+        reply_budget: usize,
         /// The protocol version of the calling connection.
         version: ringkv_net::resp::RespVersion,
     },
@@ -99,18 +100,19 @@ pub enum Answer {
     Entries(Vec<Entry>),
     /// STATS lines.
     Stats(String),
-    /// Encoded RESP replies.
-    Resp(Vec<u8>),
-    /// Encoded RESP replies, among them of writes the callee applied
-    /// (visible to reads) but whose WAL records are not yet durable: the
-    /// caller must not send them before a [`Call::Commit`] of `lsn` to the
-    /// same callee succeeds. Lets a pipeline of forwarded writes share the
-    /// callee's commits instead of waiting for one fsync each.
-    RespWritten {
-        /// The replies.
-        reply: Vec<u8>,
-        /// The callee's WAL position the reply waits for.
-        lsn: ringkv_storage::wal::Lsn,
+    /// The replies of the first `ran` commands of a [`Call::Resp`], one
+    /// each, in order (the rest were not run: the reply budget was spent).
+    Resp {
+        /// The encoded replies.
+        replies: Vec<u8>,
+        /// How many commands ran.
+        ran: usize,
+        /// Some of them are writes the callee applied (visible to reads)
+        /// whose WAL records are not yet durable: the caller must not send
+        /// the replies before a [`Call::Commit`] of this position to the
+        /// same callee succeeds. So a pipeline of forwarded writes shares
+        /// the callee's commits instead of waiting for one fsync each.
+        unsettled: Option<ringkv_storage::wal::Lsn>,
     },
     /// The [`Call::Commit`] position is durable.
     Committed,

@@ -37,7 +37,8 @@ use std::rc::Rc;
 pub const RESP_BATCH_COMMANDS_MAX: usize = 1024;
 
 /// Reply bytes after which a batch stops and writes (the command that
-/// crosses it still completes).
+/// crosses it still completes; a run forwarded to another shard stops there
+/// too, and its unrun commands wait for the next batch).
 pub const RESP_BATCH_OUTPUT_MAX: usize = 1 << 20;
 
 /// The replies of a batch that wait for their writes to be durable: the
@@ -75,18 +76,21 @@ impl Unsettled {
     }
 }
 
-/// Consecutive commands of a batch, `buf[from..to]`, whose keys shard
-/// `owner` owns: forwarded there in one call and run in order.
+/// Consecutive commands of a batch, `buf[from..ends.last()]`, whose keys
+/// shard `owner` owns: forwarded there in one call and run in order.
 struct Run {
     owner: u32,
     from: usize,
-    to: usize,
-    count: usize,
+    /// Where each command ends in `buf`.
+    ends: Vec<usize>,
 }
 
 impl Run {
     /// Forwards `run` (if any) and appends its replies to `out`, adding the
-    /// commit they wait for to `unsettled`.
+    /// commit they wait for to `unsettled`. The owner stops once the batch's
+    /// output reaches [`RESP_BATCH_OUTPUT_MAX`]: then the commands it did not
+    /// run are given back to the buffer (`end`), and `true` says the batch
+    /// must stop.
     async fn send(
         run: Option<Run>,
         shard: &Shard,
@@ -94,15 +98,33 @@ impl Run {
         buf: &[u8],
         out: &mut Vec<u8>,
         unsettled: &mut Option<Unsettled>,
-    ) {
-        let Some(run) = run else { return };
+        end: &mut BatchEnd,
+    ) -> bool {
+        let Some(run) = run else { return false };
         let replies_from = out.len();
-        let commands = buf[run.from..run.to].to_vec();
-        let pending =
-            forward_run(shard, run.owner, commands, run.count, session.version, out).await;
+        let to = run.ends.last().copied().unwrap_or(run.from);
+        let commands = buf[run.from..to].to_vec();
+        let count = run.ends.len();
+        let budget = RESP_BATCH_OUTPUT_MAX.saturating_sub(out.len());
+        let (pending, ran) = forward_run(
+            shard,
+            run.owner,
+            commands,
+            count,
+            budget,
+            session.version,
+            out,
+        )
+        .await;
         if let Some(pending) = pending {
             Unsettled::add(unsettled, pending, replies_from);
         }
+        if ran >= count {
+            return false;
+        }
+        end.consumed = run.ends[..ran].last().copied().unwrap_or(run.from);
+        end.frames -= count - ran;
+        true
     }
 }
 
@@ -115,8 +137,9 @@ impl Run {
 /// shares one commit, as the binary protocol's do); a SET forwarded to its
 /// owner is replied to once applied there, and the batch waits for the
 /// owner's commit the same way (one per shard, together). If that commit fails,
-/// the replies from the first unsettled SET on are replaced by the storage
-/// error, and the connection is closed. Shared by both network engines.
+/// the replies from the first that waits on (for a forwarded run, from the
+/// run's first reply) are replaced by the storage error, and the connection
+/// is closed. Shared by both network engines.
 pub(crate) async fn run_batch(
     shard: &Rc<Shard>,
     session: &mut Session,
@@ -174,32 +197,52 @@ pub(crate) async fn run_batch(
         let mut run: Option<Run> = None;
         for ((args, len), parsed) in ahead.iter().zip(commands) {
             if out.len() >= RESP_BATCH_OUTPUT_MAX {
-                Run::send(run.take(), shard, session, buf, out, &mut unsettled).await;
+                Run::send(
+                    run.take(),
+                    shard,
+                    session,
+                    buf,
+                    out,
+                    &mut unsettled,
+                    &mut end,
+                )
+                .await;
+                break 'batch;
+            }
+            let owner = foreign_owner(shard, session, &parsed);
+            // A command that does not join the run in the making sends it
+            // first (before it counts itself: a run cut short by the output
+            // cap gives its unrun commands back, and this one with them).
+            if !matches!((&run, owner), (Some(r), Some(o)) if r.owner == o)
+                && Run::send(
+                    run.take(),
+                    shard,
+                    session,
+                    buf,
+                    out,
+                    &mut unsettled,
+                    &mut end,
+                )
+                .await
+            {
                 break 'batch;
             }
             let at = end.consumed;
             end.consumed += len;
             end.frames += 1;
-            if let Some(owner) = foreign_owner(shard, session, &parsed) {
-                ShardCounters::bump(&shard.counters.requests);
+            if let Some(owner) = owner {
                 match &mut run {
-                    Some(r) if r.owner == owner => {
-                        r.to = end.consumed;
-                        r.count += 1;
-                    }
-                    _ => {
-                        Run::send(run.take(), shard, session, buf, out, &mut unsettled).await;
+                    Some(r) => r.ends.push(end.consumed),
+                    None => {
                         run = Some(Run {
                             owner,
                             from: at,
-                            to: end.consumed,
-                            count: 1,
-                        });
+                            ends: vec![end.consumed],
+                        })
                     }
                 }
                 continue;
             }
-            Run::send(run.take(), shard, session, buf, out, &mut unsettled).await;
             let replies_from = out.len();
             let ran = match &parsed {
                 Ok(command) => execute_now(shard, session, command, now, out),
@@ -227,7 +270,19 @@ pub(crate) async fn run_batch(
                 break 'batch;
             }
         }
-        Run::send(run.take(), shard, session, buf, out, &mut unsettled).await;
+        if Run::send(
+            run.take(),
+            shard,
+            session,
+            buf,
+            out,
+            &mut unsettled,
+            &mut end,
+        )
+        .await
+        {
+            break 'batch;
+        }
         match stopped {
             None => {}
             Some(Ok(needed)) => {

@@ -3,8 +3,9 @@
 //! protocol.
 //!
 //! Routing: a single-key command runs on the shard that owns its key (here
-//! when it is ours, else forwarded over the mesh as its owned arguments and
-//! answered with the encoded reply); multi-key commands (MGET, MSET, MSETNX,
+//! when it is ours, else forwarded over the mesh, with the commands of that
+//! shard's keys that follow it, as their bytes, and answered with the
+//! encoded replies); multi-key commands (MGET, MSET, MSETNX,
 //! DEL, UNLINK, EXISTS) are split per owner, run concurrently and answered
 //! in request order; node-wide commands (SCAN, KEYS, DBSIZE, FLUSHDB, INFO)
 //! visit every shard.
@@ -19,8 +20,11 @@
 //!   its commit before the replies are sent; a SET forwarded to its owner and
 //!   run at once there comes back with the owner's WAL position
 //!   ([`PendingCommit`]), and the batch waits for that commit too.
-//! - Commands of a connection take effect in order, also across shards: a
-//!   forwarded command is applied by its owner before the next one runs.
+//! - Commands of a connection take effect (become visible) in order, also
+//!   across shards: a forwarded command is applied by its owner before the
+//!   next one runs. Their durability is not ordered across shards: after a
+//!   crash, of a pipeline's unreplied writes, one shard's may be kept and
+//!   an earlier one's on another shard lost.
 //! - RESP writes carry no consistency level: they run at the node default.
 //! - Values are bytes; INCR and friends read and write them as decimal text,
 //!   as Redis does (the binary protocol's INCR uses 8-byte little-endian
@@ -163,9 +167,12 @@ pub async fn execute(
             exec_key(shard, &cmd, &mut Reply::new(out, session.version)).await;
             return None;
         }
+        // Not reached from a batch (it forwards such commands in runs).
         let mut command = Vec::new();
         ringkv_net::resp::encode_command(&args.iter().collect::<Vec<_>>(), &mut command);
-        return forward_run(shard, owner, command, 1, session.version, out).await;
+        let (pending, _) =
+            forward_run(shard, owner, command, 1, usize::MAX, session.version, out).await;
+        return pending;
     }
     exec_other(shard, session, cmd, out).await;
     None
@@ -186,45 +193,57 @@ pub fn foreign_owner(
 
 /// Runs `count` commands, RESP-encoded back to back in `commands`, each a
 /// well-formed single-key command of a key shard `owner` owns, on that
-/// shard in order, in one mesh call; appends their replies, exactly one per
-/// command and in order, to `out` (an error reply for each when the call
-/// fails). When some are writes not yet durable there, returns the commit
-/// their replies wait for (see [`execute`]).
+/// shard in order, in one mesh call; appends the replies of those it ran,
+/// exactly one per command and in order, to `out` (an error reply for each
+/// when the call fails). The owner stops after `reply_budget` bytes of
+/// replies, having run at least one command. Returns the commit the replies
+/// wait for, when some are writes not yet durable there (see [`execute`]),
+/// and how many commands ran.
 pub async fn forward_run(
     shard: &Shard,
     owner: u32,
     commands: Vec<u8>,
     count: usize,
+    reply_budget: usize,
     version: RespVersion,
     out: &mut Vec<u8>,
-) -> Option<PendingCommit> {
+) -> (Option<PendingCommit>, usize) {
     let call = Call::Resp {
         commands,
         count,
+        reply_budget,
         version,
     };
     match shard.call(owner, call).await {
-        Answer::Resp(replies) => {
+        Answer::Resp {
+            replies,
+            ran,
+            unsettled,
+        } => {
             out.extend_from_slice(&replies);
-            None
-        }
-        Answer::RespWritten { reply, lsn } => {
-            out.extend_from_slice(&reply);
-            Some(PendingCommit { shard: owner, lsn })
+            let pending = unsettled.map(|lsn| PendingCommit { shard: owner, lsn });
+            (pending, ran)
         }
         other => {
             let message = unexpected(other);
             for _ in 0..count {
                 Reply::new(out, version).error(&message);
             }
-            None
+            (None, count)
         }
     }
 }
 
-/// Runs a [`Call::Resp`] here: `count` commands from `commands`, in order,
-/// one reply each into the answer.
-async fn answer_run(shard: &Shard, commands: &[u8], count: usize, version: RespVersion) -> Answer {
+/// Runs a [`Call::Resp`] here: commands from `commands`, in order, one
+/// reply each into the answer, until `count` ran or the replies reached
+/// `reply_budget` bytes.
+async fn answer_run(
+    shard: &Shard,
+    commands: &[u8],
+    count: usize,
+    reply_budget: usize,
+    version: RespVersion,
+) -> Answer {
     let limits = RespLimits {
         authenticated: true,
         ..RespLimits::default()
@@ -232,7 +251,9 @@ async fn answer_run(shard: &Shard, commands: &[u8], count: usize, version: RespV
     let mut out = Vec::new();
     let mut unsettled: Option<Lsn> = None;
     let mut pos = 0;
-    for _ in 0..count {
+    let mut ran = 0;
+    while ran < count && (ran == 0 || out.len() < reply_budget) {
+        ran += 1;
         let args = match parse_command(&commands[pos.min(commands.len())..], &limits) {
             Ok(Decoded::Frame { frame, len }) => {
                 pos += len;
@@ -258,6 +279,8 @@ async fn answer_run(shard: &Shard, commands: &[u8], count: usize, version: RespV
                     }
                     RanNow::Replied => {}
                     RanNow::NotTaken => {
+                        // (The fast paths count their own requests.)
+                        ShardCounters::bump(&shard.counters.requests);
                         exec_key(shard, &cmd, &mut Reply::new(&mut out, version)).await
                     }
                 }
@@ -267,9 +290,10 @@ async fn answer_run(shard: &Shard, commands: &[u8], count: usize, version: RespV
             Err(e) => Reply::new(&mut out, version).error(&e.to_string()),
         }
     }
-    match unsettled {
-        Some(lsn) => Answer::RespWritten { reply: out, lsn },
-        None => Answer::Resp(out),
+    Answer::Resp {
+        replies: out,
+        ran,
+        unsettled,
     }
 }
 
@@ -415,8 +439,9 @@ pub async fn answer_call(shard: &Rc<Shard>, call: Call) -> Answer {
         Call::Resp {
             commands,
             count,
+            reply_budget,
             version,
-        } => answer_run(shard, &commands, count, version).await,
+        } => answer_run(shard, &commands, count, reply_budget, version).await,
         Call::Keys { op, keys } => {
             let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
             match keys_local(shard, op, &keys).await {

@@ -62,7 +62,8 @@ impl NodeShared {
 pub struct ShardCounters {
     /// Requests answered by this shard's connections.
     pub requests: Cell<u64>,
-    /// Requests this shard's connections forwarded to another shard.
+    /// Calls this shard sent to others (a RESP run of commands, or a
+    /// commit, is one call).
     pub forwarded_out: Cell<u64>,
     /// Calls other shards sent to this one.
     pub forwarded_in: Cell<u64>,
