@@ -10,12 +10,17 @@
 #
 # Usage: perf/compare.sh [--duration SECS] [--long] [--runs N] [--keyspace N] [--connections N]
 #                        [--targets redis,echo,ringkv[,ringkv-glommio,ringkv-resp]] [--no-durable] [--cells get,set,a,b]
-#                        [--pipelines 1,16] [--open-rates R1,R2] [--out DIR] [--no-build]
+#                        [--pipelines 1,16] [--open-rates R1,R2] [--open-connections N]
+#                        [--send-quantum-us US] [--out DIR] [--no-build]
 # ringkv runs with its default network engine (io_uring); the target ringkv-glommio is the same
 # binary with --net-engine glommio, for a before/after in one run. The target ringkv-resp is
 # ringkv again, driven over its Redis-protocol port by the very client code that drives Redis.
 # --open-rates adds open-loop cells (GET and SET at pipeline 16, latency from each request's
 # intended send time) at each total rate, for every target; they appear as get@RATE, set@RATE.
+# Open cells use --open-connections connections (default 8) and loadgen's --send-quantum-us
+# (default 100: requests that fall due within 100 us of a connection's last write share its next
+# write, still timed from when they were due; without it one client core cannot send more than
+# ~380k requests/s open-loop, even to the echo server).
 # The last line printed is always:
 #   ratios get_vs_redis=X set_vs_redis=Y get_vs_echo=Z cpu_per_request_vs_redis=W
 # (pipeline 16, ringkv divided by the peer; n/a when a target is missing).
@@ -30,6 +35,8 @@ TARGETS=redis,echo,ringkv
 CELLS=get,set,a,b
 PIPELINES=1,16
 OPEN_RATES=""
+OPEN_CONNECTIONS=8
+SEND_QUANTUM_US=100
 DURABLE=1
 BUILD=1
 OUT=""
@@ -47,10 +54,12 @@ while [ $# -gt 0 ]; do
         --cells) CELLS=$2; shift 2 ;;
         --pipelines) PIPELINES=$2; shift 2 ;;
         --open-rates) OPEN_RATES=$2; shift 2 ;;
+        --open-connections) OPEN_CONNECTIONS=$2; shift 2 ;;
+        --send-quantum-us) SEND_QUANTUM_US=$2; shift 2 ;;
         --no-durable) DURABLE=0; shift ;;
         --no-build) BUILD=0; shift ;;
         --out) OUT=$2; shift 2 ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
         *) echo "compare.sh: unknown argument $1" >&2; exit 1 ;;
     esac
 done
@@ -171,12 +180,17 @@ start_server() {
 # RATE, an open loop at RATE requests/s whose cell is named WORKLOAD@RATE.
 run_cell() {
     local target=$1 workload=$2 pipeline=$3 run=$4 rate=${5:-} t0 t1 file requests name open=()
+    local connections=$CONNECTIONS
     name=$workload
-    if [ -n "$rate" ]; then name="$workload@$rate"; open=(--rate "$rate"); fi
+    if [ -n "$rate" ]; then
+        name="$workload@$rate"
+        open=(--rate "$rate" --send-quantum-us "$SEND_QUANTUM_US")
+        connections=$OPEN_CONNECTIONS
+    fi
     file="$OUT/$target-$name-P$pipeline-$run.json"
     t0=$(cpu_ticks "${SPID[$target]}")
     if ! taskset -c "$CLIENT_CPU" "$LOADGEN" --target "${URL[$target]}" --cpus "$CLIENT_CPU" --threads 1 \
-        --connections "$CONNECTIONS" --pipeline "$pipeline" --workload "$workload" \
+        --connections "$connections" --pipeline "$pipeline" --workload "$workload" \
         --keyspace "$KEYSPACE" --value-size 100 --duration "$DURATION" --seed "$run" "${open[@]}" \
         --json --quiet >"$file" 2>"$file.log"; then
         log "$target $workload P$pipeline: loadgen failed: $(tail -2 "$file.log" | tr '\n' ' ')"

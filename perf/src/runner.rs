@@ -49,6 +49,11 @@ pub enum Pacing {
     Open {
         /// Requests per second.
         rate: f64,
+        /// Least time between two writes of a connection (zero: write as soon as a request is
+        /// due). Requests that fall due in between go out together in the next write, still
+        /// timed from their intended send times: at high rates this trades a little latency,
+        /// which is measured, for far fewer system calls in the client.
+        send_quantum: Duration,
     },
 }
 
@@ -359,16 +364,16 @@ async fn thread_main(ctx: ThreadCtx) -> Result<Totals, String> {
         };
         let pacing = ctx.config.pacing;
         let phase_offset = match pacing {
-            Pacing::Open { rate } => phase_for(global, total_conns, rate / total_conns as f64),
+            Pacing::Open { rate, .. } => phase_for(global, total_conns, rate / total_conns as f64),
             Pacing::Closed => Duration::ZERO,
         };
         tasks.push(glommio::spawn_local(async move {
             let mut driver = driver;
             let result = match pacing {
                 Pacing::Closed => driver.closed_loop().await,
-                Pacing::Open { rate } => {
+                Pacing::Open { rate, send_quantum } => {
                     driver
-                        .open_loop(rate / total_conns as f64, phase_offset)
+                        .open_loop(rate / total_conns as f64, phase_offset, send_quantum)
                         .await
                 }
             };
@@ -588,16 +593,23 @@ impl Driver {
         }
     }
 
-    async fn open_loop(&mut self, rate: f64, phase: Duration) -> Result<(), ConnError> {
+    async fn open_loop(
+        &mut self,
+        rate: f64,
+        phase: Duration,
+        send_quantum: Duration,
+    ) -> Result<(), ConnError> {
         let mut schedule = OpenLoop::new(rate, phase);
         let mut sending = true;
+        // No write before this (the send quantum after the last one).
+        let mut next_write = self.start;
         loop {
             let now = Instant::now();
             if self.shared.stop.load(Ordering::Relaxed) {
                 sending = false;
             }
             let mut queued = false;
-            while sending && self.in_flight.len() < self.pipeline {
+            while sending && now >= next_write && self.in_flight.len() < self.pipeline {
                 let due = self.start + schedule.next_due();
                 if self.deadline.is_some_and(|d| due >= d) {
                     sending = false;
@@ -615,14 +627,16 @@ impl Driver {
             }
             if queued {
                 self.conn.flush().await?;
+                next_write = now + send_quantum;
             }
+            // The next request goes out when it is due and the quantum allows.
+            let send_at = (self.start + schedule.next_due()).max(next_write);
             if !self.in_flight.is_empty() && sending && self.in_flight.len() < self.pipeline {
                 // Wait for an answer or for the next send time, whichever comes first, so a due
                 // request is not held back by an answer still on its way. Both receive paths are
                 // cancel-safe: bytes read stay in the connection's buffer, and an answer is
                 // recorded without awaiting once received.
-                let wait =
-                    (self.start + schedule.next_due()).saturating_duration_since(Instant::now());
+                let wait = send_at.saturating_duration_since(Instant::now());
                 let answered =
                     futures_lite::future::or(async { Some(self.complete_one().await) }, async {
                         glommio::timer::sleep(wait).await;
@@ -635,8 +649,7 @@ impl Driver {
             } else if !self.in_flight.is_empty() {
                 self.complete_one().await?;
             } else if sending {
-                let wait =
-                    (self.start + schedule.next_due()).saturating_duration_since(Instant::now());
+                let wait = send_at.saturating_duration_since(Instant::now());
                 glommio::timer::sleep(wait).await;
             } else {
                 return Ok(());

@@ -167,6 +167,43 @@ fn a_pipelined_open_loop_over_the_ringkv_protocol_keeps_every_answer() {
     );
 }
 
+/// A send quantum batches a connection's due requests into fewer writes, and the wait it adds is
+/// measured: latency still counts from each request's intended send time, so with a 2 ms
+/// quantum the median request waits about 1 ms in the client and the report shows it.
+#[test]
+fn an_open_loop_send_quantum_keeps_the_rate_and_charges_its_wait() {
+    let echo = Echo::start(true);
+    let target = format!("ringkv://127.0.0.1:{}", echo.port);
+    let (code, json, stderr) = loadgen(&[
+        "--target",
+        &target,
+        "--rate",
+        "40000",
+        "--send-quantum-us",
+        "2000",
+        "-c",
+        "4",
+        "-P",
+        "64",
+        "--duration",
+        "1.5",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let run = &json["phases"][0];
+    assert_eq!(run["errors"], 0, "{json}");
+    let requests = run["requests"].as_u64().expect("requests");
+    assert!(
+        requests > 40_000,
+        "1.5 s at 40000/s completed only {requests}"
+    );
+    let p50 = run["ops"][0]["p50_us"].as_f64().expect("p50");
+    assert!(
+        p50 >= 400.0,
+        "a 2 ms send quantum must show in the latency measured from the intended send times: p50 {p50} us"
+    );
+}
+
 #[test]
 fn unsupported_operations_and_unreachable_targets_fail_the_run() {
     let echo = Echo::start(false);

@@ -70,6 +70,11 @@ struct Cli {
     /// Open loop: total requests per second (latency from each intended send time).
     #[arg(long)]
     rate: Option<f64>,
+    /// Open loop: least microseconds between two writes of a connection (0: write each request
+    /// when due). Requests due in between share the next write and are still timed from when
+    /// they were due; use it when the client, not the server, limits the rate.
+    #[arg(long, default_value_t = 0)]
+    send_quantum_us: u64,
     /// How long to run: "10", "10s", "500ms", "2m". Default 10s unless --requests.
     #[arg(long, short = 'd')]
     duration: Option<String>,
@@ -201,7 +206,10 @@ fn setup(cli: &Cli) -> Result<Setup, String> {
         value_size,
     )?;
     let pacing = match cli.rate {
-        Some(rate) if rate > 0.0 && rate.is_finite() => Pacing::Open { rate },
+        Some(rate) if rate > 0.0 && rate.is_finite() => Pacing::Open {
+            rate,
+            send_quantum: Duration::from_micros(cli.send_quantum_us),
+        },
         Some(rate) => return Err(format!("--rate {rate} must be positive")),
         None => Pacing::Closed,
     };
