@@ -11,13 +11,15 @@
 # Usage: perf/compare.sh [--duration SECS] [--long] [--runs N] [--keyspace N] [--connections N]
 #                        [--targets redis,echo,ringkv[,ringkv-glommio,ringkv-resp]] [--no-durable] [--cells get,set,a,b]
 #                        [--pipelines 1,16] [--open-rates R1,R2] [--open-connections N]
-#                        [--send-quantum-us US] [--out DIR] [--no-build]
+#                        [--open-pipeline N] [--send-quantum-us US] [--out DIR] [--no-build]
 # ringkv runs with its default network engine (io_uring); the target ringkv-glommio is the same
 # binary with --net-engine glommio, for a before/after in one run. The target ringkv-resp is
 # ringkv again, driven over its Redis-protocol port by the very client code that drives Redis.
-# --open-rates adds open-loop cells (GET and SET at pipeline 16, latency from each request's
-# intended send time) at each total rate, for every target; they appear as get@RATE, set@RATE.
-# Open cells use --open-connections connections (default 8) and loadgen's --send-quantum-us
+# --open-rates adds open-loop cells (GET and SET, latency from each request's intended send time)
+# at each total rate, for every target; they appear as get@RATE, set@RATE. Open cells use
+# --open-connections connections (default 8), each with up to --open-pipeline requests in flight
+# (default 64: the window bounds what is in flight, the rate sets the load; a window that fills
+# makes due requests wait in the client, charged to the server), and loadgen's --send-quantum-us
 # (default 100: requests that fall due within 100 us of a connection's last write share its next
 # write, still timed from when they were due; without it one client core cannot send more than
 # ~380k requests/s open-loop, even to the echo server).
@@ -36,6 +38,7 @@ CELLS=get,set,a,b
 PIPELINES=1,16
 OPEN_RATES=""
 OPEN_CONNECTIONS=8
+OPEN_PIPELINE=64
 SEND_QUANTUM_US=100
 DURABLE=1
 BUILD=1
@@ -55,11 +58,12 @@ while [ $# -gt 0 ]; do
         --pipelines) PIPELINES=$2; shift 2 ;;
         --open-rates) OPEN_RATES=$2; shift 2 ;;
         --open-connections) OPEN_CONNECTIONS=$2; shift 2 ;;
+        --open-pipeline) OPEN_PIPELINE=$2; shift 2 ;;
         --send-quantum-us) SEND_QUANTUM_US=$2; shift 2 ;;
         --no-durable) DURABLE=0; shift ;;
         --no-build) BUILD=0; shift ;;
         --out) OUT=$2; shift 2 ;;
-        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
         *) echo "compare.sh: unknown argument $1" >&2; exit 1 ;;
     esac
 done
@@ -250,7 +254,7 @@ for r in $(seq "$RUNS"); do
     done
     for rate in ${OPEN_RATES//,/ }; do
         for w in get set; do
-            for t in "${MAIN[@]}"; do run_cell "$t" "$w" 16 "$r" "$rate"; done
+            for t in "${MAIN[@]}"; do run_cell "$t" "$w" "$OPEN_PIPELINE" "$r" "$rate"; done
         done
     done
 done
