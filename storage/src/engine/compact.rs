@@ -213,7 +213,7 @@ pub(super) async fn run(engine: &Engine, job: Job) -> Result<()> {
     for table in removed {
         let id = table.meta().id;
         inner.cache.forget_file(id);
-        io::remove_file(&inner.dir.join(table_file_name(id)))?;
+        io::remove_file_off_thread(&inner.dir.join(table_file_name(id))).await?;
         if let Ok(table) = Rc::try_unwrap(table) {
             table.close().await?;
         }

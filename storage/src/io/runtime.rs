@@ -22,6 +22,14 @@ pub fn spawn_background<T: 'static>(fut: impl Future<Output = T> + 'static) -> B
     }
 }
 
+/// Spawns `fut` on the caller's task queue, not the background one: for
+/// periodic work whose lateness the foreground pays for (see the WAL's
+/// `Durability::None` writer: the tail it has not written yet grows in the
+/// request path while it waits behind flushes and compactions).
+pub fn spawn_beside<T: 'static>(fut: impl Future<Output = T> + 'static) -> BackgroundTask<T> {
+    glommio::spawn_local(fut)
+}
+
 /// The background queue registered by the executor running on this thread, if any.
 fn current_background_queue() -> Option<glommio::TaskQueueHandle> {
     let executor_id = glommio::executor().id();

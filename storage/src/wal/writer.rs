@@ -300,7 +300,7 @@ impl Wal {
         let mut live: Vec<(SegmentId, u64)> = Vec::new();
         for (id, size) in listing.segments {
             if id <= retired_through {
-                shared.retire_file(id, size);
+                shared.retire_file(id, size).await;
             } else {
                 live.push((id, size));
             }
@@ -399,7 +399,11 @@ impl Wal {
         shared.state.borrow_mut().tails.push_back(tail);
         let flusher = if options.durability == Durability::None {
             let weak = Rc::downgrade(&shared);
-            Some(io::spawn_background(flush_periodically(weak)))
+            // Not in the background queue: behind a compaction it ran up
+            // to tens of ms late, and the tail it had not written grew in
+            // the appends (a doubling of a many-MiB buffer, 4 ms and more,
+            // in the request path).
+            Some(io::spawn_beside(flush_periodically(weak)))
         } else {
             None
         };
@@ -535,7 +539,7 @@ impl Wal {
                 .collect()
         };
         for (k, size) in retired {
-            self.shared.retire_file(k, size);
+            self.shared.retire_file(k, size).await;
         }
         Ok(())
     }
@@ -840,14 +844,17 @@ impl Shared {
     }
 
     /// Recycles a retired segment as a spare, or deletes it.
-    fn retire_file(&self, id: SegmentId, size: u64) {
+    async fn retire_file(&self, id: SegmentId, size: u64) {
         let path = self.segment_path(id);
-        let mut st = self.state.borrow_mut();
-        let result = if size == self.options.segment_size && st.spares.len() < SPARE_SEGMENTS_MAX {
+        let recycle = {
+            let st = self.state.borrow();
+            size == self.options.segment_size && st.spares.len() < SPARE_SEGMENTS_MAX
+        };
+        let result = if recycle {
             let spare = self.dir.join(format!("recycled-{id:020}.spare"));
-            io::rename(&path, &spare).map(|()| st.spares.push(spare))
+            io::rename(&path, &spare).map(|()| self.state.borrow_mut().spares.push(spare))
         } else {
-            io::remove_file(&path)
+            io::remove_file_off_thread(&path).await
         };
         if let Err(e) = result {
             // Harmless: open retires whatever reappears.
