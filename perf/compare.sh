@@ -6,7 +6,12 @@
 # Cells: GET, SET, YCSB A, YCSB B at pipeline 1 and 16 with 100-byte values over a 1M-key
 # keyspace (loaded first), 50 connections; then the durable comparison (Redis appendfsync always
 # vs ringkv durability sync) for SET. Server CPU per request = (utime + stime) delta of the
-# server process from /proc/PID/stat, divided by the requests loadgen completed.
+# server process from /proc/PID/stat, divided by the requests loadgen completed. Client IPIs per
+# 1k requests = rescheduling interrupts taken by the client's CPU over the cell (/proc/interrupts,
+# RES), per 1000 requests: on loopback the server's send runs the client's receive path, and each
+# time it finds loadgen's thread running it interrupts it (glommio's rings lack COOP_TASKRUN), at
+# ~10 us of the server's CPU per interrupt on this VM (perf/RESULTS.md, "Who pays for the client's
+# wake-ups"). A server the client keeps up with (echo) takes almost none.
 #
 # Usage: perf/compare.sh [--duration SECS] [--long] [--runs N] [--keyspace N] [--connections N]
 #                        [--targets redis,echo,ringkv[,ringkv-glommio,ringkv-resp]] [--no-durable] [--cells get,set,a,b]
@@ -141,6 +146,11 @@ cpu_ticks() { # utime + stime of a process (fields 14 and 15, counted after the 
     echo "${stat##*) }" | awk '{print $12 + $13}'
 }
 
+# Rescheduling interrupts the client's CPU has taken (0 where /proc/interrupts does not say).
+client_ipis() {
+    awk -v col=$((CLIENT_CPU + 2)) '$1 == "RES:" { n = $col } END { print n + 0 }' /proc/interrupts 2>/dev/null || echo 0
+}
+
 declare -A URL=() SPID=()
 # start_server NAME: redis | redis-aof | echo | ringkv | ringkv-sync | ringkv-glommio | ringkv-resp
 start_server() {
@@ -180,10 +190,10 @@ start_server() {
 }
 
 # run_cell TARGET WORKLOAD PIPELINE RUN [RATE] -> writes $OUT/TARGET-WORKLOAD-PPIPELINE-RUN.json
-# and appends "target workload pipeline ops p50 p99 p999 cpu_us errors" to $OUT/cells.txt; with
+# and appends "target workload pipeline ops p50 p99 p999 cpu_us errors ipis_per_1k" to $OUT/cells.txt; with
 # RATE, an open loop at RATE requests/s whose cell is named WORKLOAD@RATE.
 run_cell() {
-    local target=$1 workload=$2 pipeline=$3 run=$4 rate=${5:-} t0 t1 file requests name open=()
+    local target=$1 workload=$2 pipeline=$3 run=$4 rate=${5:-} t0 t1 i0 i1 file requests name open=()
     local connections=$CONNECTIONS
     name=$workload
     if [ -n "$rate" ]; then
@@ -193,6 +203,7 @@ run_cell() {
     fi
     file="$OUT/$target-$name-P$pipeline-$run.json"
     t0=$(cpu_ticks "${SPID[$target]}")
+    i0=$(client_ipis)
     if ! taskset -c "$CLIENT_CPU" "$LOADGEN" --target "${URL[$target]}" --cpus "$CLIENT_CPU" --threads 1 \
         --connections "$connections" --pipeline "$pipeline" --workload "$workload" \
         --keyspace "$KEYSPACE" --value-size 100 --duration "$DURATION" --seed "$run" "${open[@]}" \
@@ -200,15 +211,17 @@ run_cell() {
         log "$target $workload P$pipeline: loadgen failed: $(tail -2 "$file.log" | tr '\n' ' ')"
     fi
     t1=$(cpu_ticks "${SPID[$target]}")
+    i1=$(client_ipis)
     if ! jq -e '.phases[-1].ops[-1]' "$file" >/dev/null 2>&1; then
-        echo "$target $name $pipeline 0 0 0 0 0 -1" >>"$OUT/cells.txt"
+        echo "$target $name $pipeline 0 0 0 0 0 -1 0" >>"$OUT/cells.txt"
         return
     fi
     requests=$(jq '.phases[-1].requests' "$file")
     jq -r --arg t "$target" --arg w "$name" --arg p "$pipeline" \
         --argjson cpu "$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$requests" 'BEGIN{printf "%.3f", (n > 0 ? d * 1e6 / hz / n : 0)}')" \
+        --argjson ipis "$(awk -v d=$((i1 - i0)) -v n="$requests" 'BEGIN{printf "%.2f", (n > 0 ? d * 1000 / n : 0)}')" \
         '.phases[-1] as $ph | $ph.ops[-1] as $o
-         | "\($t) \($w) \($p) \($ph.ops_per_s) \($o.p50_us) \($o.p99_us) \($o.p999_us) \($cpu) \($ph.errors)"' \
+         | "\($t) \($w) \($p) \($ph.ops_per_s) \($o.p50_us) \($o.p99_us) \($o.p999_us) \($cpu) \($ph.errors) \($ipis)"' \
         "$file" >>"$OUT/cells.txt"
     log "$(tail -1 "$OUT/cells.txt")"
 }
@@ -271,10 +284,11 @@ function median(key, n,   i, j, t, a) {
     if (!(cell in seen)) { seen[cell] = 1; order[++ncells] = cell }
     if (!(($1) in tseen)) { tseen[$1] = 1; torder[++ntargets] = $1 }
     for (f = 4; f <= 8; f++) { k = $1 SUBSEP cell SUBSEP f; cnt[k]++; vals[k, cnt[k]] = $f }
+    k = $1 SUBSEP cell SUBSEP 10; cnt[k]++; vals[k, cnt[k]] = $10 + 0
     errs[$1 SUBSEP cell] += $9
 }
 END {
-    printf "%-11s %3s %-12s %12s %9s %9s %9s %11s %9s %9s %9s %8s\n", "workload", "P", "target", "ops/s", "p50 us", "p99 us", "p99.9 us", "cpu us/req", "vs redis", "vs echo", "cpu/redis", "errors"
+    printf "%-11s %3s %-12s %12s %9s %9s %9s %11s %9s %9s %9s %8s %8s\n", "workload", "P", "target", "ops/s", "p50 us", "p99 us", "p99.9 us", "cpu us/req", "vs redis", "vs echo", "cpu/redis", "errors", "ipi/1k"
     for (i = 1; i <= ncells; i++) {
         cell = order[i]; split(cell, cp, " ")
         for (j = 1; j <= ntargets; j++) {
@@ -290,7 +304,7 @@ END {
             if (t ~ /^ringkv/ && (("echo" SUBSEP cell SUBSEP 4) in cnt)) {
                 e = median("echo" SUBSEP cell SUBSEP 4); if (e > 0) ve = sprintf("%.2f", ops / e)
             }
-            printf "%-11s %3s %-12s %12.0f %9.1f %9.1f %9.1f %11.2f %9s %9s %9s %8d\n", cp[1], cp[2], t, ops, median(k SUBSEP 5), median(k SUBSEP 6), median(k SUBSEP 7), cpu, vr, ve, vc, errs[k]
+            printf "%-11s %3s %-12s %12.0f %9.1f %9.1f %9.1f %11.2f %9s %9s %9s %8d %8.1f\n", cp[1], cp[2], t, ops, median(k SUBSEP 5), median(k SUBSEP 6), median(k SUBSEP 7), cpu, vr, ve, vc, errs[k], median(k SUBSEP 10)
         }
     }
     # The summary line: pipeline 16, ringkv (in-memory) against Redis (persistence off) and echo.
