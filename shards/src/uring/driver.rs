@@ -22,6 +22,7 @@
 
 use super::bufring::{BufRing, BUF_GROUP};
 use super::conn::{Conn, RecvAction};
+use super::eventfd::EventfdRead;
 use super::limits::{COMPLETION_ENTRIES, CONNECTION_SLOTS_MAX, RING_ENTRIES};
 use super::wake::Signals;
 use super::Inbox;
@@ -30,10 +31,8 @@ use crate::shard::{Shard, ShardCounters};
 use glommio::io::BufferedFile;
 use io_uring::types::Fd;
 use io_uring::{cqueue, opcode, squeue, IoUring};
-use std::future::Future;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::Poll;
@@ -159,8 +158,6 @@ impl Io {
     }
 }
 
-type EventRead = Pin<Box<dyn Future<Output = Result<(), String>>>>;
-
 /// The network loop of one shard (see the module doc).
 pub struct Driver {
     // Field order matters: the ring goes before the buffers it writes into.
@@ -172,8 +169,7 @@ pub struct Driver {
     shard: Rc<Shard>,
     signals: Arc<Signals>,
     inbox: Rc<Inbox>,
-    eventfd: Rc<BufferedFile>,
-    event_read: Option<EventRead>,
+    events: EventfdRead,
     /// The eventfd read failed once: wait with a short timer instead.
     event_failed: bool,
     /// Slots to look at this turn.
@@ -210,8 +206,7 @@ impl Driver {
             shard,
             signals,
             inbox,
-            eventfd: Rc::new(eventfd),
-            event_read: None,
+            events: EventfdRead::new(eventfd),
             event_failed: false,
             dirty: Vec::new(),
             again: Vec::new(),
@@ -520,19 +515,8 @@ impl Driver {
             if self.event_failed {
                 return Poll::Pending;
             }
-            let eventfd = &self.eventfd;
-            let read = self.event_read.get_or_insert_with(|| {
-                let file = eventfd.clone();
-                Box::pin(async move {
-                    file.read_at(0, 8)
-                        .await
-                        .map(drop)
-                        .map_err(|e| e.to_string())
-                })
-            });
-            match read.as_mut().poll(cx) {
+            match self.events.poll_read(cx) {
                 Poll::Ready(result) => {
-                    self.event_read = None;
                     if let Err(e) = result {
                         tracing::warn!(
                             shard = self.shard.id,

@@ -28,6 +28,7 @@
 mod bufring;
 mod conn;
 mod driver;
+mod eventfd;
 pub mod limits;
 mod wake;
 
