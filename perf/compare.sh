@@ -148,7 +148,8 @@ cpu_ticks() { # utime + stime of a process (fields 14 and 15, counted after the 
 
 # Rescheduling interrupts the client's CPU has taken (0 where /proc/interrupts does not say).
 client_ipis() {
-    awk -v col=$((CLIENT_CPU + 2)) '$1 == "RES:" { n = $col } END { print n + 0 }' /proc/interrupts 2>/dev/null || echo 0
+    if [ ! -r /proc/interrupts ]; then echo 0; return; fi
+    awk -v col=$((CLIENT_CPU + 2)) '$1 == "RES:" { n = $col } END { print n + 0 }' /proc/interrupts
 }
 
 declare -A URL=() SPID=()

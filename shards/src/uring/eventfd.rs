@@ -6,19 +6,20 @@
 //! loop races this read against its own wake-ups and a re-check timer, and a busy shard goes
 //! through many waits that end some other way while the same read stays pending; after 32,767
 //! of them the clones overflowed the loop task's reference count (an `i16` in glommio) and
-//! glommio's assertion panicked the shard. Seen under loadgen's kick-free client
-//! (`--transport uring`), whose requests wake the loop through io_uring's task work rather than
-//! the eventfd.
+//! glommio's assertion panicked the shard. Seen under a prototype loadgen transport without
+//! IPIs (perf/RESULTS.md, "A kick-free loadgen, tried"), whose requests woke the loop through
+//! io_uring's task work rather than the eventfd.
 //!
 //! Invariant: the inner read is polled once when it is created and after that only when its own
 //! waker fired, so at most one waker clone of ours sits in glommio's list per read.
 
+use super::wake::TaskWaker;
 use glommio::io::BufferedFile;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
 type Read = Pin<Box<dyn Future<Output = Result<(), String>>>>;
@@ -27,7 +28,7 @@ type Read = Pin<Box<dyn Future<Output = Result<(), String>>>>;
 #[derive(Default)]
 struct Fired {
     fired: AtomicBool,
-    task: Mutex<Option<Waker>>,
+    task: TaskWaker,
 }
 
 impl Wake for Fired {
@@ -37,19 +38,16 @@ impl Wake for Fired {
 
     fn wake_by_ref(self: &Arc<Self>) {
         self.fired.store(true, Ordering::Release);
-        let task = self.task.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(w) = task.as_ref() {
-            w.wake_by_ref();
-        }
+        self.task.wake();
     }
 }
 
 /// Reads of one eventfd (8 bytes: the count of signals since the last read), one at a time.
 pub(super) struct EventfdRead {
     file: Rc<BufferedFile>,
+    /// The read polled and still pending (none between reads): poll it again only once
+    /// `fired`.
     read: Option<Read>,
-    /// The current read was polled and is pending: poll it again only once `fired`.
-    waiting: bool,
     fired: Arc<Fired>,
     waker: Waker,
 }
@@ -61,7 +59,6 @@ impl EventfdRead {
         EventfdRead {
             file: Rc::new(file),
             read: None,
-            waiting: false,
             waker: Waker::from(fired.clone()),
             fired,
         }
@@ -71,17 +68,8 @@ impl EventfdRead {
     /// if it failed); wakes `cx`'s task when that happens. Cheap to call again and again while
     /// pending: the inner read is not polled until it may have completed.
     pub(super) fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), String>> {
-        {
-            let mut task = self
-                .fired
-                .task
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if !task.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                *task = Some(cx.waker().clone());
-            }
-        }
-        if self.waiting && !self.fired.fired.swap(false, Ordering::AcqRel) {
+        self.fired.task.register(cx.waker());
+        if self.read.is_some() && !self.fired.fired.swap(false, Ordering::AcqRel) {
             return Poll::Pending;
         }
         let file = &self.file;
@@ -97,13 +85,9 @@ impl EventfdRead {
         match read.as_mut().poll(&mut Context::from_waker(&self.waker)) {
             Poll::Ready(result) => {
                 self.read = None;
-                self.waiting = false;
                 Poll::Ready(result)
             }
-            Poll::Pending => {
-                self.waiting = true;
-                Poll::Pending
-            }
+            Poll::Pending => Poll::Pending,
         }
     }
 }

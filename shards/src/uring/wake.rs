@@ -13,6 +13,30 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Wake, Waker};
 
+/// The waker of one task, registered each time it waits (kept if it would
+/// wake the same task) and woken from anywhere on the shard's thread.
+#[derive(Default)]
+pub(super) struct TaskWaker(Mutex<Option<Waker>>);
+
+impl TaskWaker {
+    /// Keeps `waker` as the one to wake (no clone if the kept one would wake
+    /// the same task).
+    pub(super) fn register(&self, waker: &Waker) {
+        let mut slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *slot = Some(waker.clone());
+        }
+    }
+
+    /// Wakes the registered task, if any.
+    pub(super) fn wake(&self) {
+        let slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(w) = slot.as_ref() {
+            w.wake_by_ref();
+        }
+    }
+}
+
 /// What the loop has to look at, and how to wake it.
 #[derive(Default)]
 pub struct Signals {
@@ -21,25 +45,19 @@ pub struct Signals {
     /// Set by every wake; cleared by the loop before it looks for work.
     kicked: AtomicBool,
     /// The loop task's waker, registered each time it waits.
-    waker: Mutex<Option<Waker>>,
+    waker: TaskWaker,
 }
 
 impl Signals {
     /// Wakes the loop (it will look at its inbox and ready list).
     pub fn kick(&self) {
         self.kicked.store(true, Ordering::Release);
-        let waker = self.waker.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(w) = waker.as_ref() {
-            w.wake_by_ref();
-        }
+        self.waker.wake();
     }
 
     /// Registers the waker of the loop's task.
     pub fn register(&self, waker: &Waker) {
-        let mut slot = self.waker.lock().unwrap_or_else(PoisonError::into_inner);
-        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            *slot = Some(waker.clone());
-        }
+        self.waker.register(waker);
     }
 
     /// Whether a wake happened since the last call (clears it).
