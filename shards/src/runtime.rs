@@ -396,17 +396,11 @@ impl Drop for Unwatch {
 }
 
 /// Puts this shard's executor under the node's watchdog: a task bumps its
-/// heartbeat on a timer, for as long as the executor runs (see
-/// [`crate::watchdog`]).
+/// heartbeat on a timer and keeps timers pending, for as long as the
+/// executor runs (see [`crate::watchdog`]).
 fn watch_executor(id: u32, node: &Arc<NodeShared>) -> Unwatch {
     let heartbeat = node.watchdog.watch_this_thread(id);
-    glommio::spawn_local(async move {
-        loop {
-            glommio::timer::sleep(crate::watchdog::HEARTBEAT_INTERVAL).await;
-            heartbeat.beat();
-        }
-    })
-    .detach();
+    glommio::spawn_local(crate::watchdog::beat_with_timers_pending(heartbeat)).detach();
     Unwatch(node.clone(), id)
 }
 

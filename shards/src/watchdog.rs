@@ -1,27 +1,37 @@
-//! A node-wide watchdog for shard executors that sleep through their own
-//! timers, and the nudge that ends such a sleep.
+//! What keeps a shard's executor from sleeping with work due: timers kept
+//! pending by the heartbeat task, and a node-wide watchdog that nudges an
+//! executor that sleeps anyway.
 //!
-//! Seen on this machine (kernel 6.18, glommio 0.9), once in a few dozen
-//! benchmark cells: a shard's thread asleep in glommio's wait on its main
-//! ring for minutes, no context switch at all (so no timer of the executor
-//! fired, not even the network loop's 20 ms re-checks), every socket drained
-//! both ways, its clients waiting for answers. Whatever ended the sleep (a
-//! new connection, a debugger attaching) set everything going at once: the
-//! executor had work due and did not know. The cause is inside glommio's
-//! sleep (how it links its rings and arms its timers) or the kernel's
-//! task-work notification, and is not found.
+//! The cause, found on 2026-12-06 (perf/RESULTS.md, "glommio parks with
+//! tasks ready to run"): glommio 0.9's loop polls its rings and fires its
+//! timers, then runs its task queues, but runs none if at that moment its
+//! latency ring holds a completion it has not consumed yet (`need_preempt()`
+//! is true, from a stray completion of its own preemption timer). It takes
+//! "ran nothing" for "nothing to run", spins `spin_before_park` and sleeps,
+//! with the tasks it has just woken still queued; only an event of its own
+//! (a timer due, a completion in its rings) ends that sleep. A patched
+//! glommio counted 4 to 5 such strandings in 20 s of load on one shard, one
+//! of them a 216 ms sleep (ended by this watchdog) that was a SET's 228 ms
+//! maximum latency: every timer had fired and the network loop, itself
+//! stranded, had no read pending in glommio's ring.
 //!
-//! What this does about it: each shard runs a tiny task that bumps its
-//! heartbeat on a glommio timer every [`HEARTBEAT_INTERVAL`]. A thread
-//! (`ringkv-watchdog`) looks every [`CHECK_INTERVAL`]; a shard whose
-//! heartbeat has not moved for [`STALL_AFTER`] *while its thread sleeps*
-//! (state `S` in `/proc`) is asleep with a timer overdue: the watchdog sends
-//! its thread `SIGURG`, whose handler does nothing. The signal ends the
-//! wait (io_uring's wait returns or restarts, and the kernel runs the task
-//! work it had queued), and glommio goes round its loop and runs what is
-//! due. A thread that is running (a long step, a busy shard) is never
-//! signalled. Each nudge is counted (`executor_nudges`) and logged, so the
-//! stall, bounded to about [`STALL_AFTER`], stays visible.
+//! What this does about it:
+//! - Each shard's heartbeat task ([`beat_with_timers_pending`]) keeps
+//!   [`PENDING_TIMERS`] glommio timers registered, one beat interval apart
+//!   ([`HEARTBEAT_INTERVAL`], 1 ms, while the shard is busy; up to
+//!   [`IDLE_BEAT_MAX`] when it is idle). When the first fires and the task
+//!   is among the stranded ones, the next is still registered and ends the
+//!   sleep: a stranding costs at most about one interval, not a watchdog
+//!   period.
+//! - A thread (`ringkv-watchdog`) looks every [`CHECK_INTERVAL`]; a shard
+//!   whose heartbeat has not moved for [`STALL_AFTER`] *while its thread
+//!   sleeps* (state `S` in `/proc`) is asleep with its timers overdue anyway:
+//!   the watchdog sends its thread `SIGURG`, whose handler does nothing. The
+//!   signal ends the wait (io_uring's wait returns or restarts), and glommio
+//!   goes round its loop and runs what is due. A thread that is running (a
+//!   long step, a busy shard) is never signalled. Each nudge is counted
+//!   (`executor_nudges`) and logged, so such a stall, bounded to about
+//!   [`STALL_AFTER`], stays visible.
 //!
 //! `SIGURG` is ignored by default, no library of ours uses it, and its
 //! handler is installed with `SA_RESTART`, so system calls it interrupts
@@ -31,14 +41,27 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once, PoisonError};
 use std::time::{Duration, Instant};
 
-/// How often a shard's heartbeat task bumps its count.
-pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(10);
+/// How often a busy shard's heartbeat task bumps its count, and about the
+/// longest a busy shard's stranded executor sleeps (see the module's doc).
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(1);
+
+/// The heartbeat interval of an idle shard, at most (see
+/// [`beat_with_timers_pending`]).
+pub const IDLE_BEAT_MAX: Duration = Duration::from_millis(16);
+
+/// More tasks than this run between two beats make a shard busy (its own
+/// heartbeat and an idle network loop's re-checks are fewer).
+pub const BUSY_TASKS_PER_BEAT: u64 = 4;
+
+/// Timers the heartbeat task keeps registered, one beat interval apart: a
+/// sleep that outlasts them all needs as many strandings in a row.
+pub const PENDING_TIMERS: u32 = 3;
 
 /// How often the watchdog looks at the heartbeats.
 pub const CHECK_INTERVAL: Duration = Duration::from_millis(50);
 
 /// How long a sleeping shard's heartbeat may stand still before its thread
-/// is nudged: twenty heartbeats overdue.
+/// is nudged.
 pub const STALL_AFTER: Duration = Duration::from_millis(200);
 
 /// One shard's side: the count its executor bumps, and the nudges it got.
@@ -74,6 +97,55 @@ struct Watched {
     since: Instant,
 }
 
+/// A shard's heartbeat task: bumps `heartbeat` at least every
+/// [`IDLE_BEAT_MAX`] for as long as its executor runs, every
+/// [`HEARTBEAT_INTERVAL`] while it is busy, and keeps [`PENDING_TIMERS`]
+/// glommio timers registered meanwhile, one interval apart, so that an
+/// executor that parks with tasks ready (see the module's doc) is woken by
+/// the next of them.
+///
+/// Busy means more than [`BUSY_TASKS_PER_BEAT`] tasks ran since the last
+/// beat; an idle executor's interval doubles at every beat up to
+/// [`IDLE_BEAT_MAX`], so an idle shard wakes about 60 times a second
+/// instead of 1000 (that cost 7 % of a core for two idle shards), and the
+/// first stranding after a quiet spell lasts at most that long.
+pub async fn beat_with_timers_pending(heartbeat: Arc<Heartbeat>) {
+    use std::future::Future;
+    use std::pin::Pin;
+    let mut interval = HEARTBEAT_INTERVAL;
+    let mut tasks_seen = glommio::executor().executor_stats().tasks_executed();
+    loop {
+        let mut timers: Vec<glommio::timer::Timer> = (1..=PENDING_TIMERS)
+            .map(|i| glommio::timer::Timer::new(interval * i))
+            .collect();
+        // The first to fire ends the wait; the others stay registered until
+        // this task runs again and drops them.
+        std::future::poll_fn(|cx| {
+            if timers.iter_mut().any(|t| Pin::new(t).poll(cx).is_ready()) {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await;
+        heartbeat.beat();
+        let tasks = glommio::executor().executor_stats().tasks_executed();
+        interval = next_beat_interval(interval, tasks.saturating_sub(tasks_seen));
+        tasks_seen = tasks;
+    }
+}
+
+/// The interval after a beat of `interval` in which `tasks` tasks ran (the
+/// heartbeat's own included): [`HEARTBEAT_INTERVAL`] once the executor is
+/// busy, doubling up to [`IDLE_BEAT_MAX`] while it is not.
+fn next_beat_interval(interval: Duration, tasks: u64) -> Duration {
+    if tasks > BUSY_TASKS_PER_BEAT {
+        HEARTBEAT_INTERVAL
+    } else {
+        (interval * 2).min(IDLE_BEAT_MAX)
+    }
+}
+
 /// The watchdog of one node. Shards register their executor thread; the
 /// watchdog thread starts with the first registration.
 #[derive(Debug, Default)]
@@ -84,8 +156,8 @@ pub struct Watchdog {
 
 impl Watchdog {
     /// Registers the calling thread (a shard's executor) under `shard` and
-    /// returns the heartbeat its heartbeat task must bump every
-    /// [`HEARTBEAT_INTERVAL`].
+    /// returns the heartbeat its heartbeat task must bump at least every
+    /// [`IDLE_BEAT_MAX`] ([`beat_with_timers_pending`] does).
     pub fn watch_this_thread(self: &Arc<Self>, shard: u32) -> Arc<Heartbeat> {
         install_nudge_handler();
         let heartbeat = Arc::new(Heartbeat::default());
@@ -207,6 +279,47 @@ fn install_nudge_handler() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_beat_quickens_at_once_when_busy_and_slows_by_halves_when_idle() {
+        let mut interval = HEARTBEAT_INTERVAL;
+        let mut idle = Vec::new();
+        for _ in 0..6 {
+            interval = next_beat_interval(interval, 1);
+            idle.push(interval.as_millis());
+        }
+        assert_eq!(idle, [2, 4, 8, 16, 16, 16]);
+        assert_eq!(
+            next_beat_interval(IDLE_BEAT_MAX, BUSY_TASKS_PER_BEAT + 1),
+            HEARTBEAT_INTERVAL
+        );
+        assert_eq!(
+            next_beat_interval(HEARTBEAT_INTERVAL, BUSY_TASKS_PER_BEAT),
+            HEARTBEAT_INTERVAL * 2
+        );
+    }
+
+    /// The heartbeat task beats on a real executor, and keeps beating while
+    /// the executor is idle (slower, but well inside the watchdog's limit).
+    #[test]
+    fn an_idle_executor_still_beats_inside_the_watchdogs_limit() {
+        let beats = std::thread::spawn(|| {
+            let ex = glommio::LocalExecutorBuilder::default()
+                .make()
+                .expect("executor");
+            ex.run(async {
+                let heartbeat = Arc::new(Heartbeat::default());
+                glommio::spawn_local(beat_with_timers_pending(heartbeat.clone())).detach();
+                glommio::timer::sleep(STALL_AFTER).await;
+                heartbeat.beats.load(Ordering::Relaxed)
+            })
+        })
+        .join()
+        .expect("executor thread");
+        // Idle from the start: 1+2+4+8+16 ms, then every 16 ms; 200 ms hold
+        // about 14 beats, a few fewer on a slow machine, never 0.
+        assert!((3..=60).contains(&beats), "{beats} beats in {STALL_AFTER:?}");
+    }
 
     /// The nudge must be harmless to a glommio executor: its wait on its
     /// ring is interrupted (EINTR, or restarted), and it goes on. Here an
