@@ -16,7 +16,8 @@
 # Usage: perf/compare.sh [--duration SECS] [--long] [--runs N] [--keyspace N] [--connections N]
 #                        [--targets redis,echo,ringkv[,ringkv-glommio,ringkv-resp]] [--no-durable] [--cells get,set,a,b]
 #                        [--pipelines 1,16] [--open-rates R1,R2] [--open-connections N]
-#                        [--open-pipeline N] [--send-quantum-us US] [--out DIR] [--no-build]
+#                        [--open-pipeline N] [--send-quantum-us US] [--transport uring|glommio]
+#                        [--out DIR] [--no-build]
 # ringkv runs with its default network engine (io_uring); the target ringkv-glommio is the same
 # binary with --net-engine glommio, for a before/after in one run. The target ringkv-resp is
 # ringkv again, driven over its Redis-protocol port by the very client code that drives Redis.
@@ -28,6 +29,9 @@
 # (default 100: requests that fall due within 100 us of a connection's last write share its next
 # write, still timed from when they were due; without it one client core cannot send more than
 # ~380k requests/s open-loop, even to the echo server).
+# loadgen runs with --transport uring (default; its connections on its own io_uring with
+# COOP_TASKRUN, polled without sleeping, so no server pays an IPI to interrupt the client, see the
+# ipi/1k column); --transport glommio gives the figures recorded before 2026-12-06.
 # The last line printed is always:
 #   ratios get_vs_redis=X set_vs_redis=Y get_vs_echo=Z cpu_per_request_vs_redis=W
 # (pipeline 16, ringkv divided by the peer; n/a when a target is missing).
@@ -45,6 +49,7 @@ OPEN_RATES=""
 OPEN_CONNECTIONS=8
 OPEN_PIPELINE=64
 SEND_QUANTUM_US=100
+TRANSPORT=uring
 DURABLE=1
 BUILD=1
 OUT=""
@@ -65,10 +70,11 @@ while [ $# -gt 0 ]; do
         --open-connections) OPEN_CONNECTIONS=$2; shift 2 ;;
         --open-pipeline) OPEN_PIPELINE=$2; shift 2 ;;
         --send-quantum-us) SEND_QUANTUM_US=$2; shift 2 ;;
+        --transport) TRANSPORT=$2; shift 2 ;;
         --no-durable) DURABLE=0; shift ;;
         --no-build) BUILD=0; shift ;;
         --out) OUT=$2; shift 2 ;;
-        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
         *) echo "compare.sh: unknown argument $1" >&2; exit 1 ;;
     esac
 done
@@ -208,6 +214,7 @@ run_cell() {
     if ! taskset -c "$CLIENT_CPU" "$LOADGEN" --target "${URL[$target]}" --cpus "$CLIENT_CPU" --threads 1 \
         --connections "$connections" --pipeline "$pipeline" --workload "$workload" \
         --keyspace "$KEYSPACE" --value-size 100 --duration "$DURATION" --seed "$run" "${open[@]}" \
+        --transport "$TRANSPORT" \
         --json --quiet >"$file" 2>"$file.log"; then
         log "$target $workload P$pipeline: loadgen failed: $(tail -2 "$file.log" | tr '\n' ' ')"
     fi
@@ -231,6 +238,7 @@ load_keyspace() {
     log "loading $KEYSPACE keys into $1"
     taskset -c "$CLIENT_CPU" "$LOADGEN" --target "${URL[$1]}" --cpus "$CLIENT_CPU" --connections "$CONNECTIONS" \
         --pipeline 16 --workload set --keyspace "$KEYSPACE" --value-size 100 --load-only --quiet \
+        --transport "$TRANSPORT" \
         >"$OUT/$1-load.txt" 2>&1 || log "load into $1 failed: $(tail -2 "$OUT/$1-load.txt" | tr '\n' ' ')"
 }
 
@@ -239,7 +247,7 @@ cell_workload() { case "$1" in a|b) echo "ycsb-$1" ;; *) echo "$1" ;; esac; }
 # All servers run at once (idle ones cost nothing), and cells are interleaved across targets
 # run by run, so a change in the machine's background load hits every target alike.
 : >"$OUT/cells.txt"
-log "results in $OUT; $(nproc) CPUs; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+log "results in $OUT; loadgen transport $TRANSPORT; $(nproc) CPUs; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 MAIN=()
 for t in ${TARGETS//,/ }; do
     if [[ $t == ringkv* ]] && ! "$RINGKV" --version >/dev/null 2>&1; then

@@ -7,6 +7,8 @@
 //! - [`schedule`]: open-loop send times (coordinated-omission corrected latency).
 //! - [`stats`]: HdrHistogram recording per operation, per-second intervals, summaries.
 //! - [`runner`]: one phase of a run: pinned glommio executors, connection loops, progress.
+//! - [`uring_stream`]: connections on a per-thread io_uring with `COOP_TASKRUN` (`--transport
+//!   uring`), so that a loopback server pays no IPI to interrupt the client.
 //! - [`report`] and [`plot`]: JSON, HdrHistogram logs, PNG charts.
 //! - [`echo`]: the canned-reply io_uring server, the machine's loopback and syscall limit.
 //! - `bin/storage-bench.rs` (another owner): the storage engine against RocksDB.
@@ -20,4 +22,5 @@ pub mod runner;
 pub mod schedule;
 pub mod stats;
 pub mod target;
+pub mod uring_stream;
 pub mod workload;

@@ -35,6 +35,7 @@ use crate::stats::{Interval, IntervalMerger, IntervalReport, Recorder, Totals};
 use crate::target::resp::RespConnection;
 use crate::target::ringkv::RingkvConnection;
 use crate::target::{Answer, ConnError, Req, TargetAddr};
+use crate::uring_stream::{UringStream, UringTransport};
 use crate::workload::{draw_value, render_key, Generator, Op, OpKind, WorkloadSpec, Zipfian};
 
 /// Requests to see before the error ratio can abort a run (a few early errors are noise).
@@ -85,6 +86,25 @@ pub struct RunConfig {
     /// Busy-poll this long before an idle executor parks (zero: park at once). Spinning keeps a
     /// dedicated client core from paying a scheduler wake-up per timer or answer.
     pub spin: Duration,
+    /// How connections reach the target.
+    pub transport: Transport,
+}
+
+/// The least busy-polling before an executor of the uring transport sleeps: its poller steps
+/// aside on timers due at once (see [`crate::uring_stream`]), and the executor must not sleep
+/// between two of them (that would be a system call and a wake-up per step).
+const URING_SPIN_BEFORE_PARK: Duration = Duration::from_millis(1);
+
+/// How loadgen's connections do their I/O.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// glommio's `TcpStream`, on the executor's own rings (no `COOP_TASKRUN`: on loopback a
+    /// server that answers while the client thread runs pays an IPI to interrupt it).
+    Glommio,
+    /// One io_uring per thread with `COOP_TASKRUN`, polled without sleeping while it has
+    /// operations in flight ([`crate::uring_stream`]): the server pays no IPI to interrupt the
+    /// client; the client's cores stay busy while they have requests out.
+    Uring,
 }
 
 /// What drives a phase.
@@ -193,8 +213,12 @@ pub fn run_phase(
         };
         let done_tx = done_tx.clone();
         let mut builder = LocalExecutorBuilder::new(placement).name(&format!("loadgen-{thread}"));
-        if !config.spin.is_zero() {
-            builder = builder.spin_before_park(config.spin);
+        let spin = match config.transport {
+            Transport::Uring => config.spin.max(URING_SPIN_BEFORE_PARK),
+            Transport::Glommio => config.spin,
+        };
+        if !spin.is_zero() {
+            builder = builder.spin_before_park(spin);
         }
         let handle = builder
             .spawn(move || async move {
@@ -296,14 +320,26 @@ struct ThreadCtx {
 
 async fn thread_main(ctx: ThreadCtx) -> Result<Totals, String> {
     // Connect everything before the barrier so setup is not measured.
+    let uring = match ctx.config.transport {
+        Transport::Glommio => None,
+        Transport::Uring => {
+            let ring =
+                UringTransport::new().map_err(|e| format!("loadgen's io_uring transport: {e}"))?;
+            // Ends by itself once every connection (and this handle) is gone.
+            glommio::spawn_local(ring.clone().poll_until_idle()).detach();
+            Some(ring)
+        }
+    };
     let mut connecting = Vec::new();
     for _ in 0..ctx.config.connections {
         let target = ctx.config.target.clone();
         let consistency = ctx.config.consistency;
+        let uring = uring.clone();
         connecting.push(glommio::spawn_local(async move {
-            Conn::connect(&target, consistency).await
+            Conn::connect(&target, consistency, uring.as_ref()).await
         }));
     }
+    drop(uring);
     let mut conns = Vec::new();
     let mut connect_error = None;
     for task in connecting {
@@ -431,16 +467,75 @@ impl Source {
 
 /// A connection to either kind of target.
 enum Conn {
-    Resp(RespConnection<TcpStream>),
-    Ringkv(RingkvConnection<TcpStream>),
+    Resp(RespConnection<Stream>),
+    Ringkv(RingkvConnection<Stream>),
+}
+
+/// A socket on either transport.
+enum Stream {
+    Glommio(TcpStream),
+    Uring(UringStream),
+}
+
+impl futures_lite::AsyncRead for Stream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Glommio(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Stream::Uring(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl futures_lite::AsyncWrite for Stream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Glommio(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            Stream::Uring(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Glommio(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Stream::Uring(s) => std::pin::Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_close(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Glommio(s) => std::pin::Pin::new(s).poll_close(cx),
+            Stream::Uring(s) => std::pin::Pin::new(s).poll_close(cx),
+        }
+    }
 }
 
 impl Conn {
-    async fn connect(target: &TargetAddr, consistency: Consistency) -> Result<Conn, ConnError> {
+    async fn connect(
+        target: &TargetAddr,
+        consistency: Consistency,
+        uring: Option<&UringTransport>,
+    ) -> Result<Conn, ConnError> {
         let open = |addr: String| async move {
+            if let Some(ring) = uring {
+                return Ok::<_, std::io::Error>(Stream::Uring(ring.connect(&addr)?));
+            }
             let stream = TcpStream::connect(addr.as_str()).await?;
             stream.set_nodelay(true)?;
-            Ok::<_, std::io::Error>(stream)
+            Ok(Stream::Glommio(stream))
         };
         match target {
             TargetAddr::Redis(addr) => {

@@ -16,13 +16,20 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ringkv_net::client_frame::Consistency;
 use ringkv_perf::limits::{CONNECTIONS_PER_THREAD_MAX, PIPELINE_DEPTH_MAX, THREADS_MAX};
 use ringkv_perf::report::{write_hdr_log, IntervalPoint, PhaseReport};
-use ringkv_perf::runner::{run_phase, Pacing, Phase, PhaseResult, RunConfig};
+use ringkv_perf::runner::{run_phase, Pacing, Phase, PhaseResult, RunConfig, Transport};
 use ringkv_perf::stats::render_table;
 use ringkv_perf::target::TargetAddr;
 use ringkv_perf::workload::{value_pool, KeyDistribution, ValueSize, WorkloadSpec};
 
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// How connections do their I/O: `--transport`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum TransportArg {
+    Glommio,
+    Uring,
+}
 
 /// Load generator for ringkv and Redis-protocol servers.
 #[derive(Debug, Parser)]
@@ -92,6 +99,11 @@ struct Cli {
     /// timer and answer.
     #[arg(long, default_value_t = 0)]
     spin_us: u64,
+    /// How connections do their I/O: `glommio` (its TcpStream) or `uring` (one io_uring per
+    /// thread with COOP_TASKRUN, polled while requests are out: on loopback the server then pays
+    /// no IPI to interrupt the client, but each client thread keeps its core busy meanwhile).
+    #[arg(long, value_enum, default_value_t = TransportArg::Glommio)]
+    transport: TransportArg,
     /// Seed of the workload generators.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -252,6 +264,10 @@ fn setup(cli: &Cli) -> Result<Setup, String> {
         consistency,
         seed: cli.seed,
         spin: Duration::from_micros(cli.spin_us),
+        transport: match cli.transport {
+            TransportArg::Glommio => Transport::Glommio,
+            TransportArg::Uring => Transport::Uring,
+        },
     };
     Ok(Setup {
         config,
