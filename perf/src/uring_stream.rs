@@ -132,7 +132,13 @@ impl State {
     /// collects the wakers of the streams waiting on them.
     fn reap(&mut self, ready: &mut Vec<Waker>) {
         let pending = !self.ring.submission().is_empty();
-        if self.broken.is_none() && (pending || self.ring.submission().taskrun()) {
+        // Entering also runs the task work the kernel flagged (COOP_TASKRUN) and flushes
+        // completions it held back when the completion queue overflowed.
+        let kernel_has_some = {
+            let sq = self.ring.submission();
+            sq.taskrun() || sq.cq_overflow()
+        };
+        if self.broken.is_none() && (pending || kernel_has_some) {
             if let Err(e) = self.ring.submit_and_wait(0) {
                 let errno = e.raw_os_error().unwrap_or(libc::EIO);
                 if !matches!(errno, libc::EINTR | libc::EAGAIN | libc::EBUSY) {
@@ -163,6 +169,43 @@ impl State {
     }
 }
 
+/// How long dropping a ring with operations in flight waits for the kernel to cancel them.
+const CANCEL_ON_DROP_TIMEOUT: Duration = Duration::from_secs(1);
+
+impl Drop for State {
+    /// A ring dropped with operations in flight (its executor torn down before the poller's
+    /// end): the kernel may still write into their buffers until it has cancelled them, so they
+    /// are cancelled and waited for; buffers of any the kernel did not give up in time are
+    /// leaked, never freed under it.
+    fn drop(&mut self) {
+        if self.in_flight == 0 {
+            return;
+        }
+        let timeout = io_uring::types::Timespec::new()
+            .sec(CANCEL_ON_DROP_TIMEOUT.as_secs())
+            .nsec(CANCEL_ON_DROP_TIMEOUT.subsec_nanos());
+        // Queued but not yet submitted entries are submitted first, so that they are cancelled
+        // with the rest instead of counting as in flight for ever.
+        let _ = self.ring.submit();
+        let cancelled = match self
+            .ring
+            .submitter()
+            .register_sync_cancel(Some(timeout), io_uring::types::CancelBuilder::any())
+        {
+            // Nothing left to cancel: all of them completed, and are reaped below.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+            other => other,
+        };
+        // Completions of the cancelled operations, so their slots count as done.
+        let _ = self.ring.submit_and_wait(0);
+        let done: Vec<u64> = self.ring.completion().map(|c| c.user_data()).collect();
+        self.in_flight = self.in_flight.saturating_sub(done.len());
+        if cancelled.is_err() || self.in_flight > 0 {
+            std::mem::forget(std::mem::take(&mut self.slots));
+        }
+    }
+}
+
 /// A thread's ring for its connections: cheap to clone, not `Send`.
 #[derive(Clone)]
 pub struct UringTransport {
@@ -171,7 +214,7 @@ pub struct UringTransport {
 
 impl UringTransport {
     /// A new ring for the calling thread. Fails where the kernel lacks io_uring or
-    /// `COOP_TASKRUN` (Linux 5.19).
+    /// `COOP_TASKRUN` and `SINGLE_ISSUER` (Linux 6.0).
     pub fn new() -> io::Result<Self> {
         let ring = IoUring::builder()
             .setup_single_issuer()
@@ -223,7 +266,9 @@ impl UringTransport {
                     return;
                 }
                 st.reap(&mut ready);
-                st.in_flight == 0 && st.ring.submission().is_empty()
+                // Never idle (no timer of ours pending) right after waking someone: if glommio
+                // parked with that task queued, nothing would end the sleep.
+                ready.is_empty() && st.in_flight == 0 && st.ring.submission().is_empty()
             };
             for w in ready.drain(..) {
                 w.wake();
@@ -316,6 +361,9 @@ impl UringStream {
             opcode::Send::new(Fd(self.fd.as_raw_fd()), rest.as_ptr(), rest.len() as u32).build();
         st.slots[i].waker = Some(cx.waker().clone());
         if let Err(e) = st.push(i, entry) {
+            // Not queued: the slot is ours again, and the stream has no send in flight.
+            st.release(i);
+            self.send = None;
             return Poll::Ready(Err(e));
         }
         Poll::Pending
@@ -425,6 +473,8 @@ impl AsyncWrite for UringStream {
         self.poll_send_done(cx)
     }
 
+    /// Waits until everything written has been sent; the socket is shut down when the stream is
+    /// dropped, not here.
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.poll_send_done(cx)
     }
