@@ -30,8 +30,8 @@
 # write, still timed from when they were due; without it one client core cannot send more than
 # ~380k requests/s open-loop, even to the echo server).
 # loadgen runs with --transport uring (default; its connections on its own io_uring with
-# COOP_TASKRUN, polled without sleeping, so no server pays an IPI to interrupt the client, see the
-# ipi/1k column); --transport glommio gives the figures recorded before 2026-12-06.
+# COOP_TASKRUN, polled while requests are out, so no server pays an IPI to interrupt the client,
+# see the ipi/1k column); --transport glommio gives the figures recorded before 2026-12-06 14:45.
 # The last line printed is always:
 #   ratios get_vs_redis=X set_vs_redis=Y get_vs_echo=Z cpu_per_request_vs_redis=W
 # (pipeline 16, ringkv divided by the peer; n/a when a target is missing).

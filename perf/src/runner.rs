@@ -95,8 +95,8 @@ pub struct RunConfig {
 /// between two of them (that would be a system call and a wake-up per step).
 const URING_SPIN_BEFORE_PARK: Duration = Duration::from_millis(1);
 
-/// How loadgen's connections do their I/O.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How loadgen's connections do their I/O (`--transport`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Transport {
     /// glommio's `TcpStream`, on the executor's own rings (no `COOP_TASKRUN`: on loopback a
     /// server that answers while the client thread runs pays an IPI to interrupt it).

@@ -52,10 +52,30 @@ fn loadgen(args: &[&str]) -> (i32, serde_json::Value, String) {
         .arg("--quiet")
         .output()
         .expect("run loadgen");
+    outcome(out)
+}
+
+/// [`loadgen`] under `timeout SECS`: a run that hangs is ended and exits with code 124.
+fn loadgen_within(secs: u32, args: &[&str]) -> (i32, serde_json::Value, String) {
+    let out = Command::new("timeout")
+        .arg(secs.to_string())
+        .arg(env!("CARGO_BIN_EXE_loadgen"))
+        .args(args)
+        .arg("--quiet")
+        .output()
+        .expect("run loadgen under timeout");
+    outcome(out)
+}
+
+/// Exit code (-1 if killed by a signal), the JSON report (Null if none) and stderr of a run.
+fn outcome(out: std::process::Output) -> (i32, serde_json::Value, String) {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let json = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
     (out.status.code().unwrap_or(-1), json, stderr)
 }
+
+/// Both of loadgen's transports: glommio's sockets and its own io_uring.
+const TRANSPORTS: [&str; 2] = ["glommio", "uring"];
 
 #[test]
 fn closed_loop_over_resp_completes_requests_without_errors() {
@@ -91,27 +111,32 @@ fn closed_loop_over_resp_completes_requests_without_errors() {
 fn ringkv_protocol_run_stops_at_the_request_budget_after_a_load_phase() {
     let echo = Echo::start(true);
     let target = format!("ringkv://127.0.0.1:{}", echo.port);
-    let (code, json, stderr) = loadgen(&[
-        "--target",
-        &target,
-        "--workload",
-        "ycsb-a",
-        "--keyspace",
-        "2000",
-        "--load",
-        "-c",
-        "3",
-        "-P",
-        "4",
-        "--requests",
-        "5000",
-        "--json",
-    ]);
-    assert_eq!(code, 0, "{stderr}");
-    let phases = json["phases"].as_array().expect("phases");
-    assert_eq!(phases[0]["phase"], "load");
-    assert_eq!(phases[0]["requests"], 2000, "every key inserted once");
-    assert_eq!(phases[1]["requests"], 5000, "the budget is exact");
+    for transport in TRANSPORTS {
+        let (code, json, stderr) = loadgen(&[
+            "--target",
+            &target,
+            "--transport",
+            transport,
+            "--workload",
+            "ycsb-a",
+            "--keyspace",
+            "2000",
+            "--load",
+            "-c",
+            "3",
+            "-P",
+            "4",
+            "--requests",
+            "5000",
+            "--json",
+        ]);
+        assert_eq!(code, 0, "{transport}: {stderr}");
+        let phases = json["phases"].as_array().expect("phases");
+        assert_eq!(phases[0]["phase"], "load");
+        assert_eq!(phases[0]["requests"], 2000, "every key inserted once");
+        assert_eq!(phases[1]["requests"], 5000, "the budget is exact");
+        assert_eq!(phases[1]["errors"], 0, "{transport}: {json}");
+    }
 }
 
 #[test]
@@ -137,16 +162,14 @@ fn open_loop_holds_the_requested_rate() {
     );
 }
 
-/// A pipelined open loop waits for "an answer or the next send time", so a
-/// receive is often cut short by the timer: the ringkv connection must not
-/// lose track of what it has in flight when that happens.
-#[test]
-fn a_pipelined_open_loop_over_the_ringkv_protocol_keeps_every_answer() {
-    let echo = Echo::start(true);
-    let target = format!("ringkv://127.0.0.1:{}", echo.port);
+/// Runs an open loop of 40000 requests/s for 1.5 s, 4 connections, 16 requests in flight each,
+/// and returns how many completed (after checking that the run succeeded without errors).
+fn pipelined_open_loop(target: &str, transport: &str) -> u64 {
     let (code, json, stderr) = loadgen(&[
         "--target",
-        &target,
+        target,
+        "--transport",
+        transport,
         "--rate",
         "40000",
         "-c",
@@ -157,14 +180,26 @@ fn a_pipelined_open_loop_over_the_ringkv_protocol_keeps_every_answer() {
         "1.5",
         "--json",
     ]);
-    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(code, 0, "{transport}: {stderr}");
     let run = &json["phases"][0];
-    assert_eq!(run["errors"], 0, "{json}");
-    let requests = run["requests"].as_u64().expect("requests");
-    assert!(
-        requests > 40_000,
-        "1.5 s at 40000/s completed only {requests}"
-    );
+    assert_eq!(run["errors"], 0, "{transport}: {json}");
+    run["requests"].as_u64().expect("requests")
+}
+
+/// A pipelined open loop waits for "an answer or the next send time", so a
+/// receive is often cut short by the timer: the ringkv connection must not
+/// lose track of what it has in flight when that happens, on either transport.
+#[test]
+fn a_pipelined_open_loop_over_the_ringkv_protocol_keeps_every_answer() {
+    let echo = Echo::start(true);
+    let target = format!("ringkv://127.0.0.1:{}", echo.port);
+    for transport in TRANSPORTS {
+        let requests = pipelined_open_loop(&target, transport);
+        assert!(
+            requests > 40_000,
+            "{transport}: 1.5 s at 40000/s completed only {requests}"
+        );
+    }
 }
 
 /// A send quantum batches a connection's due requests into fewer writes, and the wait it adds is
@@ -237,58 +272,13 @@ fn unsupported_operations_and_unreachable_targets_fail_the_run() {
     assert_eq!(code, 1);
 }
 
-/// `--transport uring` (connections on the thread's own io_uring, polled without sleeping) runs
-/// the same workloads as glommio's sockets: the exact request budget after a load phase over the
-/// ringkv protocol, and a pipelined open loop over RESP whose receives the timer cuts short.
+/// The uring transport over RESP: a pipelined open loop whose receives the timer cuts short keeps
+/// its rate and every answer (its ringkv-protocol runs are in the tests above).
 #[test]
-fn the_uring_transport_keeps_budgets_and_every_answer() {
-    let echo = Echo::start(true);
-    let target = format!("ringkv://127.0.0.1:{}", echo.port);
-    let (code, json, stderr) = loadgen(&[
-        "--target",
-        &target,
-        "--transport",
-        "uring",
-        "--workload",
-        "ycsb-a",
-        "--keyspace",
-        "2000",
-        "--load",
-        "-c",
-        "3",
-        "-P",
-        "4",
-        "--requests",
-        "5000",
-        "--json",
-    ]);
-    assert_eq!(code, 0, "{stderr}");
-    let phases = json["phases"].as_array().expect("phases");
-    assert_eq!(phases[0]["requests"], 2000, "every key inserted once");
-    assert_eq!(phases[1]["requests"], 5000, "the budget is exact");
-    assert_eq!(phases[1]["errors"], 0, "{json}");
-
+fn the_uring_transport_keeps_the_rate_and_every_answer_over_resp() {
     let echo = Echo::start(false);
     let target = format!("redis://127.0.0.1:{}", echo.port);
-    let (code, json, stderr) = loadgen(&[
-        "--target",
-        &target,
-        "--transport",
-        "uring",
-        "--rate",
-        "40000",
-        "-c",
-        "4",
-        "-P",
-        "16",
-        "--duration",
-        "1.5",
-        "--json",
-    ]);
-    assert_eq!(code, 0, "{stderr}");
-    let run = &json["phases"][0];
-    assert_eq!(run["errors"], 0, "{json}");
-    let requests = run["requests"].as_u64().expect("requests");
+    let requests = pipelined_open_loop(&target, "uring");
     assert!(
         (48_000..=62_000).contains(&requests),
         "1.5 s at 40000/s completed {requests}"
@@ -303,10 +293,9 @@ fn the_uring_transport_keeps_budgets_and_every_answer() {
 fn the_uring_transport_wakes_from_idle_for_every_answer() {
     let echo = Echo::start(false);
     let target = format!("redis://127.0.0.1:{}", echo.port);
-    let out = Command::new("timeout")
-        .arg("20")
-        .arg(env!("CARGO_BIN_EXE_loadgen"))
-        .args([
+    let (code, json, stderr) = loadgen_within(
+        20,
+        &[
             "--target",
             &target,
             "--transport",
@@ -318,13 +307,9 @@ fn the_uring_transport_wakes_from_idle_for_every_answer() {
             "--duration",
             "1.5",
             "--json",
-            "--quiet",
-        ])
-        .output()
-        .expect("run loadgen under timeout");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
     let run = &json["phases"][0];
     assert_eq!(run["errors"], 0, "{json}");
     let requests = run["requests"].as_u64().expect("requests");
@@ -340,7 +325,8 @@ fn the_uring_transport_wakes_from_idle_for_every_answer() {
 struct Redis {
     child: std::process::Child,
     port: u16,
-    dir: tempfile::TempDir,
+    /// Redis's working directory, removed when the server is dropped.
+    _dir: tempfile::TempDir,
 }
 
 impl Drop for Redis {
@@ -351,6 +337,10 @@ impl Drop for Redis {
 }
 
 fn start_redis() -> Option<Redis> {
+    if let Err(e) = Command::new("redis-server").arg("--version").output() {
+        eprintln!("no redis-server to run ({e}): skipped");
+        return None;
+    }
     for _ in 0..5 {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -359,7 +349,7 @@ fn start_redis() -> Option<Redis> {
         let dir = tempfile::tempdir().expect("tempdir");
         // On CPU 0, and loadgen on CPU 1, as perf/compare.sh places them: the timing that showed
         // the stranded poller (unpinned, it showed less often).
-        let child = match Command::new("taskset")
+        let child = Command::new("taskset")
             .args(["-c", "0", "redis-server"])
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .args(["--save", "", "--appendonly", "no"])
@@ -368,21 +358,18 @@ fn start_redis() -> Option<Redis> {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-        {
-            Ok(child) => child,
-            Err(e) => {
-                eprintln!("no redis-server to run ({e}): skipped");
-                return None;
-            }
+            .expect("run taskset (util-linux)");
+        let mut redis = Redis {
+            child,
+            port,
+            _dir: dir,
         };
-        let mut redis = Redis { child, port, dir };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while std::time::Instant::now() < deadline {
             if let Ok(Some(_)) = redis.child.try_wait() {
                 break; // it could not bind: try another port
             }
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                let _ = &redis.dir;
                 return Some(redis);
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
@@ -420,10 +407,9 @@ fn the_uring_transport_never_sleeps_with_its_poller_queued() {
     ]);
     assert_eq!(code, 0, "{stderr}");
     for run in 0..3 {
-        let out = Command::new("timeout")
-            .arg("20")
-            .arg(env!("CARGO_BIN_EXE_loadgen"))
-            .args([
+        let (code, json, stderr) = loadgen_within(
+            20,
+            &[
                 "--target",
                 &target,
                 "--transport",
@@ -441,17 +427,9 @@ fn the_uring_transport_never_sleeps_with_its_poller_queued() {
                 "--cpus",
                 "1",
                 "--json",
-                "--quiet",
-            ])
-            .output()
-            .expect("run loadgen under timeout");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "run {run} (124: hung): {stderr}"
+            ],
         );
-        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(code, 0, "run {run} (124: hung): {stderr}");
         assert_eq!(json["phases"][0]["errors"], 0, "{json}");
     }
 }

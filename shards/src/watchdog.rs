@@ -6,14 +6,14 @@
 //! tasks ready to run"): glommio 0.9's loop polls its rings and fires its
 //! timers, then runs its task queues, but runs none if at that moment its
 //! latency ring holds a completion it has not consumed yet (`need_preempt()`
-//! is true, from a stray completion of its own preemption timer). It takes
-//! "ran nothing" for "nothing to run", spins `spin_before_park` and sleeps,
-//! with the tasks it has just woken still queued; only an event of its own
-//! (a timer due, a completion in its rings) ends that sleep. A patched
-//! glommio counted 4 to 5 such strandings in 20 s of load on one shard, one
-//! of them a 216 ms sleep (ended by this watchdog) that was a SET's 228 ms
-//! maximum latency: every timer had fired and the network loop, itself
-//! stranded, had no read pending in glommio's ring.
+//! is true; where that stray completion comes from is not pinned down). It
+//! takes "ran nothing" for "nothing to run", spins `spin_before_park` and
+//! sleeps, with the tasks it has just woken still queued; only an event of
+//! its own (a timer due, a completion in its rings) ends that sleep. A
+//! patched glommio counted 4 to 6 such strandings in about 40 s of load on
+//! one shard, one of them a 216 ms sleep (ended by this watchdog) that was a
+//! SET's 228 ms maximum latency: every timer had fired and the network loop,
+//! itself stranded, had no read pending in glommio's ring.
 //!
 //! What this does about it:
 //! - Each shard's heartbeat task ([`beat_with_timers_pending`]) keeps
@@ -116,9 +116,8 @@ pub async fn beat_with_timers_pending(heartbeat: Arc<Heartbeat>) {
     // Reading glommio's executor stats resets them: each read counts the tasks since the last.
     let _ = glommio::executor().executor_stats();
     loop {
-        let mut timers: Vec<glommio::timer::Timer> = (1..=PENDING_TIMERS)
-            .map(|i| glommio::timer::Timer::new(interval * i))
-            .collect();
+        let mut timers: [glommio::timer::Timer; PENDING_TIMERS as usize] =
+            std::array::from_fn(|i| glommio::timer::Timer::new(interval * (i as u32 + 1)));
         // The first to fire ends the wait; the others stay registered until
         // this task runs again and drops them.
         std::future::poll_fn(|cx| {

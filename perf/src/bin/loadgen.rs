@@ -24,13 +24,6 @@ use ringkv_perf::workload::{value_pool, KeyDistribution, ValueSize, WorkloadSpec
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// How connections do their I/O: `--transport`.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum TransportArg {
-    Glommio,
-    Uring,
-}
-
 /// Load generator for ringkv and Redis-protocol servers.
 #[derive(Debug, Parser)]
 #[command(name = "loadgen", version)]
@@ -102,8 +95,8 @@ struct Cli {
     /// How connections do their I/O: `glommio` (its TcpStream) or `uring` (one io_uring per
     /// thread with COOP_TASKRUN, polled while requests are out: on loopback the server then pays
     /// no IPI to interrupt the client, but each client thread keeps its core busy meanwhile).
-    #[arg(long, value_enum, default_value_t = TransportArg::Glommio)]
-    transport: TransportArg,
+    #[arg(long, value_enum, default_value_t = Transport::Glommio)]
+    transport: Transport,
     /// Seed of the workload generators.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -264,10 +257,7 @@ fn setup(cli: &Cli) -> Result<Setup, String> {
         consistency,
         seed: cli.seed,
         spin: Duration::from_micros(cli.spin_us),
-        transport: match cli.transport {
-            TransportArg::Glommio => Transport::Glommio,
-            TransportArg::Uring => Transport::Uring,
-        },
+        transport: cli.transport,
     };
     Ok(Setup {
         config,
