@@ -69,6 +69,9 @@ pub struct PhaseReport {
     pub intervals: Vec<IntervalPoint>,
     /// The first error seen, if any.
     pub first_error: Option<String>,
+    /// Times a loadgen thread's executor slept with its timers overdue and was woken by the
+    /// watchdog: each is a client stall the latencies include (0 in a clean run).
+    pub executor_nudges: u64,
 }
 
 /// Writes the HDR interval log of one phase to `out`.

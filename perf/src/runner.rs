@@ -28,6 +28,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use ringkv_net::client_frame::Consistency;
+use ringkv_shards::watchdog::{beat_with_timers_pending, Watchdog};
 
 use crate::limits::KEY_SIZE_MAX;
 use crate::schedule::{phase_for, OpenLoop};
@@ -140,6 +141,10 @@ pub struct PhaseResult {
     pub first_error: Option<String>,
     /// True if the error threshold stopped the phase early.
     pub aborted: bool,
+    /// Times the watchdog woke a loadgen thread that slept with its timers overdue (see
+    /// [`ringkv_shards::watchdog`]): each is a stall of up to its `STALL_AFTER` in the client,
+    /// which this phase's latencies include. 0 in a clean run.
+    pub executor_nudges: u64,
 }
 
 /// State shared by every thread of a phase (atomics only on batch boundaries).
@@ -152,6 +157,10 @@ struct Shared {
     budget: AtomicI64,
     first_error: Mutex<Option<String>>,
     inserted: Arc<AtomicU64>,
+    /// Watches the threads' executors while they measure.
+    watchdog: Arc<Watchdog>,
+    /// Nudges of every thread that has ended.
+    executor_nudges: AtomicU64,
 }
 
 impl Shared {
@@ -190,6 +199,8 @@ pub fn run_phase(
         budget: AtomicI64::new(budget),
         first_error: Mutex::new(None),
         inserted: inserted.clone(),
+        watchdog: Arc::new(Watchdog::default()),
+        executor_nudges: AtomicU64::new(0),
     });
     let barrier = Arc::new(Barrier::new(config.threads + 1));
     let (interval_tx, interval_rx) = mpsc::channel::<IntervalReport>();
@@ -303,6 +314,7 @@ pub fn run_phase(
         intervals,
         first_error,
         aborted,
+        executor_nudges: shared.executor_nudges.load(Ordering::Relaxed),
     })
 }
 
@@ -356,6 +368,24 @@ async fn thread_main(ctx: ThreadCtx) -> Result<Totals, String> {
     if conns.is_empty() {
         return Err(connect_error.unwrap_or_else(|| "no connections".into()));
     }
+    // glommio 0.9 can park with tasks ready to run, and only an event of its own ends that sleep
+    // (see ringkv_shards::watchdog): with the uring transport, whose completions are not glommio's,
+    // a run once hung for good that way. The shards' remedy, from here until the thread's tasks
+    // end: timers kept pending by a heartbeat task, and a watchdog that wakes the thread if it
+    // sleeps anyway. Registered after the barrier, where the thread blocks by design.
+    let watched = ctx.thread as u32;
+    let heartbeat = ctx.shared.watchdog.watch_this_thread(watched);
+    glommio::spawn_local(beat_with_timers_pending(heartbeat.clone())).detach();
+    let result = measure(&ctx, conns).await;
+    ctx.shared.watchdog.unwatch(watched);
+    ctx.shared
+        .executor_nudges
+        .fetch_add(heartbeat.nudges(), Ordering::Relaxed);
+    result
+}
+
+/// Drives `conns` through the phase and returns this thread's results.
+async fn measure(ctx: &ThreadCtx, conns: Vec<Conn>) -> Result<Totals, String> {
     let start = Instant::now();
     let recorder = Rc::new(RefCell::new(Recorder::new(
         ctx.thread,

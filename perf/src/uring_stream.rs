@@ -52,7 +52,8 @@ const STEP_ASIDE: Duration = Duration::from_micros(1);
 /// holds a stray completion (`need_preempt()`) as it starts to run task queues, it runs none,
 /// takes that for an idle executor and sleeps (after `spin_before_park`), until some event of its
 /// own; if the step's timer was the one that woke the poller, there is none. The guard bounds that
-/// stall to its duration.
+/// stall to its duration. If the guard fires too before the poller runs again (a long turn of other
+/// tasks), the thread's heartbeat timers and watchdog (`runner`) are what end such a sleep.
 const STEP_ASIDE_GUARD: Duration = Duration::from_micros(50);
 
 /// One operation's state, owned by the ring until it completes.

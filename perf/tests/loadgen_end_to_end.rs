@@ -98,6 +98,7 @@ fn closed_loop_over_resp_completes_requests_without_errors() {
     let run = &json["phases"][0];
     assert!(run["requests"].as_u64().expect("requests") > 1000, "{json}");
     assert_eq!(run["errors"], 0);
+    assert!(run["executor_nudges"].is_u64(), "{json}");
     let ops: Vec<&str> = run["ops"]
         .as_array()
         .expect("ops")
@@ -431,5 +432,7 @@ fn the_uring_transport_never_sleeps_with_its_poller_queued() {
         );
         assert_eq!(code, 0, "run {run} (124: hung): {stderr}");
         assert_eq!(json["phases"][0]["errors"], 0, "{json}");
+        // A stranding the heartbeat's timers did not end within the watchdog's limit shows here.
+        assert_eq!(json["phases"][0]["executor_nudges"], 0, "run {run}: {json}");
     }
 }

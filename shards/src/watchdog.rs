@@ -33,6 +33,10 @@
 //!   (`executor_nudges`) and logged, so such a stall, bounded to about
 //!   [`STALL_AFTER`], stays visible.
 //!
+//! loadgen's threads (perf/src/runner.rs) use the same two, registered under
+//! their thread index while they measure: a run of its io_uring transport,
+//! whose completions are not glommio's, once slept for good that way.
+//!
 //! `SIGURG` is ignored by default, no library of ours uses it, and its
 //! handler is installed with `SA_RESTART`, so system calls it interrupts
 //! restart instead of failing with `EINTR`.

@@ -345,6 +345,7 @@ fn phase_report(name: &str, r: &PhaseResult) -> PhaseReport {
             .map(IntervalPoint::from_interval)
             .collect(),
         first_error: r.first_error.clone(),
+        executor_nudges: r.executor_nudges,
     }
 }
 
@@ -400,6 +401,13 @@ fn main() -> ExitCode {
             if let Some(e) = &result.first_error {
                 eprintln!("loadgen: {name} phase: first error: {e}");
             }
+        }
+        if result.executor_nudges > 0 {
+            eprintln!(
+                "loadgen: warning: {name} phase: a loadgen thread slept with work due and was woken by its watchdog \
+                 {} time(s) (glommio parked with tasks ready to run): its latencies include those stalls",
+                result.executor_nudges
+            );
         }
         if let (Some(rate), "run") = (cli.rate, name) {
             if report.ops_per_s < 0.95 * rate {
