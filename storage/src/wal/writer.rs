@@ -544,6 +544,13 @@ impl Wal {
         Ok(())
     }
 
+    /// Bytes appended since open (frames and their headers; segment ends
+    /// and padding not counted): what the engine measures a memtable's span
+    /// of the WAL with.
+    pub fn appended_bytes(&self) -> u64 {
+        self.shared.state.borrow().appended_seq
+    }
+
     /// Counters since open.
     pub fn stats(&self) -> WalStats {
         let st = self.shared.state.borrow();
