@@ -35,6 +35,7 @@
 //! hint_window_secs = 10800    # hints older than this are dropped
 //! max_hints_size = "256MiB"   # per shard
 //! net_engine = "uring"        # uring (default) | glommio: how client connections are served
+//! stall_report_ms = 5         # log a task queue run this far past its budget, with a backtrace
 //! ```
 
 use ringkv_shards::{DurabilityMode, NodeConfig};
@@ -200,6 +201,9 @@ pub struct Settings {
     /// How shards serve binary-protocol client connections: their own io_uring ring, or a glommio task per connection [default: uring]
     #[arg(long, value_enum, env = "RINGKV_NET_ENGINE")]
     pub net_engine: Option<NetEngineName>,
+    /// Diagnostic: log, with a backtrace, every task queue run of a shard this many milliseconds past its budget [default: off]
+    #[arg(long)]
+    pub stall_report_ms: Option<u64>,
 }
 
 /// The network engine as written in config and flags.
@@ -277,6 +281,7 @@ impl Settings {
             max_hints_size: over.max_hints_size.or(self.max_hints_size),
             clock_offset_ms: over.clock_offset_ms.or(self.clock_offset_ms),
             net_engine: over.net_engine.or(self.net_engine),
+            stall_report_ms: over.stall_report_ms.or(self.stall_report_ms),
         }
     }
 
@@ -347,6 +352,11 @@ impl Settings {
                 NetEngineName::Uring => ringkv_shards::NetEngine::Uring,
                 NetEngineName::Glommio => ringkv_shards::NetEngine::Glommio,
             };
+        }
+        match self.stall_report_ms {
+            Some(0) => return Err("stall_report_ms must be at least 1".into()),
+            Some(ms) => c.stall_report = Some(Duration::from_millis(ms)),
+            None => {}
         }
         self.resolve_cluster(&mut c);
         if c.cluster.clustered() && self.node_id.is_none() {
@@ -443,6 +453,18 @@ mod tests {
         assert_eq!(c.connections_max, 5);
         assert_eq!(c.host, "127.0.0.1");
         assert!(matches!(c.durability, DurabilityMode::Batch { .. }));
+    }
+
+    #[test]
+    fn the_stall_report_is_off_by_default_and_a_zero_threshold_is_refused() {
+        assert_eq!(Settings::default().resolve().unwrap().stall_report, None);
+        let file: Settings = toml::from_str("stall_report_ms = 5\n").unwrap();
+        assert_eq!(
+            file.resolve().unwrap().stall_report,
+            Some(Duration::from_millis(5))
+        );
+        let zero: Settings = toml::from_str("stall_report_ms = 0\n").unwrap();
+        assert!(zero.resolve().unwrap_err().contains("stall_report_ms"));
     }
 
     #[test]

@@ -91,6 +91,9 @@ pub struct NodeConfig {
     /// How client connections of the binary protocol are served (the RESP
     /// port always uses glommio).
     pub net_engine: NetEngine,
+    /// Report (log, with a backtrace) every task queue run of a shard this
+    /// far past its budget (see `stall_report`); `None`: off.
+    pub stall_report: Option<Duration>,
 }
 
 /// How a node replicates: static membership from seeds, the replication
@@ -172,6 +175,7 @@ impl NodeConfig {
             cluster: ClusterConfig::default(),
             clock_offset_ms: 0,
             net_engine: NetEngine::Uring,
+            stall_report: None,
         }
     }
 

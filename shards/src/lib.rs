@@ -28,6 +28,7 @@ pub mod resp_info;
 pub mod runtime;
 pub mod service;
 pub mod shard;
+pub mod stall_report;
 pub mod stop;
 pub mod store;
 pub mod uring;

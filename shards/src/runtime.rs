@@ -127,9 +127,14 @@ pub fn run_shards(config: Arc<NodeConfig>, node: Arc<NodeShared>) -> Result<(), 
             Placement::Unbound
         };
         let (config, node, mesh_builder) = (config.clone(), node.clone(), mesh_builder.clone());
+        let stall_report = config.stall_report.map(|threshold| {
+            Box::new(crate::stall_report::StallReport::new(threshold))
+                as Box<dyn glommio::StallDetectionHandler>
+        });
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("shard-{i}"))
             .io_memory(config.io_memory)
+            .detect_stalls(stall_report)
             .spawn(move || async move {
                 let result = shard_main(i, config, node.clone(), mesh_builder).await;
                 if let Err(e) = &result {
