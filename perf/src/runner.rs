@@ -142,8 +142,9 @@ pub struct PhaseResult {
     /// True if the error threshold stopped the phase early.
     pub aborted: bool,
     /// Times the watchdog woke a loadgen thread that slept with its timers overdue (see
-    /// [`ringkv_shards::watchdog`]): each is a stall of up to its `STALL_AFTER` in the client,
-    /// which this phase's latencies include. 0 in a clean run.
+    /// [`ringkv_shards::watchdog`]): each is a stall of at least its `STALL_AFTER` in the
+    /// client (a longer one may count more than once), which this phase's latencies include. 0 in
+    /// a clean run.
     pub executor_nudges: u64,
 }
 
@@ -373,15 +374,36 @@ async fn thread_main(ctx: ThreadCtx) -> Result<Totals, String> {
     // a run once hung for good that way. The shards' remedy, from here until the thread's tasks
     // end: timers kept pending by a heartbeat task, and a watchdog that wakes the thread if it
     // sleeps anyway. Registered after the barrier, where the thread blocks by design.
-    let watched = ctx.thread as u32;
-    let heartbeat = ctx.shared.watchdog.watch_this_thread(watched);
-    glommio::spawn_local(beat_with_timers_pending(heartbeat.clone())).detach();
-    let result = measure(&ctx, conns).await;
-    ctx.shared.watchdog.unwatch(watched);
-    ctx.shared
-        .executor_nudges
-        .fetch_add(heartbeat.nudges(), Ordering::Relaxed);
-    result
+    let watched = Watched::register(&ctx.shared, ctx.thread as u32);
+    glommio::spawn_local(beat_with_timers_pending(watched.heartbeat.clone())).detach();
+    measure(&ctx, conns).await
+}
+
+/// A loadgen thread under the watchdog until this is dropped (also on a panic: the thread's id
+/// must not stay registered once the thread is gone); its nudges are then added to the phase's.
+struct Watched {
+    shared: Arc<Shared>,
+    id: u32,
+    heartbeat: Arc<ringkv_shards::watchdog::Heartbeat>,
+}
+
+impl Watched {
+    fn register(shared: &Arc<Shared>, id: u32) -> Watched {
+        Watched {
+            shared: shared.clone(),
+            id,
+            heartbeat: shared.watchdog.watch_this_thread(id),
+        }
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        self.shared.watchdog.unwatch(self.id);
+        self.shared
+            .executor_nudges
+            .fetch_add(self.heartbeat.nudges(), Ordering::Relaxed);
+    }
 }
 
 /// Drives `conns` through the phase and returns this thread's results.

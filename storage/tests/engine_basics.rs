@@ -533,7 +533,7 @@ fn overwrites_that_never_fill_the_memtable_still_flush_and_keep_the_wal_bounded(
         let stats = engine.stats();
         assert!(
             stats.flushes > 0,
-            "the WAL span froze the memtable: {stats:?}"
+            "the WAL span never froze the memtable: {stats:?}"
         );
         let wal_files = std::fs::read_dir(dir.join("wal")).expect("wal dir").count();
         assert!(

@@ -83,8 +83,8 @@ pub const LEVEL0_STALL_TABLES: usize = 20;
 /// keyspace replace entries in place, so a memtable whose keys all fit never
 /// fills: nothing was ever flushed, the WAL it kept alive grew without bound
 /// (2.8 GB in 30 s of SETs over 1M keys with a 256 MiB memtable), and with it
-/// the disk used and the replay at the next start. RocksDB bounds the same
-/// with `max_total_wal_size` (default: four write buffers).
+/// the disk used and the replay at the next start. RocksDB bounds its WAL
+/// with `max_total_wal_size` in the same way.
 pub const WAL_SPAN_MEMTABLES_MAX: u64 = 4;
 /// Bytes of overhead per batch entry counted against `BATCH_SIZE_MAX`.
 const BATCH_ENTRY_OVERHEAD_BYTES: usize = 32;
@@ -241,7 +241,8 @@ impl Engine {
                 |_lsn, entries| {
                     let refs: Vec<(&[u8], &Record)> =
                         entries.iter().map(|(k, r)| (k.as_slice(), r)).collect();
-                    replayed_bytes += crate::wal::batch::encoded_len(&refs) as u64;
+                    let payload = crate::wal::batch::encoded_len(&refs);
+                    replayed_bytes += crate::wal::record::frame_len(payload) as u64;
                     for (key, record) in entries {
                         memtable.insert(&key, record);
                     }

@@ -163,6 +163,7 @@ impl Table {
             readahead: Vec::new(),
             readahead_offset: 0,
             next_chunk: None,
+            chunks_read_ahead: 0,
         }
     }
 
@@ -258,12 +259,23 @@ pub struct TableIter {
     /// soon as that one arrived, so the merge finds it done instead of
     /// waiting for it (see [`TableIter::start_next_chunk`]).
     next_chunk: Option<NextChunk>,
+    /// Chunks that were read in the background by the time they were needed
+    /// (tests look at it).
+    chunks_read_ahead: u64,
 }
 
 /// A readahead chunk being read in the background.
 struct NextChunk {
     offset: u64,
+    len: usize,
     read: crate::io::BackgroundTask<Result<Vec<u8>>>,
+}
+
+impl NextChunk {
+    /// Whether the chunk holds the whole of `len` bytes at `offset`.
+    fn holds(&self, offset: u64, len: usize) -> bool {
+        self.offset <= offset && offset + len as u64 <= self.offset + self.len as u64
+    }
 }
 
 impl TableIter {
@@ -344,22 +356,27 @@ impl TableIter {
         }
         let ra_end = self.readahead_offset + self.readahead.len() as u64;
         if h.offset < self.readahead_offset || h.offset + h.len as u64 > ra_end {
-            let read = match self.next_chunk.take() {
-                Some(next) if next.offset == h.offset => next.read.await,
+            let (read, at) = match self.next_chunk.take() {
+                // Also when the chunk's first blocks came from the cache.
+                Some(next) if next.holds(h.offset, h.len) => {
+                    self.chunks_read_ahead += 1;
+                    (next.read.await, next.offset)
+                }
                 // Not the chunk this block needs (a seek, or none started):
                 // dropping the task cancels its read.
                 _ => {
                     let len = chunk_len(&t, h.offset, h.len);
                     let mut buf = std::mem::take(&mut self.readahead);
-                    read_exact(&t.file, &t.path, h.offset, len, &mut buf)
+                    let read = read_exact(&t.file, &t.path, h.offset, len, &mut buf)
                         .await
-                        .map(|()| buf)
+                        .map(|()| buf);
+                    (read, h.offset)
                 }
             };
             match read {
                 Ok(buf) => {
                     self.readahead = buf;
-                    self.readahead_offset = h.offset;
+                    self.readahead_offset = at;
                 }
                 Err(e) => {
                     // The buffer holds bytes of another offset (or none):
@@ -400,7 +417,13 @@ impl TableIter {
                 .await
                 .map(|()| buf)
         });
-        self.next_chunk = Some(NextChunk { offset, read });
+        self.next_chunk = Some(NextChunk { offset, len, read });
+    }
+
+    /// Chunks this iterator found read in the background when it needed them.
+    #[cfg(test)]
+    pub(crate) fn chunks_read_ahead(&self) -> u64 {
+        self.chunks_read_ahead
     }
 }
 

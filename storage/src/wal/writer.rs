@@ -139,7 +139,7 @@ impl State {
         // bytes at the worst moment): regrown from nothing by doubling, it
         // copied MiBs inside a request batch (8 ms of the request queue,
         // seen with `stall_report_ms`).
-        let capacity = tail.buf.capacity();
+        let capacity = tail.buf.capacity().min(next_size as usize);
         self.appended_seq += added;
         let seq = self.appended_seq;
         self.last_tail_mut().seq_end = seq;
@@ -549,9 +549,9 @@ impl Wal {
         Ok(())
     }
 
-    /// Bytes appended since open (frames and their headers; segment ends
-    /// and padding not counted): what the engine measures a memtable's span
-    /// of the WAL with.
+    /// Bytes appended since open (every frame with its header and padding,
+    /// segment ends included; not the unused space at a segment's end): what
+    /// the engine measures a memtable's span of the WAL with.
     pub fn appended_bytes(&self) -> u64 {
         self.shared.state.borrow().appended_seq
     }

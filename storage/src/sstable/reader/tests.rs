@@ -160,6 +160,12 @@ fn read_ahead_iterators_return_every_entry_in_order_from_any_start() {
                 }
             }
             assert_eq!(expected, 3000, "from {first}");
+            if first < 1000 {
+                assert!(
+                    it.chunks_read_ahead() >= 2,
+                    "from {first}: read-ahead unused"
+                );
+            }
         }
         // Dropped with the next chunk's read in flight: the read is cancelled
         // and the table still closes.
