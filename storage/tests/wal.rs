@@ -135,11 +135,14 @@ fn wal_round_trips_batches_across_reopens() {
             model.push((lsn, b));
         }
         assert_eq!(model.first().unwrap().0, 1);
+        let appended = wal.appended_bytes();
         wal.close().await.unwrap();
         assert!(matches!(wal.append(&refs(&model[0].1)), Err(Error::Closed)));
 
         let (wal, replayed) = open(dir.path(), opts.clone(), 0).await.unwrap();
         assert_eq!(replayed, model);
+        // The engine bounds a memtable's WAL span with these two measures.
+        assert_eq!(wal.replayed_bytes(), appended, "replayed as appended");
         for i in 200..260 {
             let b = make_batch(&mut rng, i, 300);
             let lsn = append_commit(&wal, &b).await;

@@ -229,7 +229,6 @@ impl Engine {
 
             let mut memtable =
                 Memtable::with_capacity(Memtable::presize_keys(options.memtable_size));
-            let mut replayed_bytes = 0u64;
             let wal_options = WalOptions {
                 segment_size: options.wal_segment_size,
                 durability: options.durability,
@@ -239,10 +238,6 @@ impl Engine {
                 wal_options,
                 manifest_state.wal_retired_through,
                 |_lsn, entries| {
-                    let refs: Vec<(&[u8], &Record)> =
-                        entries.iter().map(|(k, r)| (k.as_slice(), r)).collect();
-                    let payload = crate::wal::batch::encoded_len(&refs);
-                    replayed_bytes += crate::wal::record::frame_len(payload) as u64;
                     for (key, record) in entries {
                         memtable.insert(&key, record);
                     }
@@ -250,11 +245,14 @@ impl Engine {
                 },
             )
             .await?;
-            Ok((cache, levels, next_file_id, memtable, wal, replayed_bytes))
+            Ok((cache, levels, next_file_id, memtable, wal))
         }
         .await;
-        let (cache, levels, next_file_id, memtable, wal, replayed_bytes) =
+        let (cache, levels, next_file_id, memtable, wal) =
             opened.map_err(|e| with_torn_manifest(&manifest, e))?;
+        // The replayed WAL is all the new memtable's: a node that restarts
+        // after a long run flushes it soon.
+        let active_since_wal = -(wal.replayed_bytes() as i128);
         // Only now that the files match the manifest's state is an unlisted
         // table stale. (Removed earlier, a manifest whose damaged last record
         // was cut would delete the newer tables that record named.)
@@ -277,9 +275,7 @@ impl Engine {
                     next_file_id,
                     cursors: vec![Vec::new(); LEVEL_COUNT],
                     tables_generation: 0,
-                    // The replayed WAL is all the new memtable's: a node
-                    // that restarts after a long run flushes it soon.
-                    active_since_wal: -(replayed_bytes as i128),
+                    active_since_wal,
                     rotating: false,
                     flushing: false,
                     compacting: false,

@@ -71,6 +71,9 @@ struct State {
     unsynced: VecDeque<(Lsn, u64)>,
     /// Bytes ever appended (a position in the log, across segments).
     appended_seq: u64,
+    /// Bytes of the frames replayed at open: every live segment up to its
+    /// last valid frame (measured as `appended_seq` is).
+    replayed_bytes: u64,
     /// Bytes ever made durable.
     durable_seq: u64,
     in_flight: bool,
@@ -287,6 +290,7 @@ impl Wal {
                 durable_lsn: 0,
                 unsynced: VecDeque::new(),
                 appended_seq: 0,
+                replayed_bytes: 0,
                 durable_seq: 0,
                 in_flight: false,
                 waiters: Vec::new(),
@@ -350,7 +354,11 @@ impl Wal {
             };
             let scan = replay_segment(&file, id, size, is_last, last_lsn, &mut replay).await?;
             last_lsn = scan.last_lsn;
-            shared.state.borrow_mut().live.insert(id, size);
+            {
+                let mut st = shared.state.borrow_mut();
+                st.live.insert(id, size);
+                st.replayed_bytes += scan.good_end;
+            }
             if is_last && !scan.ended {
                 continue_in = Some((id, size, file, scan));
             } else {
@@ -554,6 +562,12 @@ impl Wal {
     /// the engine measures a memtable's span of the WAL with.
     pub fn appended_bytes(&self) -> u64 {
         self.shared.state.borrow().appended_seq
+    }
+
+    /// Bytes of the frames replayed at open (live segments up to their last
+    /// valid frame), measured as [`appended_bytes`](Self::appended_bytes) is.
+    pub fn replayed_bytes(&self) -> u64 {
+        self.shared.state.borrow().replayed_bytes
     }
 
     /// Counters since open.
