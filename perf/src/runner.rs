@@ -36,7 +36,7 @@ use crate::stats::{Interval, IntervalMerger, IntervalReport, Recorder, Totals};
 use crate::target::resp::RespConnection;
 use crate::target::ringkv::RingkvConnection;
 use crate::target::{Answer, ConnError, Req, TargetAddr};
-use crate::uring_stream::{UringStream, UringTransport};
+use crate::uring_stream::UringTransport;
 use crate::workload::{draw_value, render_key, Generator, Op, OpKind, WorkloadSpec, Zipfian};
 
 /// Requests to see before the error ratio can abort a run (a few early errors are noise).
@@ -523,57 +523,14 @@ enum Conn {
     Ringkv(RingkvConnection<Stream>),
 }
 
-/// A socket on either transport.
-enum Stream {
-    Glommio(TcpStream),
-    Uring(UringStream),
-}
+/// A socket on either transport: glommio's `TcpStream` or a [`crate::uring_stream::UringStream`] (one virtual call per
+/// poll, nothing next to a system call).
+type Stream = Box<dyn Socket>;
 
-impl futures_lite::AsyncRead for Stream {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut [u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Glommio(s) => std::pin::Pin::new(s).poll_read(cx, buf),
-            Stream::Uring(s) => std::pin::Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
+/// What a connection needs of its socket.
+trait Socket: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin {}
 
-impl futures_lite::AsyncWrite for Stream {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Glommio(s) => std::pin::Pin::new(s).poll_write(cx, buf),
-            Stream::Uring(s) => std::pin::Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Stream::Glommio(s) => std::pin::Pin::new(s).poll_flush(cx),
-            Stream::Uring(s) => std::pin::Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_close(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Stream::Glommio(s) => std::pin::Pin::new(s).poll_close(cx),
-            Stream::Uring(s) => std::pin::Pin::new(s).poll_close(cx),
-        }
-    }
-}
+impl<T: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin> Socket for T {}
 
 impl Conn {
     async fn connect(
@@ -583,11 +540,11 @@ impl Conn {
     ) -> Result<Conn, ConnError> {
         let open = |addr: String| async move {
             if let Some(ring) = uring {
-                return Ok::<_, std::io::Error>(Stream::Uring(ring.connect(&addr)?));
+                return Ok::<Stream, std::io::Error>(Box::new(ring.connect(&addr)?));
             }
             let stream = TcpStream::connect(addr.as_str()).await?;
             stream.set_nodelay(true)?;
-            Ok(Stream::Glommio(stream))
+            Ok(Box::new(stream))
         };
         match target {
             TargetAddr::Redis(addr) => {
