@@ -47,28 +47,26 @@ impl Drop for Echo {
 }
 
 fn loadgen(args: &[&str]) -> (i32, serde_json::Value, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(args)
-        .arg("--quiet")
-        .output()
-        .expect("run loadgen");
-    outcome(out)
+    outcome(Command::new(env!("CARGO_BIN_EXE_loadgen")), args)
 }
 
 /// [`loadgen`] under `timeout SECS`: a run that hangs is ended and exits with code 124.
 fn loadgen_within(secs: u32, args: &[&str]) -> (i32, serde_json::Value, String) {
-    let out = Command::new("timeout")
+    let mut timeout = Command::new("timeout");
+    timeout
         .arg(secs.to_string())
-        .arg(env!("CARGO_BIN_EXE_loadgen"))
+        .arg(env!("CARGO_BIN_EXE_loadgen"));
+    outcome(timeout, args)
+}
+
+/// Runs `command` (loadgen, or a wrapper ending with it) with `args` and `--quiet`: its exit code
+/// (-1 if killed by a signal), JSON report (Null if none) and stderr.
+fn outcome(mut command: Command, args: &[&str]) -> (i32, serde_json::Value, String) {
+    let out = command
         .args(args)
         .arg("--quiet")
         .output()
-        .expect("run loadgen under timeout");
-    outcome(out)
-}
-
-/// Exit code (-1 if killed by a signal), the JSON report (Null if none) and stderr of a run.
-fn outcome(out: std::process::Output) -> (i32, serde_json::Value, String) {
+        .expect("run loadgen");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let json = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
     (out.status.code().unwrap_or(-1), json, stderr)

@@ -33,6 +33,17 @@ async fn write_table(path: &Path, n: u64) {
     w.finish().await.expect("finish");
 }
 
+/// A table of 3000 entries (~100 blocks of 4 KiB: several readahead chunks)
+/// written in `dir` and opened; its path too.
+async fn readahead_table(dir: &Path) -> (PathBuf, Rc<Table>) {
+    let path = dir.join("00000000000000000001.sst");
+    prepare_dir(dir, true).await.expect("prepare");
+    write_table(&path, 3000).await;
+    let cache = Rc::new(BlockCache::new(1 << 20));
+    let t = Table::open(&path, 1, 0, cache).await.expect("open");
+    (path, Rc::new(t))
+}
+
 /// Rewrites the properties of the table at `path` through `change`, with
 /// correct checksums (the properties' and the footer's).
 fn rewrite_properties(path: &Path, change: impl FnOnce(&mut footer::Properties)) {
@@ -93,13 +104,8 @@ fn a_checksummed_entry_count_larger_than_the_blocks_can_hold_is_corruption() {
 #[test]
 fn an_iterator_whose_readahead_failed_never_serves_stale_bytes() {
     let dir = tempdir();
-    let path = dir.path().join("00000000000000000001.sst");
     run(async {
-        prepare_dir(dir.path(), true).await.expect("prepare");
-        // ~100 blocks of 4 KiB: the readahead needs several reads.
-        write_table(&path, 3000).await;
-        let cache = Rc::new(BlockCache::new(1 << 20));
-        let t = Rc::new(Table::open(&path, 1, 0, cache).await.expect("open"));
+        let (path, t) = readahead_table(dir.path()).await;
         let mut it = t.iter(Bound::Unbounded, false);
         let mut seen = 0u64;
         // Read the first readahead window, then cut the file under it.
@@ -138,14 +144,10 @@ fn an_iterator_whose_readahead_failed_never_serves_stale_bytes() {
 #[test]
 fn read_ahead_iterators_return_every_entry_in_order_from_any_start() {
     let dir = tempdir();
-    let path = dir.path().join("00000000000000000001.sst");
     run(async {
-        prepare_dir(dir.path(), true).await.expect("prepare");
-        // ~100 blocks of 4 KiB: three readahead chunks and a part, each
-        // read while the one before is consumed.
-        write_table(&path, 3000).await;
-        let cache = Rc::new(BlockCache::new(1 << 20));
-        let t = Rc::new(Table::open(&path, 1, 0, cache).await.expect("open"));
+        // Three readahead chunks and a part, each read while the one before
+        // is consumed.
+        let (_, t) = readahead_table(dir.path()).await;
         for first in [0u64, 1, 1499, 2990] {
             let mut it = t.iter(Bound::Included(key(first)), false);
             let mut expected = first;
