@@ -517,6 +517,64 @@ fn row_cache_answers_repeated_reads_and_follows_writes_flushes_and_compactions()
 }
 
 #[test]
+fn a_memtable_replayed_from_more_wal_than_its_span_allows_is_flushed_at_the_first_write() {
+    // Written with a 64 KiB budget (a span of 256 KiB of WAL), 1300
+    // overwrites (over 128 KiB of WAL, less than 256 KiB) of four keys never freeze the memtable; reopened with a
+    // 32 KiB budget (a span of 128 KiB), the WAL replayed at open already
+    // spans more than that, so the first write must freeze and flush it. Only
+    // the replayed bytes can say so: the memtable holds four small entries.
+    let budget = |memtable_size| Options {
+        memtable_size,
+        ..small()
+    };
+    run(move |dir| async move {
+        let engine = Engine::open(&dir, budget(64 * 1024)).await.expect("open");
+        for i in 0..1300u64 {
+            let k = format!("hot{}", i % 4);
+            engine
+                .put(k.as_bytes(), &[b'r'; 100], v(i + 1), 0)
+                .await
+                .expect("put");
+        }
+        let stats = engine.stats();
+        assert_eq!(stats.flushes, 0, "flushed before the reopen: {stats:?}");
+        // The WAL holds more than the entries' bytes (frame and entry headers).
+        assert!(stats.user_bytes_written > 128 * 1024, "{stats:?}");
+        engine.close().await.expect("close");
+
+        let engine = Engine::open(&dir, budget(32 * 1024)).await.expect("reopen");
+        assert_eq!(engine.stats().flushes, 0, "the open itself flushed");
+        engine
+            .put(b"hot0", b"after", v(5000), 0)
+            .await
+            .expect("put after reopen");
+        let mut waited = Duration::ZERO;
+        while engine.stats().flushes == 0 && waited < Duration::from_secs(10) {
+            glommio::timer::sleep(Duration::from_millis(10)).await;
+            waited += Duration::from_millis(10);
+        }
+        let stats = engine.stats();
+        assert!(
+            stats.flushes > 0,
+            "the replayed WAL did not count toward the span: {stats:?}"
+        );
+        let got = engine
+            .get(b"hot0", 0)
+            .await
+            .expect("get")
+            .and_then(|r| r.value);
+        assert_eq!(got.as_deref(), Some(&b"after"[..]));
+        let got = engine
+            .get(b"hot3", 0)
+            .await
+            .expect("get")
+            .and_then(|r| r.value);
+        assert_eq!(got, Some(vec![b'r'; 100]));
+        engine.close().await.expect("close");
+    });
+}
+
+#[test]
 fn overwrites_that_never_fill_the_memtable_still_flush_and_keep_the_wal_bounded() {
     run(|dir| async move {
         let engine = Engine::open(&dir, small()).await.expect("open");
