@@ -13,6 +13,7 @@
 pub mod cache;
 pub mod compaction;
 pub mod engine;
+mod entry_slab;
 pub mod error;
 pub mod io;
 pub mod key_index;

@@ -23,16 +23,22 @@
 //!
 //! Layout, for few cache misses (a lookup in a table of millions of keys is
 //! all misses, and every write makes one): an open-addressing table with
-//! linear probing whose buckets own each entry's single allocation (header,
-//! key, value). A hit reads one bucket line and one entry; a miss usually
+//! linear probing whose buckets own each entry's single block (header, key,
+//! value), carved from huge-page chunks ([`EntrySlab`](crate::entry_slab),
+//! so reaching an entry is a cache miss but not also a TLB miss). A hit
+//! reads one bucket line and one entry; a miss usually
 //! one bucket line. (A `hashbrown` table of slab indices cost four misses
 //! per hit: control bytes, index, slab slot, key.) Deletion shifts later
 //! entries back, so no tombstones accumulate.
 //!
 //! Bounded by a byte budget; evicted with CLOCK (second chance) over the
-//! buckets, like the block cache.
+//! buckets, like the block cache. The entries' memory: the slab maps at most
+//! the budget's worth of chunks; when blocks of the sizes in use have filled
+//! them (or an entry is over a KiB), entries go to the heap, so the worst
+//! case of fragmentation is twice the budget.
 
 use crate::cache::CacheStats;
+use crate::entry_slab::{advise_huge_pages, EntrySlab, Stored, CHUNK_BYTES};
 use crate::le::{u32_at, u64_at};
 use crate::prefetch::prefetch_line;
 use crate::types::{Record, RecordRef, Version};
@@ -70,26 +76,27 @@ const FLAG_REFERENCED: u8 = 2;
 /// first comparison) and the entry: header, then key, then value.
 struct Slot {
     hash: u32,
-    entry: Box<[u8]>,
+    entry: Stored,
 }
 
-fn encode(key: &[u8], record: &Record) -> Box<[u8]> {
+/// The entry of `key` and `record` (header, key, value), stored in `slab`.
+fn encode(slab: &mut EntrySlab, key: &[u8], record: &Record) -> Stored {
     let value = record.value.as_deref().unwrap_or(&[]);
-    let mut b = Vec::with_capacity(HEADER_BYTES + key.len() + value.len());
-    b.extend_from_slice(&record.version.hlc.to_le_bytes());
-    b.extend_from_slice(&record.expires_at_ms.to_le_bytes());
-    b.extend_from_slice(&record.version.node.to_le_bytes());
-    // Keys are at most `limits::KEY_SIZE_MAX` bytes.
-    b.extend_from_slice(&(key.len() as u32).to_le_bytes());
-    b.push(if record.value.is_none() {
-        FLAG_TOMBSTONE
-    } else {
-        0
-    });
-    b.resize(HEADER_BYTES, 0);
-    b.extend_from_slice(key);
-    b.extend_from_slice(value);
-    b.into_boxed_slice()
+    slab.store(HEADER_BYTES + key.len() + value.len(), |e| {
+        e[0..8].copy_from_slice(&record.version.hlc.to_le_bytes());
+        e[8..16].copy_from_slice(&record.expires_at_ms.to_le_bytes());
+        e[16..20].copy_from_slice(&record.version.node.to_le_bytes());
+        // Keys are at most `limits::KEY_SIZE_MAX` bytes.
+        e[20..24].copy_from_slice(&(key.len() as u32).to_le_bytes());
+        e[24] = if record.value.is_none() {
+            FLAG_TOMBSTONE
+        } else {
+            0
+        };
+        e[25..HEADER_BYTES].fill(0);
+        e[HEADER_BYTES..HEADER_BYTES + key.len()].copy_from_slice(key);
+        e[HEADER_BYTES + key.len()..].copy_from_slice(value);
+    })
 }
 
 fn key_of(entry: &[u8]) -> &[u8] {
@@ -145,6 +152,20 @@ pub struct RowCache {
     max_entry_bytes: usize,
     hits: u64,
     misses: u64,
+    /// Where the entries' bytes live. Declared after `buckets`, so the
+    /// entries are dropped before the chunks holding them are unmapped.
+    slab: EntrySlab,
+}
+
+/// Chunks the slab of a cache of `capacity_bytes` may map: its budget's
+/// worth (at least one), so the entries' memory stays near the budget;
+/// entries past it go to the heap.
+fn slab_chunks_for(capacity_bytes: usize) -> usize {
+    if capacity_bytes == 0 {
+        0
+    } else {
+        (capacity_bytes / CHUNK_BYTES).max(1)
+    }
 }
 
 impl RowCache {
@@ -160,6 +181,7 @@ impl RowCache {
             max_entry_bytes: capacity_bytes / MAX_ENTRY_SHARE,
             hits: 0,
             misses: 0,
+            slab: EntrySlab::new(slab_chunks_for(capacity_bytes)),
         }
     }
 
@@ -288,7 +310,7 @@ impl RowCache {
         }
         self.buckets[i] = Some(Slot {
             hash,
-            entry: encode(key, record),
+            entry: encode(&mut self.slab, key, record),
         });
         self.len += 1;
         self.bytes += charge;
@@ -298,7 +320,11 @@ impl RowCache {
     /// every entry.
     fn grow(&mut self) {
         let size = (self.buckets.len() * 2).max(BUCKETS_INITIAL);
-        let old = std::mem::replace(&mut self.buckets, (0..size).map(|_| None).collect());
+        // The bucket table is the other random read of a hit: on huge pages too.
+        let mut buckets = Vec::with_capacity(size);
+        advise_huge_pages(&buckets);
+        buckets.resize_with(size, || None);
+        let old = std::mem::replace(&mut self.buckets, buckets);
         let mask = size - 1;
         for slot in old.into_iter().flatten() {
             let mut i = slot.hash as usize & mask;
@@ -349,7 +375,8 @@ impl RowCache {
             e[HEADER_BYTES + key.len()..].copy_from_slice(value);
             return;
         }
-        slot.entry = encode(key, record);
+        let old = std::mem::replace(&mut slot.entry, encode(&mut self.slab, key, record));
+        self.slab.release(old);
         slot.entry[24] |= referenced;
         let new_charge = charge_of(&slot.entry);
         self.bytes = self.bytes - old_charge + new_charge;
@@ -379,6 +406,7 @@ impl RowCache {
         };
         self.len -= 1;
         self.bytes -= charge_of(&slot.entry);
+        self.slab.release(slot.entry);
         let mask = self.mask();
         let mut j = i;
         loop {
@@ -403,7 +431,10 @@ impl RowCache {
 
     /// Drops every entry.
     pub fn clear(&mut self) {
+        // The entries first (dropping one frees nothing of the slab), then
+        // the slab with all its chunks.
         self.buckets = Vec::new();
+        self.slab = EntrySlab::new(slab_chunks_for(self.capacity_bytes));
         self.len = 0;
         self.hand = 0;
         self.bytes = 0;
@@ -589,9 +620,11 @@ mod tests {
     proptest! {
         /// Against a model map: whatever is cached is the newest version
         /// written or filled for that key, and the budget always holds.
+        /// Values up to 1500 bytes: entries move between the slab's blocks
+        /// and the heap (over `SLAB_ENTRY_MAX`) as their values change size.
         #[test]
         fn cached_records_are_always_the_newest(
-            ops in proptest::collection::vec((0u8..4, 0u8..24, 1u64..50, 0usize..300), 1..400),
+            ops in proptest::collection::vec((0u8..4, 0u8..24, 1u64..50, 0usize..1500), 1..400),
             budget in 2_000usize..40_000,
         ) {
             let mut c = RowCache::new(budget);
