@@ -14,10 +14,18 @@
 //! class; each class keeps the chunks that have a free block; a chunk whose
 //! last block is freed goes back to a small pool any class can take. The
 //! number of chunks is bounded (`chunks_max`), so the slab never holds more
-//! than its budget: past it, or for a larger entry, [`EntrySlab::alloc`]
-//! says no and the caller allocates on the heap.
+//! than its budget: past it, or for a larger entry, [`EntrySlab::store`] puts
+//! the entry on the heap.
+//!
+//! Not done (memcached's "slab rebalancing"): a chunk goes back to the pool
+//! only when every one of its blocks is free, which random eviction rarely
+//! achieves; so once the bound is reached, a shift in entry sizes sends new
+//! entries of the new sizes to the heap until the cache is cleared.
 //!
 //! Single owner, single thread; blocks are plain bytes (nothing to drop).
+//! [`Stored`] handles point into the chunks, so the slab's owner must give
+//! each one back ([`EntrySlab::release`]) or drop it before the slab is
+//! dropped or reset: the `unsafe` methods say so.
 
 use std::ptr::NonNull;
 
@@ -30,6 +38,7 @@ const BLOCK_ALIGN: usize = 32;
 /// The largest entry a block holds; larger entries live on the heap.
 pub(crate) const SLAB_ENTRY_MAX: usize = 1024;
 
+/// Size classes: class `c` holds blocks of `(c + 1) * BLOCK_ALIGN` bytes.
 const CLASSES: usize = SLAB_ENTRY_MAX / BLOCK_ALIGN;
 
 /// Empty chunks kept for reuse instead of being unmapped: a chunk emptied
@@ -39,6 +48,7 @@ const EMPTY_CHUNKS_KEPT: usize = 2;
 
 /// A 2 MiB-aligned anonymous mapping of [`CHUNK_BYTES`], unmapped on drop.
 struct Region {
+    /// The first byte of the chunk.
     base: NonNull<u8>,
 }
 
@@ -65,9 +75,10 @@ impl Region {
             return None;
         }
         let start = raw as usize;
-        let aligned = start.next_multiple_of(CHUNK_BYTES);
-        let head = aligned - start;
+        let head = start.next_multiple_of(CHUNK_BYTES) - start;
         let tail = span - head - CHUNK_BYTES;
+        // SAFETY: head < CHUNK_BYTES, inside the mapping.
+        let base = unsafe { raw.cast::<u8>().add(head) };
         // SAFETY: both ranges lie inside the mapping just made and outside
         // the aligned chunk kept; nothing refers to them. MADV_HUGEPAGE only
         // changes how the chunk is backed (EINVAL without THP is harmless).
@@ -76,23 +87,19 @@ impl Region {
                 libc::munmap(raw, head);
             }
             if tail > 0 {
-                libc::munmap((aligned + CHUNK_BYTES) as *mut libc::c_void, tail);
+                libc::munmap(base.add(CHUNK_BYTES).cast(), tail);
             }
-            libc::madvise(
-                aligned as *mut libc::c_void,
-                CHUNK_BYTES,
-                libc::MADV_HUGEPAGE,
-            );
+            libc::madvise(base.cast(), CHUNK_BYTES, libc::MADV_HUGEPAGE);
         }
-        NonNull::new(aligned as *mut u8).map(|base| Region { base })
+        NonNull::new(base).map(|base| Region { base })
     }
 }
 
 impl Drop for Region {
     fn drop(&mut self) {
         // SAFETY: the region was mapped by `Region::map` with this size and
-        // is unmapped once; the slab hands out no block of a dropped chunk
-        // (its owner frees or forgets every block first).
+        // is unmapped once; by the slab's contract no `Stored` pointing into
+        // it outlives it (each was released or dropped first).
         unsafe {
             libc::munmap(self.base.as_ptr().cast(), CHUNK_BYTES);
         }
@@ -121,34 +128,64 @@ pub(crate) fn advise_huge_pages<T>(vec: &Vec<T>) {
     }
 }
 
+/// Takes back [`advise_huge_pages`] from `vec`'s allocation, before it is
+/// freed: the allocator reuses the memory for anything, and an unrelated
+/// allocation there would fault a whole huge page on first touch.
+pub(crate) fn advise_normal_pages<T>(vec: &Vec<T>) {
+    let start = vec.as_ptr() as usize;
+    let end = start + vec.capacity() * std::mem::size_of::<T>();
+    let first = start.next_multiple_of(CHUNK_BYTES);
+    let last = end / CHUNK_BYTES * CHUNK_BYTES;
+    if last > first {
+        // SAFETY: as in `advise_huge_pages`.
+        unsafe {
+            libc::madvise(
+                first as *mut libc::c_void,
+                last - first,
+                libc::MADV_NOHUGEPAGE,
+            );
+        }
+    }
+}
+
 /// One chunk, serving blocks of one class.
 struct Chunk {
+    /// The chunk's memory.
     region: Region,
+    /// The size class its blocks are cut for (while it has live blocks).
     class: usize,
     /// Blocks carved so far (the rest of the chunk is untouched).
     carved: u32,
     /// Blocks handed out and not freed.
     live: u32,
-    /// Freed blocks, by index, reused before carving more.
-    free: Vec<u32>,
+    /// Freed blocks, by index (a chunk has at most 65536 blocks of 32
+    /// bytes), reused before carving more.
+    free: Vec<u16>,
     /// Whether the chunk is in its class's list of chunks with room.
     listed: bool,
+    /// A bit per block, set while it is handed out: a second free of the
+    /// same block is caught, not turned into two owners of one block.
+    handed_out: Vec<u64>,
 }
 
 impl Chunk {
+    /// Bytes of each of its blocks.
     fn block_bytes(&self) -> usize {
         class_block_bytes(self.class)
     }
 
+    /// Blocks the chunk holds.
     fn capacity(&self) -> u32 {
         (CHUNK_BYTES / self.block_bytes()) as u32
     }
 
+    /// Whether a block is free or not carved yet.
     fn has_room(&self) -> bool {
         !self.free.is_empty() || self.carved < self.capacity()
     }
 }
 
+/// Bytes of a block of `class`.
 fn class_block_bytes(class: usize) -> usize {
     (class + 1) * BLOCK_ALIGN
 }
@@ -170,6 +207,7 @@ pub(crate) struct EntrySlab {
     vacant: Vec<u32>,
     /// Chunks mapped now (in use or empty).
     mapped: usize,
+    /// The most chunks mapped at once.
     chunks_max: usize,
 }
 
@@ -186,12 +224,12 @@ impl EntrySlab {
         }
     }
 
-    /// A block of at least `len` bytes (uninitialized contents are whatever
-    /// the block last held, or zeros), or `None` when `len` is 0 or over
+    /// A block of at least `len` bytes (its contents are whatever the block
+    /// last held, or zeros), or `None` when `len` is 0 or over
     /// [`SLAB_ENTRY_MAX`], or the slab is at `chunks_max` with no block of
     /// that size free, or the kernel refused a mapping. The block stays valid
     /// until it is given to [`free`](Self::free) or the slab is dropped.
-    pub(crate) fn alloc(&mut self, len: usize) -> Option<(NonNull<u8>, ChunkId)> {
+    fn alloc(&mut self, len: usize) -> Option<(NonNull<u8>, ChunkId)> {
         if len == 0 || len > SLAB_ENTRY_MAX {
             return None;
         }
@@ -202,13 +240,14 @@ impl EntrySlab {
         };
         let chunk = self.chunks.get_mut(id as usize)?.as_mut()?;
         let index = match chunk.free.pop() {
-            Some(index) => index,
+            Some(index) => u32::from(index),
             None => {
                 chunk.carved += 1;
                 chunk.carved - 1
             }
         };
         chunk.live += 1;
+        chunk.handed_out[index as usize / 64] |= 1 << (index % 64);
         if !chunk.has_room() {
             chunk.listed = false;
             self.with_room[class].pop();
@@ -220,16 +259,29 @@ impl EntrySlab {
     }
 
     /// Gives back a block from [`alloc`](Self::alloc) (`block` and `chunk` as
-    /// it returned them). The block must not be used afterwards.
-    pub(crate) fn free(&mut self, block: NonNull<u8>, chunk: ChunkId) {
+    /// it returned them), once. The block must not be used afterwards.
+    /// Panics on a block that is not one of this slab's live blocks' places
+    /// (a caller's bug that would otherwise corrupt the free lists).
+    fn free(&mut self, block: NonNull<u8>, chunk: ChunkId) {
         let id = chunk.0;
         let Some(Some(chunk)) = self.chunks.get_mut(id as usize) else {
-            debug_assert!(false, "a block freed to a chunk that is gone");
-            return;
+            panic!("a block freed to chunk {id}, which is not mapped");
         };
-        let offset = block.as_ptr() as usize - chunk.region.base.as_ptr() as usize;
-        debug_assert!(offset < CHUNK_BYTES && offset % chunk.block_bytes() == 0);
-        chunk.free.push((offset / chunk.block_bytes()) as u32);
+        let offset = (block.as_ptr() as usize)
+            .checked_sub(chunk.region.base.as_ptr() as usize)
+            .filter(|&o| o < CHUNK_BYTES && o % chunk.block_bytes() == 0);
+        let Some(offset) = offset else {
+            panic!("a block freed to chunk {id} that is not one of its blocks");
+        };
+        let index = offset / chunk.block_bytes();
+        let (word, bit) = (index / 64, 1u64 << (index % 64));
+        assert!(
+            chunk.handed_out[word] & bit != 0,
+            "block {index} of chunk {id} freed but not handed out (freed twice?)"
+        );
+        chunk.handed_out[word] &= !bit;
+        // At most CHUNK_BYTES / BLOCK_ALIGN = 65536 blocks: fits in u16.
+        chunk.free.push(index as u16);
         chunk.live -= 1;
         let class = chunk.class;
         if chunk.live == 0 {
@@ -242,8 +294,27 @@ impl EntrySlab {
 
     /// Chunks mapped now.
     #[cfg(test)]
-    pub(crate) fn chunks_mapped(&self) -> usize {
+    fn chunks_mapped(&self) -> usize {
         self.mapped
+    }
+
+    /// Takes back every block at once, keeping the chunks mapped (and their
+    /// huge pages faulted in) for whatever is stored next.
+    ///
+    /// # Safety
+    /// Every [`Stored`] this slab made must have been released or dropped.
+    pub(crate) unsafe fn reset(&mut self) {
+        for list in &mut self.with_room {
+            list.clear();
+        }
+        self.empty.clear();
+        for (id, chunk) in self.chunks.iter_mut().enumerate() {
+            if let Some(chunk) = chunk {
+                chunk.live = 0;
+                chunk.listed = false;
+                self.empty.push(id as u32);
+            }
+        }
     }
 
     /// A chunk for `class`, listed as having room: an empty one kept, else a
@@ -264,6 +335,7 @@ impl EntrySlab {
                     live: 0,
                     free: Vec::new(),
                     listed: false,
+                    handed_out: Vec::new(),
                 };
                 match self.vacant.pop() {
                     Some(id) => {
@@ -283,6 +355,10 @@ impl EntrySlab {
         chunk.carved = 0;
         chunk.free.clear();
         chunk.listed = true;
+        chunk.handed_out.clear();
+        chunk
+            .handed_out
+            .resize((chunk.capacity() as usize).div_ceil(64), 0);
         self.with_room[class].push(id);
         Some(id)
     }
@@ -296,6 +372,7 @@ impl EntrySlab {
         if let Some(Some(chunk)) = self.chunks.get_mut(id as usize) {
             chunk.listed = false;
         }
+        // The pool holds more than EMPTY_CHUNKS_KEPT only after a reset.
         if self.empty.len() < EMPTY_CHUNKS_KEPT {
             self.empty.push(id);
         } else {
@@ -313,12 +390,15 @@ impl EntrySlab {
 /// [`EntrySlab::release`] or dropped before that slab is (dropping one
 /// without releasing it only strands its block until the slab goes).
 pub(crate) struct Stored {
+    /// The first byte: in a chunk of the slab, or of a boxed slice.
     ptr: NonNull<u8>,
+    /// Bytes stored (at most the block's size).
     len: u32,
     /// The chunk of its block, or [`ON_HEAP`]: a leaked `Box<[u8]>` of `len`.
     chunk: u32,
 }
 
+/// The `chunk` of a [`Stored`] on the heap (no chunk has this id).
 const ON_HEAP: u32 = u32::MAX;
 
 impl std::ops::Deref for Stored {
@@ -343,7 +423,9 @@ impl Drop for Stored {
         if self.chunk == ON_HEAP {
             let slice = std::ptr::slice_from_raw_parts_mut(self.ptr.as_ptr(), self.len as usize);
             // SAFETY: made by `Box::into_raw` of a boxed slice of `len` bytes
-            // in `EntrySlab::store`, and dropped only here.
+            // in `EntrySlab::place`, and dropped only here; or `nothing`'s
+            // dangling pointer with `len` 0, which is what an empty boxed
+            // slice holds (its drop deallocates nothing).
             drop(unsafe { Box::from_raw(slice) });
         }
     }
@@ -352,9 +434,64 @@ impl Drop for Stored {
 impl EntrySlab {
     /// `len` bytes written by `fill` (which must write every byte it is
     /// given), in a block of the slab or on the heap.
-    pub(crate) fn store(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> Stored {
+    ///
+    /// # Safety
+    /// The result must be given back with [`release`](Self::release) (to this
+    /// slab) or dropped before this slab is dropped or reset.
+    pub(crate) unsafe fn store(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> Stored {
+        let mut stored = self.place(len);
+        fill(&mut stored);
+        stored
+    }
+
+    /// Stores `len` bytes written by `fill` in place of `stored`'s: in the
+    /// same block when it is of the right size class (an overwrite that
+    /// changes the size a little allocates nothing), else in a new place,
+    /// the old one freed first (so at the chunk bound its block can serve).
+    ///
+    /// # Safety
+    /// `stored` was made by this slab (and the contract of
+    /// [`store`](Self::store) holds for it still).
+    pub(crate) unsafe fn replace(
+        &mut self,
+        stored: &mut Stored,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) {
+        let same_class = stored.chunk != ON_HEAP
+            && len > 0
+            && len <= SLAB_ENTRY_MAX
+            && self.chunks.get(stored.chunk as usize).is_some_and(|c| {
+                c.as_ref()
+                    .is_some_and(|c| c.class == (len - 1) / BLOCK_ALIGN)
+            });
+        if same_class {
+            stored.len = len as u32;
+        } else {
+            let old = std::mem::replace(stored, Stored::nothing());
+            // SAFETY: `old` was made by this slab (the caller's promise).
+            unsafe { self.release(old) };
+            *stored = self.place(len);
+        }
+        fill(stored);
+    }
+
+    /// Frees what [`store`](Self::store) made.
+    ///
+    /// # Safety
+    /// `stored` was made by this slab.
+    pub(crate) unsafe fn release(&mut self, stored: Stored) {
+        if stored.chunk != ON_HEAP {
+            self.free(stored.ptr, ChunkId(stored.chunk));
+        }
+        // A heap entry is freed by its drop; a slab one's drop does nothing.
+    }
+
+    /// A place for `len` bytes (contents not yet written): a block, or a
+    /// zeroed heap allocation.
+    fn place(&mut self, len: usize) -> Stored {
         let len32 = u32::try_from(len).expect("row cache entries are far below 4 GiB");
-        let mut stored = match self.alloc(len) {
+        match self.alloc(len) {
             Some((ptr, chunk)) => Stored {
                 ptr,
                 len: len32,
@@ -370,17 +507,19 @@ impl EntrySlab {
                     chunk: ON_HEAP,
                 }
             }
-        };
-        fill(&mut stored);
-        stored
-    }
-
-    /// Frees what [`store`](Self::store) made.
-    pub(crate) fn release(&mut self, stored: Stored) {
-        if stored.chunk != ON_HEAP {
-            self.free(stored.ptr, ChunkId(stored.chunk));
         }
-        // A heap entry is freed by its drop; a slab one's drop does nothing.
+    }
+}
+
+impl Stored {
+    /// Zero bytes on the heap, allocating nothing (a boxed empty slice's
+    /// pointer is dangling, so its drop frees nothing): a placeholder.
+    fn nothing() -> Stored {
+        Stored {
+            ptr: NonNull::dangling(),
+            len: 0,
+            chunk: ON_HEAP,
+        }
     }
 }
 
@@ -453,6 +592,127 @@ mod tests {
         write(block, &[9; 512]);
         assert_eq!(read(block, 512), vec![9; 512]);
         assert_eq!(slab.chunks_mapped(), EMPTY_CHUNKS_KEPT);
+    }
+
+    /// The bookkeeping's invariants: a chunk is in its own class's list once
+    /// exactly when it has room and live blocks; free and live blocks add up
+    /// to the carved ones; emptied chunks are pooled; vacant ids are the
+    /// unmapped ones; the bound holds.
+    fn check_invariants(slab: &EntrySlab) {
+        let mut mapped = 0;
+        for (id, chunk) in slab.chunks.iter().enumerate() {
+            let id = id as u32;
+            let Some(chunk) = chunk else {
+                assert!(slab.vacant.contains(&id), "unmapped chunk {id} not vacant");
+                continue;
+            };
+            mapped += 1;
+            assert!(!slab.vacant.contains(&id));
+            for (class, list) in slab.with_room.iter().enumerate() {
+                let times = list.iter().filter(|&&c| c == id).count();
+                let expected = usize::from(class == chunk.class && chunk.listed);
+                assert_eq!(times, expected, "chunk {id} in class {class}'s list");
+            }
+            if chunk.live == 0 {
+                assert!(
+                    slab.empty.contains(&id) && !chunk.listed,
+                    "emptied chunk {id}"
+                );
+            } else {
+                assert!(!slab.empty.contains(&id));
+                assert_eq!(chunk.listed, chunk.has_room(), "chunk {id} listed iff room");
+                assert_eq!(
+                    chunk.live as usize + chunk.free.len(),
+                    chunk.carved as usize
+                );
+                let free: std::collections::HashSet<_> = chunk.free.iter().collect();
+                assert_eq!(free.len(), chunk.free.len(), "a block free twice");
+                assert!(chunk.free.iter().all(|&i| u32::from(i) < chunk.carved));
+                assert!(chunk.carved <= chunk.capacity());
+            }
+        }
+        assert_eq!(mapped, slab.mapped);
+        assert!(slab.mapped <= slab.chunks_max);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+        /// Runs of allocations and frees that fill chunks to the last block
+        /// and empty them, over four classes and bounds of 0 to 4 chunks:
+        /// the invariants hold after every run, no block is handed out
+        /// twice, and every live block keeps its bytes.
+        #[test]
+        fn bookkeeping_holds_as_chunks_fill_and_empty(
+            runs in proptest::collection::vec((any::<bool>(), 0usize..4, 1usize..5000, any::<u64>()), 1..40),
+            chunks_max in 0usize..5,
+        ) {
+            let sizes = [1024usize, 993, 700, 64];
+            let mut slab = EntrySlab::new(chunks_max);
+            let mut live: Vec<(NonNull<u8>, ChunkId, usize, u8)> = Vec::new();
+            let mut handed = std::collections::HashSet::new();
+            let mut n = 0usize;
+            for (allocate, class, count, mut seed) in runs {
+                if allocate {
+                    for _ in 0..count {
+                        n += 1;
+                        let len = sizes[class];
+                        if let Some((block, chunk)) = slab.alloc(len) {
+                            prop_assert!(handed.insert(block.as_ptr() as usize), "handed out twice");
+                            let byte = (n % 251) as u8;
+                            write(block, &vec![byte; len]);
+                            live.push((block, chunk, len, byte));
+                        }
+                    }
+                } else {
+                    for _ in 0..count.min(live.len()) {
+                        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        let (block, chunk, len, byte) = live.swap_remove((seed >> 33) as usize % live.len());
+                        prop_assert_eq!(read(block, len), vec![byte; len]);
+                        handed.remove(&(block.as_ptr() as usize));
+                        slab.free(block, chunk);
+                    }
+                }
+                check_invariants(&slab);
+            }
+        }
+    }
+
+    #[test]
+    fn a_block_freed_twice_is_refused_not_reused() {
+        let mut slab = EntrySlab::new(1);
+        let (block, chunk) = slab.alloc(100).expect("room");
+        let _other = slab.alloc(100).expect("room");
+        slab.free(block, chunk);
+        let again =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| slab.free(block, chunk)));
+        assert!(again.is_err(), "a second free of the same block must panic");
+    }
+
+    #[test]
+    fn replace_keeps_the_block_within_its_class_and_moves_across() {
+        let mut slab = EntrySlab::new(2);
+        // SAFETY: every Stored is released or dropped before the slab.
+        unsafe {
+            let mut s = slab.store(100, |e| e.fill(1));
+            let block = s.as_ptr();
+            slab.replace(&mut s, 120, |e| e.fill(2));
+            assert_eq!(
+                (s.as_ptr(), &s[..]),
+                (block, &[2u8; 120][..]),
+                "same 128-byte class"
+            );
+            slab.replace(&mut s, 2000, |e| e.fill(3));
+            assert_eq!(&s[..], &[3u8; 2000][..], "over SLAB_ENTRY_MAX: on the heap");
+            slab.replace(&mut s, 40, |e| e.fill(4));
+            assert_eq!(&s[..], &[4u8; 40][..], "back in a block");
+            slab.release(s);
+            slab.reset();
+            assert_eq!(slab.chunks_mapped(), 1, "a reset keeps the chunks mapped");
+            let t = slab.store(40, |e| e.fill(5));
+            assert_eq!(&t[..], &[5u8; 40][..]);
+            slab.release(t);
+        }
     }
 
     proptest! {

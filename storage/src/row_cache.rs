@@ -38,7 +38,7 @@
 //! case of fragmentation is twice the budget.
 
 use crate::cache::CacheStats;
-use crate::entry_slab::{advise_huge_pages, EntrySlab, Stored, CHUNK_BYTES};
+use crate::entry_slab::{advise_huge_pages, advise_normal_pages, EntrySlab, Stored, CHUNK_BYTES};
 use crate::le::{u32_at, u64_at};
 use crate::prefetch::prefetch_line;
 use crate::types::{Record, RecordRef, Version};
@@ -80,23 +80,33 @@ struct Slot {
 }
 
 /// The entry of `key` and `record` (header, key, value), stored in `slab`.
-fn encode(slab: &mut EntrySlab, key: &[u8], record: &Record) -> Stored {
+///
+/// # Safety
+/// As for [`EntrySlab::store`]: the entry is released to `slab` or dropped
+/// before `slab` is dropped or reset.
+unsafe fn encode(slab: &mut EntrySlab, key: &[u8], record: &Record) -> Stored {
+    let len = HEADER_BYTES + key.len() + record.value.as_deref().map_or(0, <[u8]>::len);
+    // SAFETY: passed on to the caller.
+    unsafe { slab.store(len, |e| write_entry(e, key, record)) }
+}
+
+/// Writes the entry of `key` and `record` into `e` (exactly its size).
+fn write_entry(e: &mut [u8], key: &[u8], record: &Record) {
     let value = record.value.as_deref().unwrap_or(&[]);
-    slab.store(HEADER_BYTES + key.len() + value.len(), |e| {
-        e[0..8].copy_from_slice(&record.version.hlc.to_le_bytes());
-        e[8..16].copy_from_slice(&record.expires_at_ms.to_le_bytes());
-        e[16..20].copy_from_slice(&record.version.node.to_le_bytes());
-        // Keys are at most `limits::KEY_SIZE_MAX` bytes.
-        e[20..24].copy_from_slice(&(key.len() as u32).to_le_bytes());
-        e[24] = if record.value.is_none() {
-            FLAG_TOMBSTONE
-        } else {
-            0
-        };
-        e[25..HEADER_BYTES].fill(0);
-        e[HEADER_BYTES..HEADER_BYTES + key.len()].copy_from_slice(key);
-        e[HEADER_BYTES + key.len()..].copy_from_slice(value);
-    })
+    e[0..8].copy_from_slice(&record.version.hlc.to_le_bytes());
+    e[8..16].copy_from_slice(&record.expires_at_ms.to_le_bytes());
+    e[16..20].copy_from_slice(&record.version.node.to_le_bytes());
+    // Keys are at most `limits::KEY_SIZE_MAX` bytes.
+    e[20..24].copy_from_slice(&(key.len() as u32).to_le_bytes());
+    e[24] = if record.value.is_none() {
+        FLAG_TOMBSTONE
+    } else {
+        0
+    };
+    // A reused block holds old bytes: the padding is written too.
+    e[25..HEADER_BYTES].fill(0);
+    e[HEADER_BYTES..HEADER_BYTES + key.len()].copy_from_slice(key);
+    e[HEADER_BYTES + key.len()..].copy_from_slice(value);
 }
 
 fn key_of(entry: &[u8]) -> &[u8] {
@@ -158,14 +168,19 @@ pub struct RowCache {
 }
 
 /// Chunks the slab of a cache of `capacity_bytes` may map: its budget's
-/// worth (at least one), so the entries' memory stays near the budget;
-/// entries past it go to the heap.
+/// worth (none below one chunk: a 2 MiB huge page for a smaller budget
+/// would be most of its memory), so the entries' memory stays near the
+/// budget; entries past it go to the heap.
 fn slab_chunks_for(capacity_bytes: usize) -> usize {
-    if capacity_bytes == 0 {
-        0
-    } else {
-        (capacity_bytes / CHUNK_BYTES).max(1)
-    }
+    capacity_bytes / CHUNK_BYTES
+}
+
+/// Frees a bucket table, first taking back its huge-page advice: the
+/// allocator reuses the memory for anything, and an unrelated allocation
+/// there would fault a whole 2 MiB page on first touch.
+fn free_buckets(buckets: Vec<Option<Slot>>) {
+    advise_normal_pages(&buckets);
+    drop(buckets);
 }
 
 impl RowCache {
@@ -308,10 +323,10 @@ impl RowCache {
         while self.buckets[i].is_some() {
             i = (i + 1) & mask;
         }
-        self.buckets[i] = Some(Slot {
-            hash,
-            entry: encode(&mut self.slab, key, record),
-        });
+        // SAFETY: every entry is released to the slab or dropped before it
+        // (`remove_at`, `raise`, `clear`, and the field order on drop).
+        let entry = unsafe { encode(&mut self.slab, key, record) };
+        self.buckets[i] = Some(Slot { hash, entry });
         self.len += 1;
         self.bytes += charge;
     }
@@ -324,15 +339,16 @@ impl RowCache {
         let mut buckets = Vec::with_capacity(size);
         advise_huge_pages(&buckets);
         buckets.resize_with(size, || None);
-        let old = std::mem::replace(&mut self.buckets, buckets);
+        let mut old = std::mem::replace(&mut self.buckets, buckets);
         let mask = size - 1;
-        for slot in old.into_iter().flatten() {
+        for slot in old.drain(..).flatten() {
             let mut i = slot.hash as usize & mask;
             while self.buckets[i].is_some() {
                 i = (i + 1) & mask;
             }
             self.buckets[i] = Some(slot);
         }
+        free_buckets(old);
         self.hand = 0;
     }
 
@@ -375,8 +391,14 @@ impl RowCache {
             e[HEADER_BYTES + key.len()..].copy_from_slice(value);
             return;
         }
-        let old = std::mem::replace(&mut slot.entry, encode(&mut self.slab, key, record));
-        self.slab.release(old);
+        // SAFETY: the entry was made by this slab (see `fill`).
+        unsafe {
+            self.slab.replace(
+                &mut slot.entry,
+                HEADER_BYTES + key.len() + value.len(),
+                |e| write_entry(e, key, record),
+            );
+        }
         slot.entry[24] |= referenced;
         let new_charge = charge_of(&slot.entry);
         self.bytes = self.bytes - old_charge + new_charge;
@@ -406,7 +428,8 @@ impl RowCache {
         };
         self.len -= 1;
         self.bytes -= charge_of(&slot.entry);
-        self.slab.release(slot.entry);
+        // SAFETY: the entry was made by this slab (see `fill`).
+        unsafe { self.slab.release(slot.entry) };
         let mask = self.mask();
         let mut j = i;
         loop {
@@ -432,9 +455,11 @@ impl RowCache {
     /// Drops every entry.
     pub fn clear(&mut self) {
         // The entries first (dropping one frees nothing of the slab), then
-        // the slab with all its chunks.
-        self.buckets = Vec::new();
-        self.slab = EntrySlab::new(slab_chunks_for(self.capacity_bytes));
+        // the slab's blocks, all at once: its chunks stay mapped, their huge
+        // pages faulted in, for the refill.
+        free_buckets(std::mem::take(&mut self.buckets));
+        // SAFETY: every entry was just dropped.
+        unsafe { self.slab.reset() };
         self.len = 0;
         self.hand = 0;
         self.bytes = 0;
@@ -482,6 +507,13 @@ impl RowCache {
             bytes: self.bytes as u64,
             capacity_bytes: self.capacity_bytes as u64,
         }
+    }
+}
+
+impl Drop for RowCache {
+    fn drop(&mut self) {
+        // The entries drop with `buckets`, before `slab` (field order).
+        advise_normal_pages(&self.buckets);
     }
 }
 
@@ -625,7 +657,8 @@ mod tests {
         #[test]
         fn cached_records_are_always_the_newest(
             ops in proptest::collection::vec((0u8..4, 0u8..24, 1u64..50, 0usize..1500), 1..400),
-            budget in 2_000usize..40_000,
+            // Small budgets evict; 4 MiB ones put entries in the slab.
+            budget in prop_oneof![2_000usize..40_000, Just(4 << 20)],
         ) {
             let mut c = RowCache::new(budget);
             c.max_entry_bytes = budget;
