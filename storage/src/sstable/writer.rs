@@ -29,6 +29,15 @@ use std::rc::Rc;
 /// Staged writes a table writer keeps in flight before it waits for the oldest.
 pub const TABLE_WRITES_IN_FLIGHT: usize = 4;
 
+/// The file is allocated on disk this far ahead of its writes (`fallocate`,
+/// which also moves its size), so each write lands inside the file on
+/// allocated blocks: on ext4 a write that extends a file or allocates blocks
+/// cannot be issued without blocking, so io_uring hands it to a worker
+/// thread, which runs on the shard's core (2.7 % of it under sustained SETs,
+/// and the shard waited up to 3 ms behind one). The file is cut to its real
+/// size before it is synced.
+const PREALLOCATE_STEP: u64 = 16 << 20;
+
 /// Writes one SSTable. Keys must be added in strictly increasing order.
 pub struct TableWriter {
     file: Rc<DirectFile>,
@@ -42,6 +51,9 @@ pub struct TableWriter {
     /// Encoded blocks not yet written; starts at file offset `written`.
     staged: Vec<u8>,
     written: u64,
+    /// Bytes allocated on disk so far (the file's size until `finish`);
+    /// `None` once the filesystem refused an allocation (no more tries).
+    preallocated: Option<u64>,
     index: Index,
     hashes: Vec<u64>,
     props: Properties,
@@ -64,6 +76,7 @@ impl TableWriter {
             block: BlockBuilder::new(),
             staged: Vec::with_capacity(TABLE_WRITE_SIZE + BLOCK_SIZE),
             written: 0,
+            preallocated: Some(0),
             index: Index::new(),
             hashes: Vec::new(),
             props: Properties::default(),
@@ -138,6 +151,16 @@ impl TableWriter {
             self.staged.len() % BLOCK_SIZE == 0,
             "staged bytes are whole pages"
         );
+        let end = self.written + self.staged.len() as u64;
+        if let Some(allocated) = self.preallocated.filter(|&a| end > a) {
+            let target = end.next_multiple_of(PREALLOCATE_STEP).max(allocated);
+            // An optimization only: a filesystem without fallocate takes
+            // the writes as they come.
+            self.preallocated = match self.file.preallocate(target, false).await {
+                Ok(()) => Some(target),
+                Err(_) => None,
+            };
+        }
         for piece in self.staged.chunks(TABLE_WRITE_SIZE) {
             let mut buf = self.file.alloc(piece.len());
             buf.as_bytes_mut()[..piece.len()].copy_from_slice(piece);
@@ -212,6 +235,9 @@ impl TableWriter {
         self.staged = staged;
         self.write_staged().await?;
         self.drain_writes().await?;
+        if self.preallocated.is_some_and(|a| a > self.written) {
+            self.file.truncate(self.written).await?;
+        }
         self.file.sync().await?;
         let size = self.written;
         let TableWriter {
