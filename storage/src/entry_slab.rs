@@ -111,39 +111,28 @@ impl Drop for Region {
 /// about to be filled: pages already touched keep their size until the
 /// kernel merges them; without THP it does nothing. Changes no contents.
 pub(crate) fn advise_huge_pages<T>(vec: &Vec<T>) {
-    let start = vec.as_ptr() as usize;
-    let end = start + vec.capacity() * std::mem::size_of::<T>();
-    let first = start.next_multiple_of(CHUNK_BYTES);
-    let last = end / CHUNK_BYTES * CHUNK_BYTES;
-    if last > first {
-        // SAFETY: the range is page aligned and inside `vec`'s allocation;
-        // MADV_HUGEPAGE changes how it is backed, not what it holds.
-        unsafe {
-            libc::madvise(
-                first as *mut libc::c_void,
-                last - first,
-                libc::MADV_HUGEPAGE,
-            );
-        }
-    }
+    advise_whole_huge_pages(vec, libc::MADV_HUGEPAGE);
 }
 
 /// Takes back [`advise_huge_pages`] from `vec`'s allocation, before it is
 /// freed: the allocator reuses the memory for anything, and an unrelated
 /// allocation there would fault a whole huge page on first touch.
 pub(crate) fn advise_normal_pages<T>(vec: &Vec<T>) {
+    advise_whole_huge_pages(vec, libc::MADV_NOHUGEPAGE);
+}
+
+/// `madvise(advice)` over the whole 2 MiB pages inside `vec`'s allocation.
+fn advise_whole_huge_pages<T>(vec: &Vec<T>, advice: libc::c_int) {
     let start = vec.as_ptr() as usize;
     let end = start + vec.capacity() * std::mem::size_of::<T>();
     let first = start.next_multiple_of(CHUNK_BYTES);
     let last = end / CHUNK_BYTES * CHUNK_BYTES;
     if last > first {
-        // SAFETY: as in `advise_huge_pages`.
+        // SAFETY: the range is page aligned and inside `vec`'s allocation;
+        // the advice changes how it is backed, not what it holds (failure,
+        // EINVAL without THP, is harmless).
         unsafe {
-            libc::madvise(
-                first as *mut libc::c_void,
-                last - first,
-                libc::MADV_NOHUGEPAGE,
-            );
+            libc::madvise(first as *mut libc::c_void, last - first, advice);
         }
     }
 }
