@@ -174,6 +174,14 @@ impl Chunk {
     }
 }
 
+/// The size class of a block for `len` bytes, or `None` when no block
+/// serves that size (0, or over [`SLAB_ENTRY_MAX`]).
+fn class_for(len: usize) -> Option<usize> {
+    (1..=SLAB_ENTRY_MAX)
+        .contains(&len)
+        .then(|| (len - 1) / BLOCK_ALIGN)
+}
+
 /// Bytes of a block of `class`.
 fn class_block_bytes(class: usize) -> usize {
     (class + 1) * BLOCK_ALIGN
@@ -219,10 +227,7 @@ impl EntrySlab {
     /// that size free, or the kernel refused a mapping. The block stays valid
     /// until it is given to [`free`](Self::free) or the slab is dropped.
     fn alloc(&mut self, len: usize) -> Option<(NonNull<u8>, ChunkId)> {
-        if len == 0 || len > SLAB_ENTRY_MAX {
-            return None;
-        }
-        let class = (len - 1) / BLOCK_ALIGN;
+        let class = class_for(len)?;
         let id = match self.with_room[class].last() {
             Some(&id) => id,
             None => self.take_chunk(class)?,
@@ -434,9 +439,10 @@ impl EntrySlab {
     }
 
     /// Stores `len` bytes written by `fill` in place of `stored`'s: in the
-    /// same block when it is of the right size class (an overwrite that
-    /// changes the size a little allocates nothing), else in a new place,
-    /// the old one freed first (so at the chunk bound its block can serve).
+    /// same place when it fits (a block of the right size class, or a heap
+    /// entry of exactly `len` bytes: an overwrite of the same or a slightly
+    /// different size allocates nothing), else in a new place, the old one
+    /// freed first (so at the chunk bound its block can serve).
     ///
     /// # Safety
     /// `stored` was made by this slab (and the contract of
@@ -447,14 +453,16 @@ impl EntrySlab {
         len: usize,
         fill: impl FnOnce(&mut [u8]),
     ) {
-        let same_class = stored.chunk != ON_HEAP
-            && len > 0
-            && len <= SLAB_ENTRY_MAX
-            && self.chunks.get(stored.chunk as usize).is_some_and(|c| {
-                c.as_ref()
-                    .is_some_and(|c| c.class == (len - 1) / BLOCK_ALIGN)
-            });
-        if same_class {
+        let fits = if stored.chunk == ON_HEAP {
+            stored.len as usize == len
+        } else {
+            let class = self
+                .chunks
+                .get(stored.chunk as usize)
+                .and_then(|c| c.as_ref().map(|c| c.class));
+            class.is_some() && class == class_for(len)
+        };
+        if fits {
             stored.len = len as u32;
         } else {
             let old = std::mem::replace(stored, Stored::nothing());

@@ -376,28 +376,14 @@ impl RowCache {
             return;
         }
         let old_charge = charge_of(&slot.entry);
-        let value = record.value.as_deref().unwrap_or(&[]);
+        let value_len = record.value.as_deref().map_or(0, <[u8]>::len);
         let referenced = slot.entry[24] & FLAG_REFERENCED;
-        if slot.entry.len() == HEADER_BYTES + key.len() + value.len() {
-            let e = &mut slot.entry;
-            e[0..8].copy_from_slice(&record.version.hlc.to_le_bytes());
-            e[8..16].copy_from_slice(&record.expires_at_ms.to_le_bytes());
-            e[16..20].copy_from_slice(&record.version.node.to_le_bytes());
-            e[24] = if record.value.is_none() {
-                FLAG_TOMBSTONE
-            } else {
-                0
-            } | referenced;
-            e[HEADER_BYTES + key.len()..].copy_from_slice(value);
-            return;
-        }
         // SAFETY: the entry was made by this slab (see `fill`).
         unsafe {
-            self.slab.replace(
-                &mut slot.entry,
-                HEADER_BYTES + key.len() + value.len(),
-                |e| write_entry(e, key, record),
-            );
+            self.slab
+                .replace(&mut slot.entry, HEADER_BYTES + key.len() + value_len, |e| {
+                    write_entry(e, key, record)
+                });
         }
         slot.entry[24] |= referenced;
         let new_charge = charge_of(&slot.entry);

@@ -152,8 +152,8 @@ impl TableWriter {
             "staged bytes are whole pages"
         );
         let end = self.written + self.staged.len() as u64;
-        if let Some(allocated) = self.preallocated.filter(|&a| end > a) {
-            let target = end.next_multiple_of(PREALLOCATE_STEP).max(allocated);
+        if self.preallocated.is_some_and(|allocated| end > allocated) {
+            let target = end.next_multiple_of(PREALLOCATE_STEP);
             // An optimization only: a filesystem without fallocate takes
             // the writes as they come.
             self.preallocated = match self.file.preallocate(target, false).await {
