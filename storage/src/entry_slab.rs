@@ -6,8 +6,9 @@
 //! read is a TLB miss as well as a cache miss, and in a VM each page walk is
 //! two-dimensional. Entries allocated one by one from the global allocator
 //! sit on 4 KiB pages; from these chunks they sit on 2 MiB pages, which the
-//! TLB covers. (Measured in perf/RESULTS.md, "Memory, not code": GET P16
-//! about +5 % with the entries on huge pages, +6 % with the bucket table too.)
+//! TLB covers (see [`crate::huge_pages`]; measured in perf/RESULTS.md,
+//! "Memory, not code": GET P16 about +5 % with the entries on huge pages,
+//! +6 % with the bucket table too).
 //!
 //! The design is memcached's slab allocator, reduced: a block size per class
 //! (a multiple of [`BLOCK_ALIGN`] up to [`SLAB_ENTRY_MAX`]); a chunk serves one
@@ -27,10 +28,11 @@
 //! each one back ([`EntrySlab::release`]) or drop it before the slab is
 //! dropped or reset: the `unsafe` methods say so.
 
+use crate::huge_pages::{HugeRegion, HUGE_PAGE_BYTES};
 use std::ptr::NonNull;
 
-/// Bytes of one chunk: one transparent huge page on x86_64 and aarch64.
-pub(crate) const CHUNK_BYTES: usize = 2 << 20;
+/// Bytes of one chunk: one huge page.
+pub(crate) const CHUNK_BYTES: usize = HUGE_PAGE_BYTES;
 
 /// Block sizes are multiples of this many bytes (and blocks are aligned to it).
 const BLOCK_ALIGN: usize = 32;
@@ -46,101 +48,10 @@ const CLASSES: usize = SLAB_ENTRY_MAX / BLOCK_ALIGN;
 /// fault (the kernel zeroes 2 MiB) each time.
 const EMPTY_CHUNKS_KEPT: usize = 2;
 
-/// A 2 MiB-aligned anonymous mapping of [`CHUNK_BYTES`], unmapped on drop.
-struct Region {
-    /// The first byte of the chunk.
-    base: NonNull<u8>,
-}
-
-impl Region {
-    /// Maps a fresh region and asks for huge pages; `None` if the kernel
-    /// refuses the mapping.
-    fn map() -> Option<Region> {
-        // Twice the size, then the unaligned head and tail are unmapped:
-        // mmap itself only promises 4 KiB alignment.
-        let span = 2 * CHUNK_BYTES;
-        // SAFETY: a new private anonymous mapping; no existing memory is
-        // touched. The result is checked against MAP_FAILED.
-        let raw = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                span,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if raw == libc::MAP_FAILED {
-            return None;
-        }
-        let start = raw as usize;
-        let head = start.next_multiple_of(CHUNK_BYTES) - start;
-        let tail = span - head - CHUNK_BYTES;
-        // SAFETY: head < CHUNK_BYTES, inside the mapping.
-        let base = unsafe { raw.cast::<u8>().add(head) };
-        // SAFETY: both ranges lie inside the mapping just made and outside
-        // the aligned chunk kept; nothing refers to them. MADV_HUGEPAGE only
-        // changes how the chunk is backed (EINVAL without THP is harmless).
-        unsafe {
-            if head > 0 {
-                libc::munmap(raw, head);
-            }
-            if tail > 0 {
-                libc::munmap(base.add(CHUNK_BYTES).cast(), tail);
-            }
-            libc::madvise(base.cast(), CHUNK_BYTES, libc::MADV_HUGEPAGE);
-        }
-        NonNull::new(base).map(|base| Region { base })
-    }
-}
-
-impl Drop for Region {
-    fn drop(&mut self) {
-        // SAFETY: the region was mapped by `Region::map` with this size and
-        // is unmapped once; by the slab's contract no `Stored` pointing into
-        // it outlives it (each was released or dropped first).
-        unsafe {
-            libc::munmap(self.base.as_ptr().cast(), CHUNK_BYTES);
-        }
-    }
-}
-
-/// Asks the kernel to back the whole 2 MiB pages inside `vec`'s allocation
-/// (its capacity) with transparent huge pages. A hint for a large table
-/// about to be filled: pages already touched keep their size until the
-/// kernel merges them; without THP it does nothing. Changes no contents.
-pub(crate) fn advise_huge_pages<T>(vec: &Vec<T>) {
-    advise_whole_huge_pages(vec, libc::MADV_HUGEPAGE);
-}
-
-/// Takes back [`advise_huge_pages`] from `vec`'s allocation, before it is
-/// freed: the allocator reuses the memory for anything, and an unrelated
-/// allocation there would fault a whole huge page on first touch.
-pub(crate) fn advise_normal_pages<T>(vec: &Vec<T>) {
-    advise_whole_huge_pages(vec, libc::MADV_NOHUGEPAGE);
-}
-
-/// `madvise(advice)` over the whole 2 MiB pages inside `vec`'s allocation.
-fn advise_whole_huge_pages<T>(vec: &Vec<T>, advice: libc::c_int) {
-    let start = vec.as_ptr() as usize;
-    let end = start + vec.capacity() * std::mem::size_of::<T>();
-    let first = start.next_multiple_of(CHUNK_BYTES);
-    let last = end / CHUNK_BYTES * CHUNK_BYTES;
-    if last > first {
-        // SAFETY: the range is page aligned and inside `vec`'s allocation;
-        // the advice changes how it is backed, not what it holds (failure,
-        // EINVAL without THP, is harmless).
-        unsafe {
-            libc::madvise(first as *mut libc::c_void, last - first, advice);
-        }
-    }
-}
-
 /// One chunk, serving blocks of one class.
 struct Chunk {
     /// The chunk's memory.
-    region: Region,
+    region: HugeRegion,
     /// The size class its blocks are cut for (while it has live blocks).
     class: usize,
     /// Blocks carved so far (the rest of the chunk is untouched).
@@ -248,7 +159,7 @@ impl EntrySlab {
         }
         let offset = index as usize * chunk.block_bytes();
         // SAFETY: index < capacity, so the block lies inside the chunk.
-        let block = unsafe { chunk.region.base.add(offset) };
+        let block = unsafe { chunk.region.base().add(offset) };
         Some((block, ChunkId(id)))
     }
 
@@ -262,7 +173,7 @@ impl EntrySlab {
             panic!("a block freed to chunk {id}, which is not mapped");
         };
         let offset = (block.as_ptr() as usize)
-            .checked_sub(chunk.region.base.as_ptr() as usize)
+            .checked_sub(chunk.region.base().as_ptr() as usize)
             .filter(|&o| o < CHUNK_BYTES && o % chunk.block_bytes() == 0);
         let Some(offset) = offset else {
             panic!("a block freed to chunk {id} that is not one of its blocks");
@@ -320,7 +231,7 @@ impl EntrySlab {
                 if self.mapped >= self.chunks_max {
                     return None;
                 }
-                let region = Region::map()?;
+                let region = HugeRegion::map()?;
                 self.mapped += 1;
                 let chunk = Chunk {
                     region,

@@ -15,6 +15,7 @@ pub mod compaction;
 pub mod engine;
 mod entry_slab;
 pub mod error;
+mod huge_pages;
 pub mod io;
 pub mod key_index;
 mod le;

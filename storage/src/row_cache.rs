@@ -38,7 +38,8 @@
 //! case of fragmentation is twice the budget.
 
 use crate::cache::CacheStats;
-use crate::entry_slab::{advise_huge_pages, advise_normal_pages, EntrySlab, Stored, CHUNK_BYTES};
+use crate::entry_slab::{EntrySlab, Stored, CHUNK_BYTES};
+use crate::huge_pages::{advise_huge_pages, advise_normal_pages};
 use crate::le::{u32_at, u64_at};
 use crate::prefetch::prefetch_line;
 use crate::types::{Record, RecordRef, Version};

@@ -140,6 +140,20 @@ impl<'a> From<&'a Record> for RecordRef<'a> {
 }
 
 impl RecordRef<'_> {
+    /// Whether this record is a tombstone.
+    pub fn is_tombstone(&self) -> bool {
+        self.value.is_none()
+    }
+
+    /// An owned copy (the value copied).
+    pub fn to_record(&self) -> Record {
+        Record {
+            version: self.version,
+            expires_at_ms: self.expires_at_ms,
+            value: self.value.map(<[u8]>::to_vec),
+        }
+    }
+
     /// Whether this record reads as absent at `now_ms`: a tombstone, or a
     /// value whose expiry has passed. The one place that rule is written.
     pub fn is_dead_at(&self, now_ms: u64) -> bool {

@@ -63,7 +63,7 @@ impl Engine {
                 .borrow()
                 .len()
                 .max(Memtable::presize_keys(inner.options.memtable_size));
-            let next = Memtable::with_capacity(keys_expected);
+            let next = Memtable::with_capacity(keys_expected, inner.memtable_chunks.clone());
             let old = std::mem::replace(&mut state.active, Rc::new(RefCell::new(next)));
             state.active_since_wal = inner.wal.appended_bytes() as i128;
             // Readable (as frozen) from this moment on; flushable once its

@@ -220,7 +220,7 @@ mod tests {
                 Some(val) => Record::put(version, val.as_bytes().to_vec(), 0),
                 None => Record::tombstone(version),
             };
-            m.insert(k.as_bytes(), r);
+            m.insert(k.as_bytes(), &r);
         }
         Rc::new(RefCell::new(m))
     }
@@ -237,7 +237,7 @@ mod tests {
         for i in 0..200u64 {
             big.insert(
                 format!("e{i:03}").as_bytes(),
-                Record::put(Version { hlc: 1, node: 0 }, vec![], 0),
+                &Record::put(Version { hlc: 1, node: 0 }, vec![], 0),
             );
         }
         let sources = vec![

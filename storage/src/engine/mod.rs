@@ -62,7 +62,7 @@ use crate::error::{Error, Result};
 use crate::io;
 use crate::limits::{BATCH_ENTRIES_MAX, BATCH_SIZE_MAX};
 use crate::manifest::Manifest;
-use crate::memtable::Memtable;
+use crate::memtable::{ChunkPool, Memtable};
 use crate::row_cache::RowCache;
 use crate::sstable::{table_file_name, Table};
 use crate::types::{Entry, FileId, Record, RecordRef, Version};
@@ -103,6 +103,9 @@ struct Inner {
     /// Current records of recently read keys; every accepted write passes
     /// through it (see `row_cache` for the invariant).
     rows: RefCell<RowCache>,
+    /// Memory for the entries of every memtable this engine makes: a
+    /// flushed memtable's chunks go back here for the next ones.
+    memtable_chunks: ChunkPool,
     wal: Wal,
     manifest: AsyncLock<Manifest>,
     /// Held by whoever runs compactions (the background task or `compact`).
@@ -193,6 +196,14 @@ impl Engine {
         io::set_background_queue(options.background_shares);
         let (manifest, manifest_state) = Manifest::open(dir).await?;
         let listed: HashSet<FileId> = manifest_state.tables.iter().map(|t| t.id).collect();
+        // Kept for every memtable that may be alive at once (the active one
+        // and those waiting for their flush): past the first few, no
+        // memtable faults fresh memory in (a huge page's first touch is
+        // a stall of milliseconds in the request path).
+        let memtable_chunks = ChunkPool::for_budget(
+            options.memtable_size,
+            options.memtable_size * (FROZEN_MEMTABLES_MAX + 1),
+        );
         let opened = async {
             let cache = Rc::new(BlockCache::new(options.block_cache_size));
             let mut levels: Vec<Vec<Rc<Table>>> = vec![Vec::new(); LEVEL_COUNT];
@@ -227,8 +238,10 @@ impl Engine {
             // L0 is searched newest first: keep it in flush (= id) order.
             levels[0].sort_by_key(|t| t.meta().id);
 
-            let mut memtable =
-                Memtable::with_capacity(Memtable::presize_keys(options.memtable_size));
+            let mut memtable = Memtable::with_capacity(
+                Memtable::presize_keys(options.memtable_size),
+                memtable_chunks.clone(),
+            );
             let wal_options = WalOptions {
                 segment_size: options.wal_segment_size,
                 durability: options.durability,
@@ -239,7 +252,7 @@ impl Engine {
                 manifest_state.wal_retired_through,
                 |_lsn, entries| {
                     for (key, record) in entries {
-                        memtable.insert(&key, record);
+                        memtable.insert(&key, &record);
                     }
                     Ok(())
                 },
@@ -265,6 +278,7 @@ impl Engine {
                 options,
                 cache,
                 rows,
+                memtable_chunks,
                 wal,
                 manifest: AsyncLock::new(manifest),
                 compaction_slot: AsyncLock::new(()),
@@ -400,7 +414,7 @@ impl Engine {
         let mut rows = inner.rows.borrow_mut();
         for (key, record) in entries {
             rows.observe_write(key.as_ref(), &record);
-            active.insert(key.as_ref(), record);
+            active.insert(key.as_ref(), &record);
         }
         drop(rows);
         drop(active);

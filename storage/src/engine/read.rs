@@ -4,7 +4,7 @@ use super::merge::{MergeIter, Source};
 use super::{Engine, ScanRange, State};
 use crate::error::Result;
 use crate::sstable::Table;
-use crate::types::{Entry, Record};
+use crate::types::{Entry, Record, RecordRef};
 use std::rc::Rc;
 
 /// The highest-version record of `key` across every source: from the row
@@ -32,10 +32,10 @@ pub(super) async fn get_record(engine: &Engine, key: &[u8]) -> Result<Option<Rec
 
 /// Raises `best` to the newest record of `key` in the memtables.
 fn newest_of_memtables(state: &State, key: &[u8], best: &mut Option<Record>) {
-    let mut consider = |r: Option<&Record>| {
+    let mut consider = |r: Option<RecordRef<'_>>| {
         if let Some(r) = r {
             if best.as_ref().is_none_or(|b| r.version > b.version) {
-                *best = Some(r.clone());
+                *best = Some(r.to_record());
             }
         }
     };

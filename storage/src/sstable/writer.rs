@@ -19,7 +19,7 @@ use super::{TableOptions, TABLE_BLOCK_SIZE_MAX, TABLE_WRITE_SIZE};
 use crate::error::Result;
 use crate::io::{self, align_up, BackgroundTask, DirectFile};
 use crate::limits::BLOCK_SIZE;
-use crate::types::{FileId, Record, TableMeta};
+use crate::types::{FileId, Record, RecordRef, TableMeta};
 use std::collections::VecDeque;
 
 /// Keys added to a table's bloom filter between yields (about 0.2 ms).
@@ -100,7 +100,8 @@ impl TableWriter {
     /// [`wants_write`](Self::wants_write) says so, or staged bytes grow
     /// without bound. For a caller that borrows the record and cannot hold
     /// the borrow across an `.await`.
-    pub fn push(&mut self, key: &[u8], record: &Record) {
+    pub fn push<'r>(&mut self, key: &[u8], record: impl Into<RecordRef<'r>>) {
+        let record = record.into();
         // The block builder keeps the last key added across blocks: the
         // one ordering check (and key copy) per entry is its.
         assert!(

@@ -28,7 +28,7 @@
 use super::{Compression, Cursor, DecodeError, DATA_BLOCK_SIZE_MAX};
 use crate::io::align_up;
 use crate::limits::{KEY_SIZE_MAX, VALUE_SIZE_MAX};
-use crate::types::{Record, Version};
+use crate::types::{Record, RecordRef, Version};
 
 /// Size of the stored block header.
 pub const BLOCK_HEADER_SIZE: usize = 16;
@@ -59,12 +59,12 @@ pub struct BlockBuilder {
 }
 
 /// Bytes an entry takes in the raw payload, including its offset slot.
-pub fn entry_encoded_size(key: &[u8], record: &Record) -> usize {
+pub fn entry_encoded_size(key: &[u8], record: RecordRef<'_>) -> usize {
     let mut size = 2 + key.len() + 1 + 8 + 4 + 4;
     if record.expires_at_ms != 0 {
         size += 8;
     }
-    if let Some(v) = &record.value {
+    if let Some(v) = record.value {
         size += 4 + v.len();
     }
     size
@@ -100,7 +100,8 @@ impl BlockBuilder {
     /// Appends an entry. Keys must be strictly increasing within the block
     /// and within the limits (the engine validated them; asserted, the order
     /// by the table writer and here in debug builds).
-    pub fn add(&mut self, key: &[u8], record: &Record) {
+    pub fn add<'r>(&mut self, key: &[u8], record: impl Into<RecordRef<'r>>) {
+        let record = record.into();
         assert!(
             key.len() <= KEY_SIZE_MAX,
             "key of {} bytes over the limit",
@@ -132,7 +133,7 @@ impl BlockBuilder {
         if record.expires_at_ms != 0 {
             p.extend_from_slice(&record.expires_at_ms.to_le_bytes());
         }
-        if let Some(v) = &record.value {
+        if let Some(v) = record.value {
             assert!(
                 v.len() <= VALUE_SIZE_MAX,
                 "value of {} bytes over the limit",

@@ -1,0 +1,411 @@
+//! A memtable's entries: each key, its record's fields and its value in one
+//! place, bump-allocated through chunks that are freed (or reused) whole.
+//!
+//! Why: an entry used to be four allocations (the key, the value, a record
+//! slot and a key slot), so a flush walking keys in order read five or six
+//! random cache lines per entry, and the core keeps only about ten misses in
+//! flight: the flush was bound by them (perf/RESULTS.md, "Memory, not
+//! code"). Here an entry is one run of bytes, two or three lines for a
+//! 100-byte value, and the lines after the first come from the adjacent-line
+//! prefetcher. A write allocates nothing from the global allocator, and a
+//! flushed memtable is freed a chunk at a time instead of an allocation per
+//! key.
+//!
+//! Chunks are plain heap memory (2 MiB for an engine's memtables, 64 KiB
+//! for small budgets). A torn-down memtable hands its chunks to a
+//! [`ChunkPool`] the engine's next memtables take them from, so a shard
+//! faults its memtable memory in while its first memtables fill and not
+//! after. Huge pages were tried (chunks mapped 2 MiB-aligned and advised
+//! `MADV_HUGEPAGE`, as the row cache's slab is): SET throughput was the
+//! same, and each chunk faulted in anew cost a stall of about 3 ms in the
+//! request path in this VM (perf/RESULTS.md, "A memtable arena").
+//!
+//! An entry's layout (little-endian, 8-byte aligned):
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 0..8 | version: hybrid logical clock |
+//! | 8..12 | version: node |
+//! | 12..16 | key length |
+//! | 16..24 | expiry (ms since the epoch, 0 = never) |
+//! | 24..28 | value length, or `u32::MAX` for a tombstone |
+//! | 28..32 | room: bytes after the header the entry owns (key + value) |
+//! | 32.. | key, then value |
+//!
+//! Entries are written only through `&mut Arena`, so no reader's borrow can
+//! see one change; an overwrite that fits the entry's room reuses it (an
+//! overwrite of the same size, the common case, grows nothing).
+
+use crate::le::{u32_at, u64_at};
+use crate::types::{RecordRef, Version};
+use std::cell::RefCell;
+use std::mem::MaybeUninit;
+use std::ptr::NonNull;
+use std::rc::Rc;
+
+/// Bytes of an entry's header.
+const HEADER_BYTES: usize = 32;
+
+/// Entries start at multiples of this many bytes.
+const ENTRY_ALIGN: usize = 8;
+
+/// The value length that marks a tombstone.
+const TOMBSTONE: u32 = u32::MAX;
+
+/// Bytes of a chunk of an engine's memtables.
+const LARGE_CHUNK_BYTES: usize = 2 << 20;
+
+/// Budgets from which memtables take large chunks; a smaller memtable
+/// (tests, a hint store) would hold most of a 2 MiB chunk empty.
+const LARGE_CHUNK_BUDGET_MIN: usize = 4 * LARGE_CHUNK_BYTES;
+
+/// Bytes of a chunk for the memtables under that budget.
+const SMALL_CHUNK_BYTES: usize = 64 << 10;
+
+/// An entry larger than a chunk's share `1 / OVERSIZE_SHARE` gets its own
+/// allocation: a chunk's tail skipped for it is at most that share wasted.
+const OVERSIZE_SHARE: usize = 4;
+
+/// Bytes an entry of `key_len` and `value_len` takes in an arena.
+pub(crate) fn entry_bytes(key_len: usize, value_len: usize) -> usize {
+    (HEADER_BYTES + key_len + value_len).next_multiple_of(ENTRY_ALIGN)
+}
+
+/// A heap allocation of whole words, uninitialized (the arena writes every
+/// byte it reads), freed on drop. Kept as a raw pointer (not a `Box`)
+/// because entries point into it while it is moved around.
+#[derive(Debug)]
+struct HeapBlock {
+    words: NonNull<[MaybeUninit<u64>]>,
+}
+
+impl HeapBlock {
+    /// A block of at least `bytes` bytes (at least one word). Not zeroed: a
+    /// reused allocation would be cleared in the request path for nothing.
+    fn new(bytes: usize) -> HeapBlock {
+        let words = Box::<[u64]>::new_uninit_slice(bytes.div_ceil(8).max(1));
+        HeapBlock {
+            words: NonNull::from(Box::leak(words)),
+        }
+    }
+
+    fn base(&self) -> NonNull<u8> {
+        self.words.cast()
+    }
+
+    fn len(&self) -> usize {
+        self.words.len() * 8
+    }
+}
+
+impl Drop for HeapBlock {
+    fn drop(&mut self) {
+        // SAFETY: `words` came from `Box::leak` in `new` and is freed once,
+        // here; the arena's contract keeps entries from outliving it.
+        drop(unsafe { Box::from_raw(self.words.as_ptr()) });
+    }
+}
+
+/// Memory an arena carves entries from.
+type Chunk = HeapBlock;
+
+#[derive(Debug)]
+struct PoolState {
+    /// Bytes of each chunk this pool hands out.
+    chunk_bytes: usize,
+    /// Chunks given back and not yet taken again.
+    idle: Vec<Chunk>,
+    /// Most idle chunks kept; past it, a chunk given back is freed.
+    idle_max: usize,
+}
+
+/// The chunks of one engine's memtables: a torn-down memtable gives its
+/// chunks back, and the next memtables take them before new ones are
+/// allocated, so memory is faulted in once, not once per memtable. Holds at
+/// most its `kept_bytes` idle (chunks given back past that are freed). A
+/// cheap handle: clones share the pool. Single thread.
+#[derive(Clone, Debug)]
+pub struct ChunkPool(Rc<RefCell<PoolState>>);
+
+impl ChunkPool {
+    /// A pool for memtables of `budget_bytes` that keeps up to
+    /// `kept_bytes` of chunks idle: 2 MiB chunks when the budget holds at
+    /// least four, else 64 KiB ones.
+    pub fn for_budget(budget_bytes: usize, kept_bytes: usize) -> ChunkPool {
+        let chunk_bytes = if budget_bytes >= LARGE_CHUNK_BUDGET_MIN {
+            LARGE_CHUNK_BYTES
+        } else {
+            SMALL_CHUNK_BYTES
+        };
+        ChunkPool(Rc::new(RefCell::new(PoolState {
+            chunk_bytes,
+            idle: Vec::new(),
+            idle_max: kept_bytes / chunk_bytes,
+        })))
+    }
+
+    /// Chunks held idle for the next memtables.
+    pub fn idle_chunks(&self) -> usize {
+        self.0.borrow().idle.len()
+    }
+
+    fn chunk_bytes(&self) -> usize {
+        self.0.borrow().chunk_bytes
+    }
+
+    /// An idle chunk, or a new one.
+    fn take(&self) -> Chunk {
+        let mut pool = self.0.borrow_mut();
+        match pool.idle.pop() {
+            Some(chunk) => chunk,
+            None => HeapBlock::new(pool.chunk_bytes),
+        }
+    }
+
+    /// Keeps `chunk` for the next memtables, or frees it when enough are
+    /// idle.
+    fn give_back(&self, chunk: Chunk) {
+        let mut pool = self.0.borrow_mut();
+        if pool.idle.len() < pool.idle_max {
+            pool.idle.push(chunk);
+        }
+    }
+}
+
+/// Where one entry lives in an [`Arena`]. Plain data: only the arena that
+/// stored it can read it (see [`Arena::entry`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct EntryPtr(NonNull<u8>);
+
+/// One memtable's entry memory. Entries stay where they are stored until
+/// the arena is dropped or taken apart: pointers to them ([`EntryPtr`]) are
+/// stable, and a key's bytes never change after it is stored.
+#[derive(Debug)]
+pub(crate) struct Arena {
+    pool: ChunkPool,
+    /// Chunks in use; entries are carved from the last one.
+    chunks: Vec<Chunk>,
+    /// Offset of the first free byte of the last chunk.
+    next: usize,
+    /// Entries too large for a chunk, each in its own allocation.
+    oversize: Vec<HeapBlock>,
+    /// Bytes taken: entries, chunk tails skipped, oversize allocations.
+    used: usize,
+}
+
+impl Arena {
+    /// An empty arena taking its chunks from `pool`; maps nothing yet.
+    pub(crate) fn new(pool: ChunkPool) -> Arena {
+        Arena {
+            pool,
+            chunks: Vec::new(),
+            next: 0,
+            oversize: Vec::new(),
+            used: 0,
+        }
+    }
+
+    /// Bytes of memory the arena's entries take (what a memtable budget
+    /// charges for them).
+    pub(crate) fn used_bytes(&self) -> usize {
+        self.used
+    }
+
+    /// `bytes` (a multiple of [`ENTRY_ALIGN`]) for a new entry, aligned and
+    /// owned by the arena until it is dropped. Contents unspecified.
+    fn alloc(&mut self, bytes: usize) -> NonNull<u8> {
+        let chunk_bytes = self.pool.chunk_bytes();
+        if bytes > chunk_bytes / OVERSIZE_SHARE {
+            let block = HeapBlock::new(bytes);
+            let base = block.base();
+            self.used += block.len();
+            self.oversize.push(block);
+            return base;
+        }
+        let room = self.chunks.last().map_or(0, |c| c.len() - self.next);
+        if bytes > room {
+            // The tail is skipped: counted as used, since it is held.
+            self.used += room;
+            self.chunks.push(self.pool.take());
+            self.next = 0;
+        }
+        let chunk = self.chunks.last().expect("a chunk was just pushed");
+        // SAFETY: `next + bytes <= chunk.len()` (checked above; a fresh
+        // chunk holds at least a quarter's worth), so the result is inside
+        // the chunk.
+        let at = unsafe { chunk.base().add(self.next) };
+        self.next += bytes;
+        self.used += bytes;
+        at
+    }
+
+    /// Stores `key` and `record` in a new entry.
+    pub(crate) fn store(&mut self, key: &[u8], record: RecordRef<'_>) -> EntryPtr {
+        let value_len = record.value.map_or(0, <[u8]>::len);
+        let bytes = entry_bytes(key.len(), value_len);
+        let at = self.alloc(bytes);
+        // SAFETY: `alloc` handed out these `bytes` bytes to this entry alone
+        // and nothing refers to them yet. They are cleared first (a chunk's
+        // memory is not initialized), so the slice covers initialized bytes,
+        // the padding after the value included.
+        let entry = unsafe {
+            at.as_ptr().write_bytes(0, bytes);
+            std::slice::from_raw_parts_mut(at.as_ptr(), bytes)
+        };
+        write_entry(entry, key, record);
+        EntryPtr(at)
+    }
+
+    /// Writes `record` over the record of `entry` (keeping its key) when it
+    /// fits the entry's room; returns whether it did. When it does not, the
+    /// entry is unchanged.
+    ///
+    /// # Safety
+    ///
+    /// `entry` was returned by this arena's [`store`](Self::store).
+    pub(crate) unsafe fn overwrite(&mut self, entry: EntryPtr, record: RecordRef<'_>) -> bool {
+        // SAFETY: the caller's contract; `&mut self` means no reader holds
+        // a view of any entry.
+        let bytes = unsafe { entry_slice(entry) }.len();
+        let key_len = unsafe { header(entry) }.key_len;
+        let value_len = record.value.map_or(0, <[u8]>::len);
+        if entry_bytes(key_len, value_len) > bytes {
+            return false;
+        }
+        // SAFETY: as above; the entry owns these bytes.
+        let slice = unsafe { std::slice::from_raw_parts_mut(entry.0.as_ptr(), bytes) };
+        write_record(slice, key_len, record);
+        true
+    }
+
+    /// The key and record stored at `entry`, borrowed from the arena.
+    ///
+    /// # Safety
+    ///
+    /// `entry` was returned by this arena's [`store`](Self::store).
+    pub(crate) unsafe fn entry(&self, entry: EntryPtr) -> (&[u8], RecordRef<'_>) {
+        // SAFETY: the caller's contract: the entry lies in memory this
+        // arena owns, written by `store` or `overwrite`, and unchanged while
+        // `&self` is borrowed.
+        let bytes = unsafe { entry_slice(entry) };
+        let h = unsafe { header(entry) };
+        let key = &bytes[HEADER_BYTES..HEADER_BYTES + h.key_len];
+        let value = (h.value_len != TOMBSTONE).then(|| {
+            let start = HEADER_BYTES + h.key_len;
+            &bytes[start..start + h.value_len as usize]
+        });
+        let record = RecordRef {
+            version: h.version,
+            expires_at_ms: h.expires_at_ms,
+            value,
+        };
+        (key, record)
+    }
+
+    /// The key stored at `entry`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`entry`](Self::entry).
+    pub(crate) unsafe fn key(&self, entry: EntryPtr) -> &[u8] {
+        // SAFETY: the caller's contract.
+        unsafe { self.entry(entry) }.0
+    }
+
+    /// Hints the first lines of `entry` (its header, key and the start of
+    /// its value) into the cache. Never faults; changes nothing.
+    pub(crate) fn prefetch(entry: EntryPtr, lines: usize) {
+        for line in 0..lines {
+            crate::prefetch::prefetch_line(entry.0.as_ptr().wrapping_add(line * 64));
+        }
+    }
+
+    /// Gives up to `max` of the arena's chunks back to its pool (or frees
+    /// them), and its oversize entries with the first step. Returns whether
+    /// any chunk is left. For a memtable freed in steps: nothing may read an
+    /// entry once this is called.
+    pub(crate) fn release_some(&mut self, max: usize) -> bool {
+        self.oversize.clear();
+        for _ in 0..max {
+            match self.chunks.pop() {
+                Some(chunk) => self.pool.give_back(chunk),
+                None => break,
+            }
+        }
+        self.next = self.chunks.last().map_or(0, HeapBlock::len);
+        !self.chunks.is_empty()
+    }
+}
+
+impl Drop for Arena {
+    fn drop(&mut self) {
+        while self.release_some(usize::MAX) {}
+    }
+}
+
+/// The fixed fields of an entry.
+struct Header {
+    version: Version,
+    key_len: usize,
+    expires_at_ms: u64,
+    value_len: u32,
+    room: usize,
+}
+
+/// The header of `entry`.
+///
+/// # Safety
+///
+/// `entry` points at an entry written by `write_entry` that lives for `'a`.
+unsafe fn header(entry: EntryPtr) -> Header {
+    // SAFETY: the caller's contract; every entry has a full header.
+    let h = unsafe { std::slice::from_raw_parts(entry.0.as_ptr(), HEADER_BYTES) };
+    Header {
+        version: Version {
+            hlc: u64_at(h, 0),
+            node: u32_at(h, 8),
+        },
+        key_len: u32_at(h, 12) as usize,
+        expires_at_ms: u64_at(h, 16),
+        value_len: u32_at(h, 24),
+        room: u32_at(h, 28) as usize,
+    }
+}
+
+/// The whole of `entry`: its header and the room after it.
+///
+/// # Safety
+///
+/// As for [`header`]; the slice is valid for `'a`.
+unsafe fn entry_slice<'a>(entry: EntryPtr) -> &'a [u8] {
+    // SAFETY: the caller's contract; `room` bytes follow the header.
+    let room = unsafe { header(entry) }.room;
+    unsafe { std::slice::from_raw_parts(entry.0.as_ptr(), HEADER_BYTES + room) }
+}
+
+/// Writes `key` and `record` into `entry` (at least their
+/// [`entry_bytes`]); the room recorded is all of `entry` past the header.
+fn write_entry(entry: &mut [u8], key: &[u8], record: RecordRef<'_>) {
+    write_record(entry, key.len(), record);
+    entry[HEADER_BYTES..HEADER_BYTES + key.len()].copy_from_slice(key);
+}
+
+/// Writes `record` (header and value) into `entry`, whose key of `key_len`
+/// bytes is left as it is.
+fn write_record(entry: &mut [u8], key_len: usize, record: RecordRef<'_>) {
+    let room = entry.len() - HEADER_BYTES;
+    let value = record.value.unwrap_or_default();
+    let value_len = match record.value {
+        Some(v) => u32::try_from(v.len()).expect("a memtable value under 4 GiB"),
+        None => TOMBSTONE,
+    };
+    let h = &mut entry[..HEADER_BYTES];
+    h[0..8].copy_from_slice(&record.version.hlc.to_le_bytes());
+    h[8..12].copy_from_slice(&record.version.node.to_le_bytes());
+    h[12..16].copy_from_slice(&(key_len as u32).to_le_bytes());
+    h[16..24].copy_from_slice(&record.expires_at_ms.to_le_bytes());
+    h[24..28].copy_from_slice(&value_len.to_le_bytes());
+    h[28..32].copy_from_slice(&(room as u32).to_le_bytes());
+    let value_start = HEADER_BYTES + key_len;
+    entry[value_start..value_start + value.len()].copy_from_slice(value);
+}
