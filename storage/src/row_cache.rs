@@ -85,15 +85,15 @@ struct Slot {
 /// # Safety
 /// As for [`EntrySlab::store`]: the entry is released to `slab` or dropped
 /// before `slab` is dropped or reset.
-unsafe fn encode(slab: &mut EntrySlab, key: &[u8], record: &Record) -> Stored {
-    let len = HEADER_BYTES + key.len() + record.value.as_deref().map_or(0, <[u8]>::len);
+unsafe fn encode(slab: &mut EntrySlab, key: &[u8], record: RecordRef<'_>) -> Stored {
+    let len = HEADER_BYTES + key.len() + record.value.map_or(0, <[u8]>::len);
     // SAFETY: passed on to the caller.
     unsafe { slab.store(len, |e| write_entry(e, key, record)) }
 }
 
 /// Writes the entry of `key` and `record` into `e` (exactly its size).
-fn write_entry(e: &mut [u8], key: &[u8], record: &Record) {
-    let value = record.value.as_deref().unwrap_or(&[]);
+fn write_entry(e: &mut [u8], key: &[u8], record: RecordRef<'_>) {
+    let value = record.value.unwrap_or_default();
     e[0..8].copy_from_slice(&record.version.hlc.to_le_bytes());
     e[8..16].copy_from_slice(&record.expires_at_ms.to_le_bytes());
     e[16..20].copy_from_slice(&record.version.node.to_le_bytes());
@@ -145,8 +145,8 @@ fn charge_of(entry: &[u8]) -> usize {
 }
 
 /// What `key` and `record` would be charged.
-fn charge_for(key: &[u8], record: &Record) -> usize {
-    key.len() + record.value.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD_BYTES
+fn charge_for(key: &[u8], record: RecordRef<'_>) -> usize {
+    key.len() + record.value.map_or(0, <[u8]>::len) + ENTRY_OVERHEAD_BYTES
 }
 
 /// A byte-bounded map from key to its current record, for one shard.
@@ -302,6 +302,7 @@ impl RowCache {
         if !self.is_enabled() {
             return;
         }
+        let record = RecordRef::from(record);
         let hash = self.hash(key);
         if self.len > 0 {
             if let Some(i) = self.find(hash, key) {
@@ -356,7 +357,8 @@ impl RowCache {
     /// A write the engine accepted: if `key` is cached and `record` is newer,
     /// it becomes the cached record. Keys not cached stay out (a write does
     /// not say the key will be read).
-    pub fn observe_write(&mut self, key: &[u8], record: &Record) {
+    pub fn observe_write<'r>(&mut self, key: &[u8], record: impl Into<RecordRef<'r>>) {
+        let record = record.into();
         if self.len == 0 {
             return;
         }
@@ -369,7 +371,7 @@ impl RowCache {
     /// Replaces bucket `i`'s record with `record` if `record` is newer; in
     /// place when the size is unchanged (an overwrite of the same length
     /// allocates nothing).
-    fn raise(&mut self, i: usize, key: &[u8], record: &Record) {
+    fn raise(&mut self, i: usize, key: &[u8], record: RecordRef<'_>) {
         let Some(slot) = self.buckets[i].as_mut() else {
             return;
         };
@@ -377,7 +379,7 @@ impl RowCache {
             return;
         }
         let old_charge = charge_of(&slot.entry);
-        let value_len = record.value.as_deref().map_or(0, <[u8]>::len);
+        let value_len = record.value.map_or(0, <[u8]>::len);
         let referenced = slot.entry[24] & FLAG_REFERENCED;
         // SAFETY: the entry was made by this slab (see `fill`).
         unsafe {
@@ -534,7 +536,7 @@ mod tests {
 
     #[test]
     fn stays_within_budget_and_clock_keeps_the_referenced_entry() {
-        let one = charge_for(b"k0", &put(1, &[0; 100]));
+        let one = charge_for(b"k0", (&put(1, &[0; 100])).into());
         let mut c = RowCache::new(one * 3);
         c.max_entry_bytes = one; // a tiny budget: lift the per-entry share
         for i in 0..3u8 {

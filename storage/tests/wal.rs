@@ -3,7 +3,7 @@
 
 use rand::{Rng, SeedableRng};
 use ringkv_storage::wal::{batch, record, segment_file_name, Durability, Lsn, Wal, WalOptions};
-use ringkv_storage::{Error, Record, Version};
+use ringkv_storage::{Error, Record, RecordRef, Version};
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -66,8 +66,8 @@ fn make_batch(rng: &mut rand::rngs::StdRng, i: usize, value_max: usize) -> Batch
         .collect()
 }
 
-fn refs(b: &Batch) -> Vec<(&[u8], &Record)> {
-    b.iter().map(|(k, r)| (k.as_slice(), r)).collect()
+fn refs(b: &Batch) -> Vec<(&[u8], RecordRef<'_>)> {
+    b.iter().map(|(k, r)| (k.as_slice(), r.into())).collect()
 }
 
 fn frame_size(b: &Batch) -> u64 {

@@ -66,7 +66,7 @@ fn crash_child() {
             for i in next.. {
                 let key = format!("k{i:010}");
                 let record = Record::put(Version::new(i, 0, 1), value_of(i), 0);
-                let lsn = wal.append(&[(key.as_bytes(), &record)]).unwrap();
+                let lsn = wal.append(&[(key.as_bytes(), (&record).into())]).unwrap();
                 wal.commit(lsn).await.unwrap();
                 println!("ack {i}");
             }

@@ -90,7 +90,7 @@ fn wal_commit_latency_on_a_prepared_segment_is_measured() {
             for i in 0..PAGES {
                 let key = format!("key-{i:08}");
                 let start = Instant::now();
-                let lsn = wal.append(&[(key.as_bytes(), &record)]).unwrap();
+                let lsn = wal.append(&[(key.as_bytes(), (&record).into())]).unwrap();
                 wal.commit(lsn).await.unwrap();
                 t.push(start.elapsed());
             }
@@ -130,7 +130,7 @@ fn wal_group_commit_throughput_with_concurrent_writers_is_measured() {
                     let record = Record::put(Version::new(1, 0, 1), vec![7; 100], 0);
                     for i in 0..COMMITS {
                         let key = format!("w{w:03}-{i:06}");
-                        let lsn = wal.append(&[(key.as_bytes(), &record)]).unwrap();
+                        let lsn = wal.append(&[(key.as_bytes(), (&record).into())]).unwrap();
                         wal.commit(lsn).await.unwrap();
                     }
                 })

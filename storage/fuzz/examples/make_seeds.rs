@@ -14,7 +14,7 @@ use ringkv_storage::sstable::index::Index;
 use ringkv_storage::sstable::Compression;
 use ringkv_storage::wal::batch;
 use ringkv_storage::wal::record::{begin_frame, finish_frame, WAL_MAGIC};
-use ringkv_storage::{Record, TableMeta, Version};
+use ringkv_storage::{Record, RecordRef, TableMeta, Version};
 use std::path::Path;
 
 fn records(n: u64) -> Vec<(Vec<u8>, Record)> {
@@ -91,7 +91,8 @@ fn main() {
         out.extend_from_slice(&footer.encode());
         props.encode(&mut out);
         save(&dir, "sstable_footer", &format!("n{n}"), &out);
-        let refs: Vec<(&[u8], &Record)> = recs.iter().map(|(k, r)| (k.as_slice(), r)).collect();
+        let refs: Vec<(&[u8], RecordRef<'_>)> =
+            recs.iter().map(|(k, r)| (k.as_slice(), r.into())).collect();
         let mut out = Vec::new();
         batch::encode(&refs, &mut out);
         save(&dir, "wal_batch", &format!("n{n}"), &out);

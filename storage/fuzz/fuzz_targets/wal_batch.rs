@@ -5,17 +5,18 @@
 use libfuzzer_sys::fuzz_target;
 use ringkv_storage::limits::{BATCH_ENTRIES_MAX, KEY_SIZE_MAX, VALUE_SIZE_MAX};
 use ringkv_storage::wal::batch::{decode, encode};
-use ringkv_storage::Record;
+use ringkv_storage::RecordRef;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(entries) = decode(data) else {
         return;
     };
     assert!(entries.len() <= BATCH_ENTRIES_MAX);
-    let refs: Vec<(&[u8], &Record)> = entries.iter().map(|(k, r)| (k.as_slice(), r)).collect();
+    let refs: Vec<(&[u8], RecordRef<'_>)> =
+        entries.iter().map(|(k, r)| (k.as_slice(), r.into())).collect();
     for (k, r) in &refs {
         assert!(k.len() <= KEY_SIZE_MAX);
-        assert!(r.value.as_ref().map_or(0, Vec::len) <= VALUE_SIZE_MAX);
+        assert!(r.value.map_or(0, <[u8]>::len) <= VALUE_SIZE_MAX);
     }
     let mut out = Vec::new();
     encode(&refs, &mut out);

@@ -341,14 +341,13 @@ impl Engine {
         self.make_room().await?;
         // From here to `commit` nothing awaits: the entries land in the WAL
         // and the memtable of the same generation.
-        let refs: Vec<(&[u8], &Record)> = batch
+        let refs: Vec<(&[u8], RecordRef<'_>)> = batch
             .entries
             .iter()
-            .map(|(k, r)| (k.as_slice(), r))
+            .map(|(k, r)| (k.as_slice(), r.into()))
             .collect();
         let lsn = self.inner.wal.append(&refs)?;
-        drop(refs);
-        self.apply(batch.entries, user_bytes);
+        self.apply(&refs, user_bytes);
         self.inner.wal.commit(lsn).await
     }
 
@@ -362,7 +361,8 @@ impl Engine {
     /// over its limit, a failed WAL) also leaves nothing written.
     ///
     /// This is the write path of a pipelined request answered without a
-    /// task: no batch, no future, one allocation for the value.
+    /// task: no batch, no future, no allocation (the value is copied into the WAL
+    /// tail and the memtable's arena).
     pub fn try_write_now(
         &self,
         key: &[u8],
@@ -373,19 +373,21 @@ impl Engine {
         if self.room() != Room::Ready {
             return None;
         }
-        let record = match value {
-            Some(v) => Record::put(version, v.to_vec(), expires_at_ms),
-            None => Record::tombstone(version),
+        let record = RecordRef {
+            version,
+            expires_at_ms,
+            value,
         };
-        let user_bytes = match validate_entry(key, &record) {
+        let user_bytes = match validate_entry(key, record) {
             Ok(bytes) => bytes as u64,
             Err(e) => return Some(Err(e)),
         };
-        let lsn = match self.inner.wal.append(&[(key, &record)]) {
+        let entry = [(key, record)];
+        let lsn = match self.inner.wal.append(&entry) {
             Ok(lsn) => lsn,
             Err(e) => return Some(Err(e)),
         };
-        self.apply([(key, record)], user_bytes);
+        self.apply(&entry, user_bytes);
         Some(Ok(lsn))
     }
 
@@ -403,18 +405,14 @@ impl Engine {
     /// Puts records already in the WAL into the memtable (and keeps the row
     /// cache current). No await: called right after the WAL append, so both
     /// hold the entries of the same generation.
-    fn apply<K: AsRef<[u8]>>(
-        &self,
-        entries: impl IntoIterator<Item = (K, Record)>,
-        user_bytes: u64,
-    ) {
+    fn apply(&self, entries: &[(&[u8], RecordRef<'_>)], user_bytes: u64) {
         let inner = &self.inner;
         let mut state = inner.state.borrow_mut();
         let mut active = state.active.borrow_mut();
         let mut rows = inner.rows.borrow_mut();
-        for (key, record) in entries {
-            rows.observe_write(key.as_ref(), &record);
-            active.insert(key.as_ref(), &record);
+        for &(key, record) in entries {
+            rows.observe_write(key, record);
+            active.insert(key, record);
         }
         drop(rows);
         drop(active);
@@ -723,7 +721,7 @@ enum Room {
 fn validate(batch: &WriteBatch) -> Result<u64> {
     let (mut size, mut user_bytes) = (0usize, 0u64);
     for (key, record) in &batch.entries {
-        let bytes = validate_entry(key, record)?;
+        let bytes = validate_entry(key, record.into())?;
         size += bytes + BATCH_ENTRY_OVERHEAD_BYTES;
         user_bytes += bytes as u64;
     }
@@ -740,12 +738,12 @@ fn validate(batch: &WriteBatch) -> Result<u64> {
 
 /// Checks one entry's key and record against the limits; returns its user
 /// bytes (key and value). Shared by batches and [`Engine::try_write_now`].
-fn validate_entry(key: &[u8], record: &Record) -> Result<usize> {
+fn validate_entry(key: &[u8], record: RecordRef<'_>) -> Result<usize> {
     if key.is_empty() {
         return Err(Error::KeyEmpty);
     }
     crate::wal::batch::check_entry(key, record)?;
-    Ok(key.len() + record.value.as_ref().map_or(0, Vec::len))
+    Ok(key.len() + record.value.map_or(0, <[u8]>::len))
 }
 
 /// Removes files an interrupted flush or compaction left: `*.tmp` files and

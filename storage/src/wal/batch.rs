@@ -18,7 +18,7 @@
 
 use crate::error::{Error, Result};
 use crate::limits::{BATCH_ENTRIES_MAX, BATCH_SIZE_MAX, KEY_SIZE_MAX, VALUE_SIZE_MAX};
-use crate::types::{Record, Version};
+use crate::types::{Record, RecordRef, Version};
 
 const ENTRY_HEADER_SIZE: usize = 4 + 1 + 8 + 4 + 8 + 4;
 const FLAG_HAS_VALUE: u8 = 1;
@@ -27,23 +27,23 @@ const FLAG_HAS_VALUE: u8 = 1;
 const _: () = assert!(4 + ENTRY_HEADER_SIZE == crate::limits::WAL_BATCH_ENTRY_OVERHEAD);
 
 /// Encoded size of `entries` in bytes.
-pub fn encoded_len(entries: &[(&[u8], &Record)]) -> usize {
+pub fn encoded_len(entries: &[(&[u8], RecordRef<'_>)]) -> usize {
     4 + entries
         .iter()
-        .map(|(k, r)| ENTRY_HEADER_SIZE + k.len() + r.value.as_ref().map_or(0, Vec::len))
+        .map(|(k, r)| ENTRY_HEADER_SIZE + k.len() + r.value.map_or(0, <[u8]>::len))
         .sum::<usize>()
 }
 
 /// Checks one entry's key and value against [`KEY_SIZE_MAX`] and
 /// [`VALUE_SIZE_MAX`]: the one place these limits are enforced for writes.
-pub fn check_entry(key: &[u8], record: &Record) -> Result<()> {
+pub fn check_entry(key: &[u8], record: RecordRef<'_>) -> Result<()> {
     if key.len() > KEY_SIZE_MAX {
         return Err(Error::KeyTooLarge {
             size: key.len(),
             size_max: KEY_SIZE_MAX,
         });
     }
-    let value_len = record.value.as_ref().map_or(0, Vec::len);
+    let value_len = record.value.map_or(0, <[u8]>::len);
     if value_len > VALUE_SIZE_MAX {
         return Err(Error::ValueTooLarge {
             size: value_len,
@@ -55,9 +55,9 @@ pub fn check_entry(key: &[u8], record: &Record) -> Result<()> {
 
 /// Checks `entries` against the key, value and batch limits; nothing is
 /// encoded when this fails. Returns the encoded size.
-pub fn validate(entries: &[(&[u8], &Record)]) -> Result<usize> {
+pub fn validate(entries: &[(&[u8], RecordRef<'_>)]) -> Result<usize> {
     for (key, record) in entries {
-        check_entry(key, record)?;
+        check_entry(key, *record)?;
     }
     let size = encoded_len(entries);
     if entries.len() > BATCH_ENTRIES_MAX || size > BATCH_SIZE_MAX {
@@ -72,7 +72,7 @@ pub fn validate(entries: &[(&[u8], &Record)]) -> Result<usize> {
 }
 
 /// Appends the encoding of `entries` to `out`. The caller validated them.
-pub fn encode(entries: &[(&[u8], &Record)], out: &mut Vec<u8>) {
+pub fn encode(entries: &[(&[u8], RecordRef<'_>)], out: &mut Vec<u8>) {
     assert!(
         entries.len() <= BATCH_ENTRIES_MAX,
         "batch of {} entries",
@@ -81,7 +81,7 @@ pub fn encode(entries: &[(&[u8], &Record)], out: &mut Vec<u8>) {
     out.reserve(encoded_len(entries));
     out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
     for (key, record) in entries {
-        let value = record.value.as_deref().unwrap_or(&[]);
+        let value = record.value.unwrap_or_default();
         out.extend_from_slice(&(key.len() as u32).to_le_bytes());
         out.push(if record.value.is_some() {
             FLAG_HAS_VALUE
@@ -229,7 +229,10 @@ mod tests {
     }
 
     fn encode_owned(entries: &[(Vec<u8>, Record)]) -> Vec<u8> {
-        let refs: Vec<(&[u8], &Record)> = entries.iter().map(|(k, r)| (k.as_slice(), r)).collect();
+        let refs: Vec<(&[u8], RecordRef<'_>)> = entries
+            .iter()
+            .map(|(k, r)| (k.as_slice(), r.into()))
+            .collect();
         let mut out = Vec::new();
         encode(&refs, &mut out);
         assert_eq!(out.len(), encoded_len(&refs));
@@ -271,16 +274,16 @@ mod tests {
         let big_key = vec![0u8; KEY_SIZE_MAX + 1];
         let r = Record::put(Version::ZERO, vec![], 0);
         assert!(matches!(
-            validate(&[(&big_key, &r)]),
+            validate(&[(&big_key, (&r).into())]),
             Err(Error::KeyTooLarge { .. })
         ));
         let big = Record::put(Version::ZERO, vec![0; VALUE_SIZE_MAX + 1], 0);
         assert!(matches!(
-            validate(&[(b"k", &big)]),
+            validate(&[(b"k", (&big).into())]),
             Err(Error::ValueTooLarge { .. })
         ));
-        let many: Vec<(&[u8], &Record)> = (0..BATCH_ENTRIES_MAX + 1)
-            .map(|_| (&b"k"[..], &r))
+        let many: Vec<(&[u8], RecordRef<'_>)> = (0..BATCH_ENTRIES_MAX + 1)
+            .map(|_| (&b"k"[..], (&r).into()))
             .collect();
         assert!(matches!(validate(&many), Err(Error::BatchTooLarge { .. })));
     }

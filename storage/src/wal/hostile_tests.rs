@@ -32,7 +32,7 @@ fn frame(out: &mut Vec<u8>, kind: u8, id: u64, seq: u64) {
     let start = begin_frame(out);
     if kind == KIND_BATCH {
         let r = Record::put(Version::new(1, 0, 1), b"v".to_vec(), 0);
-        batch::encode(&[(b"k", &r)], out);
+        batch::encode(&[(b"k", (&r).into())], out);
     }
     finish_frame(out, start, WAL_MAGIC, kind, id, seq);
 }
@@ -108,7 +108,10 @@ fn lsn_max_itself_is_accepted_and_continued() {
         let (wal, lsns) = open(dir.path(), 0).await.expect("open");
         assert_eq!(lsns, vec![LSN_MAX]);
         let r = Record::tombstone(Version::new(2, 0, 1));
-        assert_eq!(wal.append(&[(b"k", &r)]).expect("append"), LSN_MAX + 1);
+        assert_eq!(
+            wal.append(&[(b"k", (&r).into())]).expect("append"),
+            LSN_MAX + 1
+        );
         wal.close().await.expect("close");
     });
 }
@@ -151,10 +154,10 @@ fn a_spare_named_with_the_largest_number_does_not_overflow_the_spare_counter() {
         // Past half a segment: a spare is prepared under the next name.
         let r = Record::put(Version::new(1, 0, 1), vec![7; 1024], 0);
         for _ in 0..10 {
-            let lsn = wal.append(&[(b"k", &r)]).expect("append");
+            let lsn = wal.append(&[(b"k", (&r).into())]).expect("append");
             wal.commit(lsn).await.expect("commit");
         }
-        let lsn = wal.append(&[(b"k", &r)]).expect("append");
+        let lsn = wal.append(&[(b"k", (&r).into())]).expect("append");
         wal.commit(lsn).await.expect("commit");
         wal.close().await.expect("close");
     });

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::io::{self, AlignedBuf, BackgroundTask, DirectFile};
 use crate::limits::WAL_WRITE_CHUNK_SIZE as WRITE_CHUNK_SIZE;
 use crate::limits::{BLOCK_SIZE, WAL_SEGMENT_ID_MAX};
-use crate::types::Record;
+use crate::types::{Record, RecordRef};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
@@ -429,7 +429,7 @@ impl Wal {
     /// Encodes a batch into the in-memory tail and returns its LSN; no I/O.
     /// Refuses (writing nothing) keys, values or batches over the limits, and a
     /// batch that does not fit in one segment.
-    pub fn append(&self, entries: &[(&[u8], &Record)]) -> Result<Lsn> {
+    pub fn append(&self, entries: &[(&[u8], RecordRef<'_>)]) -> Result<Lsn> {
         let mut st = self.shared.state.borrow_mut();
         st.check()?;
         let payload_len = batch::validate(entries)?;
