@@ -183,6 +183,8 @@ pub(crate) struct EntryPtr(NonNull<u8>);
 #[derive(Debug)]
 pub(crate) struct Arena {
     pool: ChunkPool,
+    /// The pool's chunk size (read once: `alloc` runs for every write).
+    chunk_bytes: usize,
     /// Chunks in use; entries are carved from the last one.
     chunks: Vec<Chunk>,
     /// Offset of the first free byte of the last chunk.
@@ -197,6 +199,7 @@ impl Arena {
     /// An empty arena taking its chunks from `pool`; maps nothing yet.
     pub(crate) fn new(pool: ChunkPool) -> Arena {
         Arena {
+            chunk_bytes: pool.chunk_bytes(),
             pool,
             chunks: Vec::new(),
             next: 0,
@@ -214,8 +217,7 @@ impl Arena {
     /// `bytes` (a multiple of [`ENTRY_ALIGN`]) for a new entry, aligned and
     /// owned by the arena until it is dropped. Contents unspecified.
     fn alloc(&mut self, bytes: usize) -> NonNull<u8> {
-        let chunk_bytes = self.pool.chunk_bytes();
-        if bytes > chunk_bytes / OVERSIZE_SHARE {
+        if bytes > self.chunk_bytes / OVERSIZE_SHARE {
             let block = HeapBlock::new(bytes);
             let base = block.base();
             self.used += block.len();
@@ -240,9 +242,22 @@ impl Arena {
     }
 
     /// Stores `key` and `record` in a new entry.
+    ///
+    /// # Panics
+    ///
+    /// If the key and value take more than `u32::MAX - 7` bytes (the
+    /// header's 32-bit fields; this also keeps a value's length off the
+    /// tombstone mark), before anything is allocated.
     pub(crate) fn store(&mut self, key: &[u8], record: RecordRef<'_>) -> EntryPtr {
         let value_len = record.value.map_or(0, <[u8]>::len);
         let bytes = entry_bytes(key.len(), value_len);
+        // `room` is a multiple of 8, so at most `u32::MAX - 7`: the key
+        // and value lengths fit their fields and no value length is
+        // `TOMBSTONE`.
+        assert!(
+            bytes - HEADER_BYTES <= u32::MAX as usize,
+            "a memtable entry under 4 GiB"
+        );
         let at = self.alloc(bytes);
         // SAFETY: `alloc` handed out these `bytes` bytes to this entry alone
         // and nothing refers to them yet. They are cleared first (a chunk's
@@ -262,19 +277,31 @@ impl Arena {
     ///
     /// # Safety
     ///
-    /// `entry` was returned by this arena's [`store`](Self::store).
+    /// `entry` was returned by this arena's [`store`](Self::store), and
+    /// [`release_some`](Self::release_some) has not been called since.
     pub(crate) unsafe fn overwrite(&mut self, entry: EntryPtr, record: RecordRef<'_>) -> bool {
-        // SAFETY: the caller's contract; `&mut self` means no reader holds
-        // a view of any entry.
-        let bytes = unsafe { entry_slice(entry) }.len();
-        let key_len = unsafe { header(entry) }.key_len;
+        // SAFETY: the caller's contract.
+        let h = unsafe { header(entry) };
         let value_len = record.value.map_or(0, <[u8]>::len);
-        if entry_bytes(key_len, value_len) > bytes {
+        if entry_bytes(h.key_len, value_len) > HEADER_BYTES + h.room {
             return false;
         }
-        // SAFETY: as above; the entry owns these bytes.
-        let slice = unsafe { std::slice::from_raw_parts_mut(entry.0.as_ptr(), bytes) };
-        write_record(slice, key_len, record);
+        // SAFETY: the caller's contract; `&mut self` means no reader holds
+        // a view of the entry. The two slices cover the header and the
+        // room after the key, never the key's bytes: an `OrderedKey` may
+        // point at those, and a `&mut` over them would invalidate it
+        // (Stacked Borrows; found by Miri).
+        let (head, value_area) = unsafe {
+            let at = entry.0.as_ptr();
+            (
+                std::slice::from_raw_parts_mut(at, HEADER_BYTES),
+                std::slice::from_raw_parts_mut(
+                    at.add(HEADER_BYTES + h.key_len),
+                    h.room - h.key_len,
+                ),
+            )
+        };
+        write_record(head, value_area, h.key_len, h.room, record);
         true
     }
 
@@ -282,7 +309,8 @@ impl Arena {
     ///
     /// # Safety
     ///
-    /// `entry` was returned by this arena's [`store`](Self::store).
+    /// `entry` was returned by this arena's [`store`](Self::store), and
+    /// [`release_some`](Self::release_some) has not been called since.
     pub(crate) unsafe fn entry(&self, entry: EntryPtr) -> (&[u8], RecordRef<'_>) {
         // SAFETY: the caller's contract: the entry lies in memory this
         // arena owns, written by `store` or `overwrite`, and unchanged while
@@ -320,20 +348,30 @@ impl Arena {
         }
     }
 
-    /// Gives up to `max` of the arena's chunks back to its pool (or frees
-    /// them), and its oversize entries with the first step. Returns whether
-    /// any chunk is left. For a memtable freed in steps: nothing may read an
-    /// entry once this is called.
+    /// Frees up to `max` chunks' worth of the arena's memory: oversize
+    /// entries first (each counted as the chunks it spans, at least one),
+    /// then chunks given back to its pool (or freed). Returns whether
+    /// anything is left. For a memtable freed in steps: every
+    /// [`EntryPtr`] of this arena is dangling once this is called (the
+    /// contracts of [`entry`](Self::entry) and
+    /// [`overwrite`](Self::overwrite) exclude it).
     pub(crate) fn release_some(&mut self, max: usize) -> bool {
-        self.oversize.clear();
-        for _ in 0..max {
+        let chunk_bytes = self.chunk_bytes;
+        let mut budget = max;
+        while budget > 0 {
+            let Some(block) = self.oversize.pop() else {
+                break;
+            };
+            budget = budget.saturating_sub(block.len().div_ceil(chunk_bytes));
+        }
+        for _ in 0..budget {
             match self.chunks.pop() {
                 Some(chunk) => self.pool.give_back(chunk),
                 None => break,
             }
         }
         self.next = self.chunks.last().map_or(0, HeapBlock::len);
-        !self.chunks.is_empty()
+        !self.chunks.is_empty() || !self.oversize.is_empty()
     }
 }
 
@@ -386,26 +424,143 @@ unsafe fn entry_slice<'a>(entry: EntryPtr) -> &'a [u8] {
 /// Writes `key` and `record` into `entry` (at least their
 /// [`entry_bytes`]); the room recorded is all of `entry` past the header.
 fn write_entry(entry: &mut [u8], key: &[u8], record: RecordRef<'_>) {
-    write_record(entry, key.len(), record);
-    entry[HEADER_BYTES..HEADER_BYTES + key.len()].copy_from_slice(key);
+    let room = entry.len() - HEADER_BYTES;
+    let (head, rest) = entry.split_at_mut(HEADER_BYTES);
+    let (key_area, value_area) = rest.split_at_mut(key.len());
+    key_area.copy_from_slice(key);
+    write_record(head, value_area, key.len(), room, record);
 }
 
-/// Writes `record` (header and value) into `entry`, whose key of `key_len`
-/// bytes is left as it is.
-fn write_record(entry: &mut [u8], key_len: usize, record: RecordRef<'_>) {
-    let room = entry.len() - HEADER_BYTES;
+/// Writes `record` into an entry of `key_len` bytes of key and `room`
+/// bytes after its header: the header into `head`, the value into
+/// `value_area` (the room after the key). The key is not touched.
+fn write_record(
+    head: &mut [u8],
+    value_area: &mut [u8],
+    key_len: usize,
+    room: usize,
+    record: RecordRef<'_>,
+) {
     let value = record.value.unwrap_or_default();
     let value_len = match record.value {
-        Some(v) => u32::try_from(v.len()).expect("a memtable value under 4 GiB"),
+        Some(v) => u32::try_from(v.len())
+            .ok()
+            .filter(|&n| n != TOMBSTONE)
+            .expect("a memtable value under 4 GiB"),
         None => TOMBSTONE,
     };
-    let h = &mut entry[..HEADER_BYTES];
+    let field = |n: usize| u32::try_from(n).expect("a memtable entry under 4 GiB");
+    let h = &mut head[..HEADER_BYTES];
     h[0..8].copy_from_slice(&record.version.hlc.to_le_bytes());
     h[8..12].copy_from_slice(&record.version.node.to_le_bytes());
-    h[12..16].copy_from_slice(&(key_len as u32).to_le_bytes());
+    h[12..16].copy_from_slice(&field(key_len).to_le_bytes());
     h[16..24].copy_from_slice(&record.expires_at_ms.to_le_bytes());
     h[24..28].copy_from_slice(&value_len.to_le_bytes());
-    h[28..32].copy_from_slice(&(room as u32).to_le_bytes());
-    let value_start = HEADER_BYTES + key_len;
-    entry[value_start..value_start + value.len()].copy_from_slice(value);
+    h[28..32].copy_from_slice(&field(room).to_le_bytes());
+    value_area[..value.len()].copy_from_slice(value);
+}
+
+#[cfg(test)]
+mod review_tests {
+    use super::*;
+
+    fn rec(value: &[u8]) -> RecordRef<'_> {
+        RecordRef {
+            version: Version { hlc: 1, node: 2 },
+            expires_at_ms: 3,
+            value: Some(value),
+        }
+    }
+
+    /// An entry exactly filling the rest of a chunk stays in it; the next
+    /// takes a new chunk with no tail to skip. One 8 bytes too large skips
+    /// the tail, which is charged.
+    #[test]
+    fn an_entry_exactly_filling_a_chunks_rest_stays_in_it() {
+        let mut a = Arena::new(ChunkPool::for_budget(0, 0));
+        let chunk = SMALL_CHUNK_BYTES;
+        let quarter = chunk / OVERSIZE_SHARE;
+        // Three quarters, then 64 bytes short of the fourth.
+        let mut stored = Vec::new();
+        for i in 0..3u8 {
+            let v = vec![i; quarter - HEADER_BYTES - 1];
+            stored.push((a.store(&[i], rec(&v)), vec![i], v));
+        }
+        let v = vec![9; quarter - 64 - HEADER_BYTES - 1];
+        stored.push((a.store(&[9], rec(&v)), vec![9], v));
+        assert_eq!(a.next, chunk - 64);
+        // Exactly the rest: 32 + 1 + 31.
+        let v = vec![7; 31];
+        stored.push((a.store(&[7], rec(&v)), vec![7], v));
+        assert_eq!((a.chunks.len(), a.next, a.used), (1, chunk, chunk));
+        // The next one: a new chunk, nothing skipped.
+        let v = vec![6; 7];
+        stored.push((a.store(&[6], rec(&v)), vec![6], v));
+        assert_eq!((a.chunks.len(), a.next, a.used), (2, 40, chunk + 40));
+        // Fill to 40 short of the end, then store 48: the 40 are skipped.
+        for (i, bytes) in [quarter, quarter, quarter, chunk - 80 - 3 * quarter]
+            .into_iter()
+            .enumerate()
+        {
+            let v = vec![5; bytes - HEADER_BYTES - 1];
+            stored.push((a.store(&[i as u8 + 100], rec(&v)), vec![i as u8 + 100], v));
+        }
+        assert_eq!(a.next, chunk - 40);
+        let v = vec![4; 48 - HEADER_BYTES - 1];
+        stored.push((a.store(&[4], rec(&v)), vec![4], v));
+        assert_eq!((a.chunks.len(), a.next), (3, 48));
+        assert_eq!(a.used, 2 * chunk + 48, "the 40-byte tail is charged");
+        for (entry, key, value) in &stored {
+            // SAFETY: stored by `a`.
+            let (k, r) = unsafe { a.entry(*entry) };
+            assert_eq!((k, r.value), (&key[..], Some(&value[..])));
+            assert_eq!((r.version.node, r.expires_at_ms), (2, 3));
+        }
+    }
+
+    /// `release_some` in steps, then the drop, hand every chunk back once
+    /// and free the oversize blocks with the first step.
+    #[test]
+    fn release_some_then_drop_gives_back_each_chunk_once() {
+        let pool = ChunkPool::for_budget(1 << 20, 1 << 20);
+        let mut a = Arena::new(pool.clone());
+        let v = vec![1u8; 16_000];
+        for _ in 0..12 {
+            a.store(b"k", rec(&v));
+        }
+        a.store(b"big", rec(&[2; 20_000]));
+        assert_eq!((a.chunks.len(), a.oversize.len()), (3, 1));
+        // The oversize block is the first step's chunk's worth.
+        assert!(a.release_some(1));
+        assert_eq!((a.chunks.len(), a.oversize.len()), (3, 0));
+        assert!(a.release_some(1));
+        assert_eq!(a.chunks.len(), 2);
+        assert_eq!(pool.idle_chunks(), 1);
+        drop(a);
+        assert_eq!(pool.idle_chunks(), 3);
+    }
+
+    /// An in-place overwrite keeps the key and the room, whatever it was
+    /// (a tombstone included), and refuses a record over the room without
+    /// changing the entry.
+    #[test]
+    fn overwrite_keeps_the_key_and_refuses_what_does_not_fit() {
+        let mut a = Arena::new(ChunkPool::for_budget(0, 0));
+        let e = a.store(b"key", rec(&[1; 13])); // 32 + 3 + 13 = 48
+        let tomb = RecordRef {
+            version: Version { hlc: 9, node: 9 },
+            expires_at_ms: 0,
+            value: None,
+        };
+        // SAFETY (all): `e` was stored by `a`.
+        assert!(unsafe { a.overwrite(e, tomb) });
+        assert_eq!(unsafe { a.entry(e) }, (&b"key"[..], tomb));
+        assert!(unsafe { a.overwrite(e, rec(&[2; 13])) });
+        assert_eq!(unsafe { a.entry(e) }, (&b"key"[..], rec(&[2; 13])));
+        assert!(!unsafe { a.overwrite(e, rec(&[3; 14])) });
+        assert_eq!(unsafe { a.entry(e) }, (&b"key"[..], rec(&[2; 13])));
+        assert!(unsafe { a.overwrite(e, rec(&[])) });
+        assert_eq!(unsafe { a.entry(e) }, (&b"key"[..], rec(&[])));
+        assert_eq!(a.used_bytes(), 48);
+    }
 }

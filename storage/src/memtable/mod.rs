@@ -73,7 +73,11 @@ fn prefix_of(key: &[u8]) -> u128 {
 }
 
 impl OrderedKey {
-    fn new(key: &[u8], slot: usize) -> Self {
+    /// # Safety
+    ///
+    /// `key`'s bytes outlive the result and every clone of it, and nothing
+    /// writes them (or makes a `&mut` over them) meanwhile.
+    unsafe fn new(key: &[u8], slot: usize) -> Self {
         OrderedKey {
             prefix: prefix_of(key),
             key: NonNull::from(key),
@@ -199,8 +203,13 @@ impl Ord for OrderedKey {
 
 /// A range bound for the ordered set from a plain key (the set's search key;
 /// the slot takes no part in the order). Valid while `start`'s key lives.
-fn bound_of(start: Bound<&[u8]>) -> Bound<OrderedKey> {
-    start.map(|k| OrderedKey::new(k, 0))
+///
+/// # Safety
+///
+/// The bound is dropped before `start`'s key (it is a search key only).
+unsafe fn bound_of(start: Bound<&[u8]>) -> Bound<OrderedKey> {
+    // SAFETY: the caller's contract.
+    start.map(|k| unsafe { OrderedKey::new(k, 0) })
 }
 
 /// Cache lines of an entry [`Memtable::prefetch`] hints: a 32-byte header,
@@ -330,7 +339,9 @@ impl Memtable {
                     // SAFETY: as in `entry`; the key bytes live as long as
                     // the arena and never change.
                     let stored = unsafe { self.arena.key(entry) };
-                    order.insert(OrderedKey::new(stored, slot));
+                    // SAFETY: as above; an in-place overwrite writes the
+                    // header and the value only.
+                    order.insert(unsafe { OrderedKey::new(stored, slot) });
                 }
             }
         }
@@ -394,12 +405,16 @@ impl Memtable {
         let mut order = self.order.borrow_mut();
         let order = order.get_or_insert_with(|| {
             (0..self.entries.len())
-                .map(|slot| OrderedKey::new(self.key_at(slot), slot))
+                // SAFETY: the arena's key bytes live as long as the
+                // memtable (the set is dropped first) and never change.
+                .map(|slot| unsafe { OrderedKey::new(self.key_at(slot), slot) })
                 .collect()
         });
         // The end is unbounded, so `range` cannot panic on an inverted range.
         order
-            .range((bound_of(start), Bound::Unbounded))
+            // SAFETY: the bound is dropped within this call, which `start`
+            // outlives.
+            .range((unsafe { bound_of(start) }, Bound::Unbounded))
             .map(|k| {
                 let (key, record) = self.entry(k.slot);
                 (key.to_vec(), record.to_record())
@@ -787,6 +802,291 @@ mod tests {
             prop_assert_eq!(&merged, &expected);
             let stored: usize = model.iter().map(|(k, r)| Memtable::entry_bytes(k, r)).sum();
             prop_assert!(m.approximate_bytes() >= stored);
+        }
+    }
+}
+
+/// Review tests for the arena (fd2441c): small enough to run under Miri.
+#[cfg(test)]
+mod review_tests {
+    use super::*;
+
+    fn v(hlc: u64) -> Version {
+        Version { hlc, node: 1 }
+    }
+
+    fn put(hlc: u64, value: &[u8]) -> Record {
+        Record::put(v(hlc), value.to_vec(), 0)
+    }
+
+    fn scan(m: &Memtable) -> Vec<(Vec<u8>, Record)> {
+        m.entries_from(Bound::Unbounded, usize::MAX)
+    }
+
+    /// The order set keeps raw pointers to key bytes (read only when two
+    /// keys share their first 16 bytes); an in-place overwrite writes the
+    /// same entry. The keys must still read after it (and, under Miri's
+    /// Stacked Borrows, the pointers must stay valid).
+    #[test]
+    fn in_place_overwrites_after_a_scan_keep_the_order_readable() {
+        // Keys sharing their 16-byte prefix: the order compares whole keys.
+        let k = |s: &str| format!("sixteen-byte-pfx{s}").into_bytes();
+        let mut m = Memtable::new();
+        for s in ["b", "d", "a"] {
+            m.insert(&k(s), &put(1, &[7; 40]));
+        }
+        assert_eq!(scan(&m).len(), 3, "the scan builds the order");
+        // A key inserted after the scan enters the order from `insert`.
+        m.insert(&k("c"), &put(1, &[8; 40]));
+        // Same size, smaller, tombstone, back up: all in place.
+        m.insert(&k("b"), &put(2, &[1; 40]));
+        m.insert(&k("c"), &put(2, &[2; 3]));
+        m.insert(&k("d"), &Record::tombstone(v(2)));
+        m.insert(&k("d"), &put(3, &[3; 40]));
+        let before = m.approximate_bytes();
+        m.insert(&k("a"), &put(4, &[4; 40]));
+        assert_eq!(m.approximate_bytes(), before, "in place");
+        // The order compares stored keys (insert of a new key, a range read).
+        m.insert(&k("bb"), &put(1, b"x"));
+        let got = scan(&m);
+        let keys: Vec<Vec<u8>> = got.iter().map(|(k, _)| k.clone()).collect();
+        assert_eq!(keys, [k("a"), k("b"), k("bb"), k("c"), k("d")]);
+        assert_eq!(got[0].1, put(4, &[4; 40]));
+        assert_eq!(got[1].1, put(2, &[1; 40]));
+        assert_eq!(got[3].1, put(2, &[2; 3]));
+        assert_eq!(got[4].1, put(3, &[3; 40]));
+        assert_eq!(m.entries_from(Bound::Excluded(&k("bb")), 10).len(), 2);
+    }
+
+    /// A growing overwrite moves the entry; the order keeps pointing at the
+    /// old entry's key bytes, the record comes from the new one.
+    #[test]
+    fn growing_overwrites_after_a_scan_keep_the_order_readable() {
+        let k = |s: &str| format!("sixteen-byte-pfx{s}").into_bytes();
+        let mut m = Memtable::new();
+        m.insert(&k("1"), &put(1, b"s"));
+        m.insert(&k("2"), &put(1, b"s"));
+        let _ = scan(&m);
+        m.insert(&k("1"), &put(2, &[5; 200]));
+        m.insert(&k("1"), &put(3, &[6; 20_000])); // to an oversize block
+        m.insert(&k("1"), &put(4, &[7; 10])); // in place in the oversize block
+        m.insert(&k("0"), &put(1, b"z"));
+        let got = scan(&m);
+        assert_eq!(
+            got,
+            vec![
+                (k("0"), put(1, b"z")),
+                (k("1"), put(4, &[7; 10])),
+                (k("2"), put(1, b"s")),
+            ]
+        );
+    }
+
+    #[test]
+    fn empty_keys_and_empty_values_are_not_tombstones() {
+        let mut m = Memtable::new();
+        assert!(m.insert(b"", &put(1, b"")));
+        assert_eq!(m.get(b"").map(|r| r.value), Some(Some(&b""[..])));
+        assert!(m.insert(b"", &Record::tombstone(v(2))));
+        assert!(m.get(b"").is_some_and(|r| r.is_tombstone()));
+        assert!(m.insert(b"", &put(3, b"")));
+        assert_eq!(m.get(b"").map(|r| r.value), Some(Some(&b""[..])));
+        // A tombstone on a key never seen, and an empty key in the order.
+        assert!(m.insert(b"\0", &Record::tombstone(v(1))));
+        let got = scan(&m);
+        assert_eq!(got[0], (Vec::new(), put(3, b"")));
+        assert_eq!(got[1], (b"\0".to_vec(), Record::tombstone(v(1))));
+        // A search key that is empty, included and excluded.
+        assert_eq!(m.entries_from(Bound::Included(b""), 10).len(), 2);
+        assert_eq!(m.entries_from(Bound::Excluded(b""), 10).len(), 1);
+        assert_eq!(
+            m.approximate_bytes(),
+            2 * (arena::entry_bytes(0, 0) + KEY_OVERHEAD_BYTES) + 8,
+            "`\\0` entry is 33 bytes, padded to 40"
+        );
+    }
+
+    /// The room an entry has is its first record's, rounded up to 8: a
+    /// tombstone keeps it, and a value of up to that room comes back in place.
+    #[test]
+    fn a_tombstone_keeps_the_entrys_room_for_a_value_later() {
+        let mut m = Memtable::new();
+        // 32 + 3 + 5 = 40: no padding. Then 32 + 3 + 1 = 36 -> 40: 4 of padding.
+        m.insert(b"key", &put(1, b"12345"));
+        let one = m.approximate_bytes();
+        m.insert(b"key", &Record::tombstone(v(2)));
+        m.insert(b"key", &put(3, b"12345"));
+        m.insert(b"key", &Record::tombstone(v(4)));
+        assert_eq!(m.approximate_bytes(), one, "in place");
+        let mut m = Memtable::new();
+        m.insert(b"key", &put(1, b"1"));
+        let one = m.approximate_bytes();
+        m.insert(b"key", &Record::tombstone(v(2)));
+        m.insert(b"key", &put(3, b"12345")); // fills the padding exactly
+        assert_eq!(m.approximate_bytes(), one, "the padding is room");
+        assert_eq!(m.get(b"key").unwrap().value, Some(&b"12345"[..]));
+        m.insert(b"key", &put(4, b"123456")); // one byte over: moves
+        assert_eq!(m.approximate_bytes(), one + arena::entry_bytes(3, 6));
+        assert_eq!(m.get(b"key").unwrap().value, Some(&b"123456"[..]));
+        m.insert(b"key", &Record::tombstone(v(5)));
+        assert!(m.get(b"key").unwrap().is_tombstone());
+        assert_eq!(m.len(), 1);
+    }
+
+    /// 64 KiB chunks: an entry of exactly a quarter chunk is carved from a
+    /// chunk (four fill one exactly), 8 bytes more is its own block.
+    #[test]
+    fn entries_at_the_oversize_threshold() {
+        const QUARTER: usize = (64 << 10) / 4;
+        let mut m = Memtable::new();
+        let value = vec![3u8; QUARTER - 32 - 1];
+        assert_eq!(arena::entry_bytes(1, value.len()), QUARTER);
+        for k in 0..5u8 {
+            m.insert(&[k], &put(1, &value));
+        }
+        // Four fill the first chunk exactly; the fifth takes a new one with
+        // no tail skipped.
+        assert_eq!(m.approximate_bytes(), 5 * (QUARTER + KEY_OVERHEAD_BYTES));
+        let over = vec![4u8; QUARTER - 32 - 1 + 1];
+        assert_eq!(arena::entry_bytes(1, over.len()), QUARTER + 8);
+        m.insert(b"o", &put(1, &over));
+        assert_eq!(
+            m.approximate_bytes(),
+            5 * (QUARTER + KEY_OVERHEAD_BYTES) + QUARTER + 8 + KEY_OVERHEAD_BYTES
+        );
+        for k in 0..5u8 {
+            assert_eq!(m.get(&[k]).unwrap().value, Some(&value[..]));
+        }
+        assert_eq!(m.get(b"o").unwrap().value, Some(&over[..]));
+    }
+
+    /// The fields' extremes round-trip (u64 and u32 fields, a key of the
+    /// engine's largest size with 0xff bytes).
+    #[test]
+    fn record_fields_round_trip_at_their_extremes() {
+        let mut m = Memtable::new();
+        let key = vec![0xffu8; crate::limits::KEY_SIZE_MAX];
+        let version = Version {
+            hlc: u64::MAX,
+            node: u32::MAX,
+        };
+        let record = Record::put(version, vec![0xfe; 3], u64::MAX);
+        assert!(m.insert(&key, &record));
+        assert_eq!(m.get(&key).map(|r| r.to_record()), Some(record.clone()));
+        assert_eq!(m.max_version(), version);
+        assert!(
+            !m.insert(&key, &Record::tombstone(version)),
+            "a tie keeps it"
+        );
+        assert_eq!(scan(&m), vec![(key, record)]);
+    }
+
+    /// A teardown stopped after some steps, then dropped, gives back or
+    /// frees everything once (Miri checks for leaks and double frees).
+    #[test]
+    fn a_teardown_dropped_between_steps_frees_everything_once() {
+        let pool = ChunkPool::for_budget(1 << 20, 1 << 20);
+        let mut m = Memtable::with_capacity(0, pool.clone());
+        // 12 chunks of 64 KiB: 768 entries of 1 KiB, and two oversize.
+        for i in 0..768u32 {
+            m.insert(&i.to_be_bytes(), &put(1, &[1; 1024 - 32 - 4]));
+        }
+        m.insert(b"big1", &put(1, &[2; 20_000]));
+        m.insert(b"big2", &put(1, &[2; 20_000]));
+        let _ = scan(&m);
+        let mut teardown = m.take_apart();
+        assert!(
+            teardown.free_some(usize::MAX),
+            "order gone, 2 oversize, 6 chunks back"
+        );
+        assert_eq!(pool.idle_chunks(), 6);
+        drop(teardown);
+        assert_eq!(pool.idle_chunks(), 12);
+        // And a memtable dropped whole, while its order is built.
+        let mut m = Memtable::with_capacity(0, pool.clone());
+        m.insert(b"a", &put(1, b"x"));
+        let _ = scan(&m);
+        drop(m);
+        assert_eq!(pool.idle_chunks(), 12);
+    }
+
+    /// Chunks a torn-down memtable gave back hold its old bytes: a new
+    /// memtable on them reads only what it wrote.
+    #[test]
+    fn a_memtable_on_reused_chunks_reads_only_its_own_entries() {
+        let pool = ChunkPool::for_budget(1 << 20, 1 << 20);
+        let mut old = Memtable::with_capacity(0, pool.clone());
+        for i in 0..200u32 {
+            old.insert(&i.to_be_bytes(), &put(9, &[0xaa; 300]));
+        }
+        let mut t = old.take_apart();
+        while t.free_some(16) {}
+        let idle = pool.idle_chunks();
+        assert!(idle >= 1);
+        let mut m = Memtable::with_capacity(0, pool.clone());
+        for i in 0..200u32 {
+            // Shorter keys and values: the old bytes lie past each entry.
+            m.insert(&[i as u8, 1], &put(1, &[i as u8; 5]));
+        }
+        m.insert(b"\xff", &Record::tombstone(v(1)));
+        assert_eq!(pool.idle_chunks(), idle - 1);
+        for i in 0..200u32 {
+            assert!(m.get(&i.to_be_bytes()).is_none());
+        }
+        let got = scan(&m);
+        assert_eq!(got.len(), 201);
+        assert!(got
+            .iter()
+            .take(200)
+            .all(|(k, r)| r.value == Some(vec![k[0]; 5])));
+        assert!(got[200].1.is_tombstone());
+    }
+
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    proptest! {
+        /// Keys sharing their first 16 bytes (so the order reads the key
+        /// bytes the arena holds), overwrites in place and moved, tombstones
+        /// and scans in any order: every scan reads what a model holds.
+        #[test]
+        fn scans_between_overwrites_of_keys_sharing_a_prefix(
+            ops in proptest::collection::vec(
+                (0u8..12, prop_oneof![
+                    4 => proptest::option::of(0usize..64),
+                    1 => (16_000usize..17_000).prop_map(Some),
+                ], 0u8..4),
+                1..60,
+            ),
+        ) {
+            let mut m = Memtable::new();
+            let mut model: BTreeMap<Vec<u8>, Record> = BTreeMap::new();
+            for (i, (k, len, scan_now)) in ops.iter().enumerate() {
+                // Half the keys are 16 bytes exactly (ties with a longer
+                // key on the prefix), the rest longer.
+                let key = if k % 2 == 0 {
+                    format!("sixteen-byte-p{k:02}").into_bytes()
+                } else {
+                    format!("sixteen-byte-p{:02}{}", k - 1, "\0".repeat(*k as usize)).into_bytes()
+                };
+                let hlc = i as u64 + 1;
+                let record = match len {
+                    Some(len) => Record::put(v(hlc), vec![*k; *len], 0),
+                    None => Record::tombstone(v(hlc)),
+                };
+                prop_assert!(m.insert(&key, &record));
+                model.insert(key, record);
+                if *scan_now == 0 {
+                    let expected: Vec<(Vec<u8>, Record)> =
+                        model.iter().map(|(k, r)| (k.clone(), r.clone())).collect();
+                    prop_assert_eq!(scan(&m), expected);
+                }
+            }
+            let expected: Vec<(Vec<u8>, Record)> =
+                model.iter().map(|(k, r)| (k.clone(), r.clone())).collect();
+            prop_assert_eq!(scan(&m), expected.clone());
+            let mut t = m.take_apart();
+            while t.free_some(3) {}
         }
     }
 }
