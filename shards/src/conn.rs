@@ -113,6 +113,9 @@ pub(crate) async fn run_batch<'b>(
 /// several rounds.
 const PENDING_MAX: usize = 32;
 
+/// Writes ahead of the one running whose memtable entries are hinted.
+const ENTRY_HINT_AHEAD: usize = 4;
+
 /// A batch's requests between decoding and running. Requests are held until
 /// [`PENDING_MAX`] are decoded (or the batch ends), then the keys of their
 /// GETs, PUTs and DELETEs are hinted to the store together (see
@@ -193,7 +196,26 @@ impl<'b> Pending<'b> {
                 .store
                 .prefetch(&reads[..read], &writes[..written]);
         }
+        // The writes' memtable entries, a few writes ahead of the one that
+        // runs: by then their buckets (hinted above) have landed.
+        let mut entries_hinted = written.min(ENTRY_HINT_AHEAD);
+        self.shard
+            .store
+            .prefetch_write_entries(&writes[..entries_hinted]);
+        let mut writes_run = 0;
         for i in 0..self.len {
+            if matches!(
+                self.held[i],
+                Some((_, Request::Put { .. } | Request::Delete { .. }, _))
+            ) {
+                writes_run += 1;
+                if entries_hinted < written && entries_hinted < writes_run + ENTRY_HINT_AHEAD {
+                    self.shard
+                        .store
+                        .prefetch_write_entries(&writes[entries_hinted..entries_hinted + 1]);
+                    entries_hinted += 1;
+                }
+            }
             let Some((header, req, raw)) = self.held[i].take() else {
                 continue;
             };

@@ -73,6 +73,12 @@ impl Store {
         self.engine.prefetch(reads, writes);
     }
 
+    /// Hints the memtable entries `writes` will read (see
+    /// [`Engine::prefetch_write_entries`]).
+    pub fn prefetch_write_entries(&self, writes: &[&[u8]]) {
+        self.engine.prefetch_write_entries(writes);
+    }
+
     /// Writes a value; durable per the configured mode when this returns.
     pub async fn put(
         &self,

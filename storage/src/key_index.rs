@@ -88,6 +88,15 @@ impl KeyIndex {
         prefetch_line(&self.buckets[hash as usize & self.mask()]);
     }
 
+    /// The slot in the home bucket of `hash` when that bucket holds a key
+    /// with the same tag (most likely the key itself), without probing
+    /// further: for a hint, whose load of the bucket should find it in the
+    /// cache (see [`prefetch`](Self::prefetch)). Changes nothing.
+    pub fn home_slot(&self, hash: u64) -> Option<usize> {
+        let bucket = self.buckets[hash as u32 as usize & self.mask()];
+        (bucket != 0 && bucket as u32 == hash as u32).then(|| (bucket >> 32) as usize - 1)
+    }
+
     /// The slot of the key with `hash`, if indexed. `is_key(slot)` says
     /// whether the key stored at `slot` is the one looked up.
     pub fn find(&self, hash: u64, is_key: impl Fn(usize) -> bool) -> Option<usize> {
@@ -182,6 +191,30 @@ mod tests {
             }
         }
         (index, stored)
+    }
+
+    #[test]
+    fn a_home_slot_is_the_keys_own_when_it_sits_at_home() {
+        let keys: Vec<Vec<u8>> = (0..5_000u32).map(|i| i.to_be_bytes().to_vec()).collect();
+        // Room for 20,000: a sixth full, as a memtable's index mostly is.
+        let (index, stored) = index_all(&keys, 20_000);
+        let mut at_home = 0;
+        for (slot, key) in stored.iter().enumerate() {
+            let hash = index.hash(key);
+            match index.home_slot(hash) {
+                // A tag match at home is the key itself (no two of these
+                // keys share 32 bits of hash here) ...
+                Some(s) => {
+                    assert_eq!(s, slot);
+                    at_home += 1;
+                }
+                // ... else the key was displaced by a collision.
+                None => assert_ne!(index.buckets[hash as u32 as usize & index.mask()], 0),
+            }
+        }
+        assert!(at_home > 4_000, "most keys sit at home: {at_home}");
+        let empty = KeyIndex::with_capacity(16);
+        assert_eq!(empty.home_slot(empty.hash(b"k")), None);
     }
 
     #[test]

@@ -461,6 +461,19 @@ impl Engine {
         }
     }
 
+    /// The second stage of [`prefetch`](Self::prefetch) for `writes`:
+    /// starts loading the memtable entries their index buckets name (see
+    /// [`Memtable::prefetch_entries`]). Call it a little after `prefetch`,
+    /// for a few writes ahead of the one about to run. Changes no result.
+    pub fn prefetch_write_entries(&self, writes: &[&[u8]]) {
+        self.inner
+            .state
+            .borrow()
+            .active
+            .borrow()
+            .prefetch_entries(writes);
+    }
+
     /// Up to `limit` live entries of `range` at `now_ms`, in key order.
     pub async fn scan(&self, range: ScanRange, limit: usize, now_ms: u64) -> Result<Vec<Entry>> {
         self.check_open()?;
