@@ -19,6 +19,7 @@ use crate::limits::{BATCH_FRAMES_MAX, RECEIVE_BUFFER_SIZE_INITIAL};
 use crate::service::{answer_now, encode_error, handle, now_ms, write_now, Scope, WrittenNow};
 use crate::shard::{Shard, ShardCounters};
 use crate::stop::StopEvent;
+use crate::store::EntryHints;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use ringkv_net::client_frame::{decode_request, Decoded, Request, RequestHeader, Resync, Status};
@@ -113,9 +114,6 @@ pub(crate) async fn run_batch<'b>(
 /// several rounds.
 const PENDING_MAX: usize = 32;
 
-/// Writes ahead of the one running whose memtable entries are hinted.
-const ENTRY_HINT_AHEAD: usize = 4;
-
 /// A batch's requests between decoding and running. Requests are held until
 /// [`PENDING_MAX`] are decoded (or the batch ends), then the keys of their
 /// GETs, PUTs and DELETEs are hinted to the store together (see
@@ -196,25 +194,13 @@ impl<'b> Pending<'b> {
                 .store
                 .prefetch(&reads[..read], &writes[..written]);
         }
-        // The writes' memtable entries, a few writes ahead of the one that
-        // runs: by then their buckets (hinted above) have landed.
-        let mut entries_hinted = written.min(ENTRY_HINT_AHEAD);
-        self.shard
-            .store
-            .prefetch_write_entries(&writes[..entries_hinted]);
-        let mut writes_run = 0;
+        let mut entry_hints = EntryHints::new(&self.shard.store, &writes[..written]);
         for i in 0..self.len {
             if matches!(
                 self.held[i],
                 Some((_, Request::Put { .. } | Request::Delete { .. }, _))
             ) {
-                writes_run += 1;
-                if entries_hinted < written && entries_hinted < writes_run + ENTRY_HINT_AHEAD {
-                    self.shard
-                        .store
-                        .prefetch_write_entries(&writes[entries_hinted..entries_hinted + 1]);
-                    entries_hinted += 1;
-                }
+                entry_hints.next_write(&self.shard.store);
             }
             let Some((header, req, raw)) = self.held[i].take() else {
                 continue;

@@ -28,6 +28,7 @@ use crate::resp_exec::{
 use crate::service::now_ms;
 use crate::shard::{Shard, ShardCounters};
 use crate::stop::StopEvent;
+use crate::store::EntryHints;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use ringkv_net::resp::{parse_command, Command, CommandError, Decoded, Reply, RespLimits};
@@ -192,7 +193,8 @@ pub(crate) async fn run_batch(
             break; // the command cap
         }
         let commands: Vec<_> = ahead.iter().map(|(args, _)| Command::parse(args)).collect();
-        hint_keys(shard, &commands);
+        let writes = hint_keys(shard, &commands);
+        let mut entry_hints = EntryHints::new(&shard.store, &writes);
         // Consecutive commands of one other shard's keys go there together.
         let mut run: Option<Run> = None;
         for ((args, len), parsed) in ahead.iter().zip(commands) {
@@ -242,6 +244,9 @@ pub(crate) async fn run_batch(
                     }
                 }
                 continue;
+            }
+            if matches!(parsed, Ok(Command::Set { .. })) {
+                entry_hints.next_write(&shard.store);
             }
             let replies_from = out.len();
             let ran = match &parsed {
@@ -314,10 +319,11 @@ pub(crate) async fn run_batch(
 const RESP_PARSE_AHEAD: usize = 32;
 
 /// Hints the keys of the GETs (reads) and SETs (writes) among `commands` to
-/// the store (see [`crate::store::Store::prefetch`]).
-fn hint_keys(shard: &Shard, commands: &[Result<Command<'_>, CommandError>]) {
+/// the store (see [`crate::store::Store::prefetch`]). Returns the keys of
+/// the SETs this shard runs, in order (for [`EntryHints`]).
+fn hint_keys<'a>(shard: &Shard, commands: &[Result<Command<'a>, CommandError>]) -> Vec<&'a [u8]> {
     let mut reads: Vec<&[u8]> = Vec::new();
-    let mut writes: Vec<&[u8]> = Vec::new();
+    let mut writes: Vec<&'a [u8]> = Vec::new();
     // Keys of other shards are forwarded, not read here.
     let ours = |key: &[u8]| shard.shard_count == 1 || shard.owner_of(key) == shard.id;
     for command in commands.iter().flatten() {
@@ -330,6 +336,7 @@ fn hint_keys(shard: &Shard, commands: &[Result<Command<'_>, CommandError>]) {
     if !reads.is_empty() || !writes.is_empty() {
         shard.store.prefetch(&reads, &writes);
     }
+    writes
 }
 
 /// Serves one RESP connection until the peer closes it, sends QUIT or a

@@ -13,6 +13,44 @@ use ringkv_storage::wal::{Durability, Lsn};
 use ringkv_storage::{Entry, Record, RecordRef, Result, Version};
 use std::path::Path;
 
+/// Writes ahead of the one running whose memtable entries are hinted (see
+/// [`EntryHints`]).
+const ENTRY_HINT_AHEAD: usize = 4;
+
+/// Hints the memtable entries of a batch's writes a few writes ahead of the
+/// one that runs ([`Store::prefetch_write_entries`]): by then the index
+/// buckets [`Store::prefetch`] hinted for the batch have landed, so reading
+/// them does not wait. Changes no result.
+pub struct EntryHints<'k> {
+    writes: &'k [&'k [u8]],
+    hinted: usize,
+    started: usize,
+}
+
+impl<'k> EntryHints<'k> {
+    /// Hints the first writes of `writes` (the batch's write keys, in the
+    /// order they will run, already passed to [`Store::prefetch`]).
+    pub fn new(store: &Store, writes: &'k [&'k [u8]]) -> Self {
+        let hinted = writes.len().min(ENTRY_HINT_AHEAD);
+        store.prefetch_write_entries(&writes[..hinted]);
+        EntryHints {
+            writes,
+            hinted,
+            started: 0,
+        }
+    }
+
+    /// A write of the batch is about to run: hints the next one not yet
+    /// hinted, keeping [`ENTRY_HINT_AHEAD`] writes ahead.
+    pub fn next_write(&mut self, store: &Store) {
+        self.started += 1;
+        if self.hinted < self.writes.len() && self.hinted < self.started + ENTRY_HINT_AHEAD {
+            store.prefetch_write_entries(&self.writes[self.hinted..self.hinted + 1]);
+            self.hinted += 1;
+        }
+    }
+}
+
 /// Which keys a scan visits.
 pub type ScanSpan = ScanRange;
 
