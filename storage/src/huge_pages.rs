@@ -2,15 +2,16 @@
 //! aligned and advised before their first touch, and advice for large
 //! vectors.
 //!
-//! Why: the row cache's entries and a memtable's entries are read at random
-//! among hundreds of MiB. With 4 KiB pages the TLB covers a few MiB, so each
+//! Why: the row cache's entries are read at random among hundreds of MiB. With 4 KiB pages the TLB covers a few MiB, so each
 //! such read is a TLB miss as well as a cache miss, and in a VM each page
 //! walk is two-dimensional. On 2 MiB pages the TLB covers them (measured in
 //! perf/RESULTS.md, "Memory, not code").
 //!
 //! Cost: the first touch of a huge page zeroes 2 MiB (about 3 ms in this
 //! VM, host side included), so users keep their regions and reuse them
-//! rather than mapping fresh ones on a request path.
+//! rather than mapping fresh ones on a request path. (That cost is why the
+//! memtable's arena does not use them: perf/RESULTS.md, "A memtable
+//! arena".)
 
 use std::ptr::NonNull;
 
@@ -78,9 +79,8 @@ impl HugeRegion {
 impl Drop for HugeRegion {
     fn drop(&mut self) {
         // SAFETY: the region was mapped by `HugeRegion::map` with this size
-        // and is unmapped once. Its owners' contracts (the entry slab's
-        // `Stored` handles, a memtable's entries) keep every pointer into it
-        // from outliving it.
+        // and is unmapped once. Its owner's contract (the entry slab's
+        // `Stored` handles) keeps every pointer into it from outliving it.
         unsafe {
             libc::munmap(self.base.as_ptr().cast(), HUGE_PAGE_BYTES);
         }

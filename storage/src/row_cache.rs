@@ -122,15 +122,6 @@ fn version_of(entry: &[u8]) -> Version {
     }
 }
 
-fn record_of(entry: &[u8]) -> Record {
-    let r = record_ref_of(entry);
-    Record {
-        version: r.version,
-        expires_at_ms: r.expires_at_ms,
-        value: r.value.map(<[u8]>::to_vec),
-    }
-}
-
 fn record_ref_of(entry: &[u8]) -> RecordRef<'_> {
     let key_len = u32_at(entry, 20) as usize;
     RecordRef {
@@ -271,7 +262,7 @@ impl RowCache {
     /// that falls back to a full read, which counts it.
     pub fn get_if_cached(&mut self, key: &[u8]) -> Option<Record> {
         let entry = self.hit(key)?;
-        Some(record_of(entry))
+        Some(record_ref_of(entry).to_record())
     }
 
     /// Calls `f` with the cached record of `key`, borrowed (no copy of the

@@ -198,8 +198,7 @@ impl Engine {
         let listed: HashSet<FileId> = manifest_state.tables.iter().map(|t| t.id).collect();
         // Kept for every memtable that may be alive at once (the active one
         // and those waiting for their flush): past the first few, no
-        // memtable faults fresh memory in (a huge page's first touch is
-        // a stall of milliseconds in the request path).
+        // memtable faults fresh memory in under writers.
         let memtable_chunks = ChunkPool::for_budget(
             options.memtable_size,
             options.memtable_size * (FROZEN_MEMTABLES_MAX + 1),

@@ -196,7 +196,7 @@ pub(crate) struct Arena {
 }
 
 impl Arena {
-    /// An empty arena taking its chunks from `pool`; maps nothing yet.
+    /// An empty arena taking its chunks from `pool`; takes none yet.
     pub(crate) fn new(pool: ChunkPool) -> Arena {
         Arena {
             chunk_bytes: pool.chunk_bytes(),
@@ -313,10 +313,11 @@ impl Arena {
     /// [`release_some`](Self::release_some) has not been called since.
     pub(crate) unsafe fn entry(&self, entry: EntryPtr) -> (&[u8], RecordRef<'_>) {
         // SAFETY: the caller's contract: the entry lies in memory this
-        // arena owns, written by `store` or `overwrite`, and unchanged while
-        // `&self` is borrowed.
-        let bytes = unsafe { entry_slice(entry) };
+        // arena owns, written by `store` or `overwrite` (its header, then
+        // `room` bytes), and unchanged while `&self` is borrowed.
         let h = unsafe { header(entry) };
+        let bytes: &[u8] =
+            unsafe { std::slice::from_raw_parts(entry.0.as_ptr(), HEADER_BYTES + h.room) };
         let key = &bytes[HEADER_BYTES..HEADER_BYTES + h.key_len];
         let value = (h.value_len != TOMBSTONE).then(|| {
             let start = HEADER_BYTES + h.key_len;
@@ -394,7 +395,7 @@ struct Header {
 ///
 /// # Safety
 ///
-/// `entry` points at an entry written by `write_entry` that lives for `'a`.
+/// `entry` points at a live entry written by `write_entry`.
 unsafe fn header(entry: EntryPtr) -> Header {
     // SAFETY: the caller's contract; every entry has a full header.
     let h = unsafe { std::slice::from_raw_parts(entry.0.as_ptr(), HEADER_BYTES) };
@@ -408,17 +409,6 @@ unsafe fn header(entry: EntryPtr) -> Header {
         value_len: u32_at(h, 24),
         room: u32_at(h, 28) as usize,
     }
-}
-
-/// The whole of `entry`: its header and the room after it.
-///
-/// # Safety
-///
-/// As for [`header`]; the slice is valid for `'a`.
-unsafe fn entry_slice<'a>(entry: EntryPtr) -> &'a [u8] {
-    // SAFETY: the caller's contract; `room` bytes follow the header.
-    let room = unsafe { header(entry) }.room;
-    unsafe { std::slice::from_raw_parts(entry.0.as_ptr(), HEADER_BYTES + room) }
 }
 
 /// Writes `key` and `record` into `entry` (at least their
@@ -461,7 +451,7 @@ fn write_record(
 }
 
 #[cfg(test)]
-mod review_tests {
+mod tests {
     use super::*;
 
     fn rec(value: &[u8]) -> RecordRef<'_> {

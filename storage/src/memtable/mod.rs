@@ -833,16 +833,9 @@ mod tests {
             prop_assert!(m.approximate_bytes() >= stored);
         }
     }
-}
 
-/// Review tests for the arena (fd2441c): small enough to run under Miri.
-#[cfg(test)]
-mod review_tests {
-    use super::*;
-
-    fn v(hlc: u64) -> Version {
-        Version { hlc, node: 1 }
-    }
+    // The arena's edge cases, from its review: small enough to run under
+    // Miri (`cargo +nightly miri test -p ringkv-storage --lib memtable::`).
 
     fn put(hlc: u64, value: &[u8]) -> Record {
         Record::put(v(hlc), value.to_vec(), 0)
@@ -1070,9 +1063,6 @@ mod review_tests {
             .all(|(k, r)| r.value == Some(vec![k[0]; 5])));
         assert!(got[200].1.is_tombstone());
     }
-
-    use proptest::prelude::*;
-    use std::collections::BTreeMap;
 
     proptest! {
         /// Keys sharing their first 16 bytes (so the order reads the key

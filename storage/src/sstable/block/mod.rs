@@ -208,11 +208,12 @@ pub struct EntryRef<'a> {
 impl EntryRef<'_> {
     /// An owned copy of the record.
     pub fn to_record(&self) -> Record {
-        Record {
+        RecordRef {
             version: self.version,
             expires_at_ms: self.expires_at_ms,
-            value: self.value.map(<[u8]>::to_vec),
+            value: self.value,
         }
+        .to_record()
     }
 }
 
