@@ -140,6 +140,16 @@ impl<'a> From<&'a Record> for RecordRef<'a> {
 }
 
 impl RecordRef<'_> {
+    /// A tombstone of `version` (no expiry, no value), as
+    /// [`Record::tombstone`].
+    pub fn tombstone(version: Version) -> Self {
+        RecordRef {
+            version,
+            expires_at_ms: 0,
+            value: None,
+        }
+    }
+
     /// Whether this record is a tombstone.
     pub fn is_tombstone(&self) -> bool {
         self.value.is_none()

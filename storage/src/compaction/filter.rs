@@ -11,13 +11,19 @@
 //!   Expired values follow the same rule once turned into tombstones, as
 //!   Cassandra purges expired cells after gc_grace.
 
-use crate::types::Record;
+use crate::types::RecordRef;
 
 /// The record a compaction writes for one key, or `None` to drop the key.
 /// `now_ms` is wall-clock milliseconds; `grace_ms` the tombstone grace period.
-pub fn retain(record: Record, now_ms: u64, grace_ms: u64, bottommost: bool) -> Option<Record> {
+/// Borrowed in and out: a compaction copies no value to decide.
+pub fn retain(
+    record: RecordRef<'_>,
+    now_ms: u64,
+    grace_ms: u64,
+    bottommost: bool,
+) -> Option<RecordRef<'_>> {
     let record = if record.is_dead_at(now_ms) && !record.is_tombstone() {
-        Record::tombstone(record.version)
+        RecordRef::tombstone(record.version)
     } else {
         record
     };
@@ -32,8 +38,12 @@ pub fn retain(record: Record, now_ms: u64, grace_ms: u64, bottommost: bool) -> O
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::types::Version;
+    use crate::types::{Record, Version};
+
+    /// `super::retain` on an owned record, the answer owned again.
+    fn retain(record: Record, now_ms: u64, grace_ms: u64, bottommost: bool) -> Option<Record> {
+        super::retain((&record).into(), now_ms, grace_ms, bottommost).map(|r| r.to_record())
+    }
 
     const NOW: u64 = 1_000_000;
     const GRACE: u64 = 1_000;

@@ -19,7 +19,7 @@ use crate::io::{self, DirectFile};
 use crate::manifest::ManifestEdit;
 use crate::memtable::Memtable;
 use crate::sstable::{table_file_name, table_tmp_file_name, Table, TableWriter};
-use crate::types::{FileId, Record, TableMeta};
+use crate::types::{FileId, RecordRef, TableMeta};
 use std::cell::RefCell;
 use std::ops::Bound;
 use std::path::PathBuf;
@@ -241,22 +241,19 @@ async fn write_outputs(
     let mut charged = 0u64;
     let mut entries = 0u64;
     let mut purged = Purged::Keys(Vec::new());
-    while let Some((key, record)) = merge.next().await? {
-        let kept = match retain(record.clone(), now_ms, grace_ms, job.bottommost) {
+    while let Some((key, record)) = merge.next_ref().await? {
+        let kept = match retain(record, now_ms, grace_ms, job.bottommost) {
             Some(kept) => Some(kept),
             // Purging is safe only if no source outside the job may hold an
             // older version of the key that the tombstone still shadows
             // (Cassandra's overlap check before dropping a tombstone).
-            None if outside.may_hold(&key) => Some(Record::tombstone(record.version)),
+            None if outside.may_hold(key) => Some(RecordRef::tombstone(record.version)),
             None => None,
         };
         // `retain` either keeps the record as it is or turns it into a
         // tombstone or nothing: a change is a purge or a conversion.
-        if kept
-            .as_ref()
-            .is_none_or(|k| k.is_tombstone() != record.is_tombstone())
-        {
-            purged.note(&key);
+        if kept.is_none_or(|k| k.is_tombstone() != record.is_tombstone()) {
+            purged.note(key);
         }
         let Some(record) = kept else {
             continue;
@@ -278,14 +275,17 @@ async fn write_outputs(
                 ))
             }
         };
-        w.add(&key, &record).await?;
-        let size = w.estimated_size();
-        let wait = bucket.take(size.saturating_sub(charged), Instant::now());
-        charged = size;
-        if !wait.is_zero() {
-            io::sleep(wait).await;
+        // The entry is copied once, from the block the merge read it in
+        // into the output block.
+        w.push(key, record);
+        if w.wants_write() {
+            // Paced per write, not per entry: a clock read per entry cost
+            // more than the merge's key compares.
+            pace(&mut bucket, &mut charged, w.estimated_size()).await;
+            w.write_staged().await?;
         }
-        if size >= options.table_size_target {
+        if w.estimated_size() >= options.table_size_target {
+            pace(&mut bucket, &mut charged, w.estimated_size()).await;
             if let Some(w) = writer.take() {
                 metas.push(w.finish().await?);
             }
@@ -297,9 +297,20 @@ async fn write_outputs(
         }
     }
     if let Some(w) = writer.take() {
+        pace(&mut bucket, &mut charged, w.estimated_size()).await;
         metas.push(w.finish().await?);
     }
     Ok((metas, purged))
+}
+
+/// Charges `bucket` with what a table grew by since the last charge (its
+/// size now is `size`) and sleeps off any debt that leaves.
+async fn pace(bucket: &mut TokenBucket, charged: &mut u64, size: u64) {
+    let wait = bucket.take(size.saturating_sub(*charged), Instant::now());
+    *charged = size;
+    if !wait.is_zero() {
+        io::sleep(wait).await;
+    }
 }
 
 /// Memtables and tables outside a job, taken when it starts: where an older

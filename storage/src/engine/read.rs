@@ -120,14 +120,18 @@ pub(super) async fn scan(
         sources
     };
     let mut merge = MergeIter::new(sources);
-    while let Some((key, record)) = merge.next().await? {
-        if range.is_past_end(&key) {
+    // Borrowed until kept: a dead or shadowed entry is never copied.
+    while let Some((key, record)) = merge.next_ref().await? {
+        if range.is_past_end(key) {
             break;
         }
         if record.is_dead_at(now_ms) {
             continue;
         }
-        out.push(Entry { key, record });
+        out.push(Entry {
+            key: key.to_vec(),
+            record: record.to_record(),
+        });
         if out.len() >= limit {
             break;
         }

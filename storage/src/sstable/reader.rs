@@ -9,7 +9,7 @@
 //! which also catches a block read from the wrong place). Any failure is
 //! [`Error::Corruption`] with the file and absolute offset.
 
-use super::block::{self, Block};
+use super::block::{self, Block, EntryRef};
 use super::bloom::{self, Bloom};
 use super::footer::{self, FOOTER_SIZE};
 use super::index::{self, Index};
@@ -298,29 +298,52 @@ impl TableIter {
         }
     }
 
-    /// The next entry, or `None` at the end of the table.
+    /// The next entry, owned, or `None` at the end of the table.
     pub async fn next(&mut self) -> Result<Option<(Vec<u8>, Record)>> {
+        if !self.advance().await? {
+            return Ok(None);
+        }
+        Ok(self.current().map(|e| (e.key.to_vec(), e.to_record())))
+    }
+
+    /// Moves to the next entry; `false` at the end of the table. The entry is
+    /// then read in place with [`current`](Self::current) (a merge compares
+    /// and copies entries where their block holds them).
+    pub async fn advance(&mut self) -> Result<bool> {
         if let Some(start) = self.start.take() {
             self.seek(start).await?;
         }
         loop {
             if self.block.is_none() {
                 if self.block_idx >= self.table.index.len() {
-                    return Ok(None);
+                    return Ok(false);
                 }
                 self.block = Some(self.load(self.block_idx).await?);
                 self.pos = 0;
             }
             if let Some(b) = &self.block {
                 if self.pos < b.len() {
-                    let e = b.entry(self.pos);
                     self.pos += 1;
-                    return Ok(Some((e.key.to_vec(), e.to_record())));
+                    return Ok(true);
                 }
             }
             self.block = None;
             self.block_idx += 1;
         }
+    }
+
+    /// The entry the last [`advance`](Self::advance) moved to; `None` before
+    /// the first one and after the end.
+    pub fn current(&self) -> Option<EntryRef<'_>> {
+        let b = self.block.as_ref()?;
+        (self.pos > 0).then(|| b.entry(self.pos - 1))
+    }
+
+    /// The key of [`current`](Self::current), read without parsing the rest
+    /// of the entry.
+    pub fn current_key(&self) -> Option<&[u8]> {
+        let b = self.block.as_ref()?;
+        (self.pos > 0).then(|| b.key(self.pos - 1))
     }
 
     async fn seek(&mut self, start: Bound<Vec<u8>>) -> Result<()> {

@@ -442,7 +442,8 @@ impl Block {
         }
     }
 
-    fn key(&self, i: usize) -> &[u8] {
+    /// The key of entry `i` (`i < len()`), without parsing the rest of it.
+    pub fn key(&self, i: usize) -> &[u8] {
         let off = self.offset(i);
         let len = u16::from_le_bytes([self.data[off], self.data[off + 1]]) as usize;
         &self.data[off + 2..off + 2 + len]
