@@ -3,7 +3,7 @@
 use std::cell::RefCell;
 use std::future::Future;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A background task handle. Dropping it cancels the task (glommio 0.9
 /// semantics): await it, or call `.detach()` to let it run on its own.
@@ -45,6 +45,8 @@ thread_local! {
     /// handle is only valid in the executor that created it.
     static BACKGROUND_QUEUE: std::cell::Cell<Option<(usize, glommio::TaskQueueHandle)>> =
         const { std::cell::Cell::new(None) };
+    /// When the background queue's current slice began (see [`yield_now`]).
+    static SLICE_START: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
     /// The backlog controller of this thread's background queue.
     static CONTROLLER: RefCell<Option<(usize, Rc<BacklogShares>)>> = const { RefCell::new(None) };
 }
@@ -144,9 +146,48 @@ pub async fn sleep(d: Duration) {
     glommio::timer::sleep(d).await;
 }
 
-/// Yields to other tasks of this executor.
+/// How long background work (flushes, compactions) runs before it lets the
+/// executor's other task queues in. glommio switches queues only when its
+/// preemption timer fires (the request queue's latency, 1 ms) or a queue
+/// yields; a yield inside the background queue goes on with its next task, so
+/// a request arriving during a flush waited up to the whole millisecond.
+pub const BACKGROUND_SLICE: Duration = Duration::from_micros(250);
+
+/// Yields to other tasks of this executor. Called from the background queue,
+/// it yields the queue itself once it has run [`BACKGROUND_SLICE`], so a
+/// request waits at most about that long behind background work; the queues'
+/// shares still decide how the CPU is split between them.
 pub async fn yield_now() {
-    futures_lite::future::yield_now().await;
+    if background_slice_spent() {
+        glommio::executor().yield_task_queue_now().await;
+        SLICE_START.with(|s| s.set(Some(Instant::now())));
+    } else {
+        futures_lite::future::yield_now().await;
+    }
+}
+
+/// Whether the caller runs on this executor's background queue and that
+/// queue's current slice is spent. A slice starts when the queue resumes
+/// after yielding it (or at the first check); after an idle spell the first
+/// check yields at once, an extra switch and nothing more.
+fn background_slice_spent() -> bool {
+    if BACKGROUND_QUEUE.with(|q| q.get()).is_none() {
+        return false;
+    }
+    let Some(background) = current_background_queue() else {
+        return false;
+    };
+    if glommio::executor().current_task_queue() != background {
+        return false;
+    }
+    let now = Instant::now();
+    SLICE_START.with(|s| match s.get() {
+        Some(start) => now.saturating_duration_since(start) >= BACKGROUND_SLICE,
+        None => {
+            s.set(Some(now));
+            false
+        }
+    })
 }
 
 /// Wall-clock milliseconds since the Unix epoch.
@@ -171,5 +212,30 @@ mod tests {
         assert_eq!(shares_for(100, 7.0), FOREGROUND_SHARES);
         assert_eq!(shares_for(0, 0.0), 1);
         assert_eq!(shares_for(5000, 0.0), FOREGROUND_SHARES);
+    }
+
+    /// Only the background queue's tasks count a slice; theirs is spent
+    /// once it has run [`BACKGROUND_SLICE`], and a queue yield starts the next.
+    #[test]
+    fn background_tasks_yield_their_queue_once_their_slice_is_spent() {
+        glommio::LocalExecutorBuilder::default()
+            .make()
+            .expect("executor")
+            .run(async {
+                set_background_queue(100);
+                assert!(!background_slice_spent(), "the foreground never counts a slice");
+                let checks = spawn_background(async {
+                    let first = background_slice_spent();
+                    std::thread::sleep(BACKGROUND_SLICE * 2);
+                    let after_the_slice = background_slice_spent();
+                    yield_now().await;
+                    let after_a_queue_yield = background_slice_spent();
+                    (first, after_the_slice, after_a_queue_yield)
+                })
+                .await;
+                assert_eq!(checks, (false, true, false));
+                std::thread::sleep(BACKGROUND_SLICE * 2);
+                assert!(!background_slice_spent(), "the foreground never counts a slice");
+            });
     }
 }

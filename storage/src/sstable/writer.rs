@@ -163,8 +163,8 @@ impl TableWriter {
             };
         }
         for piece in self.staged.chunks(TABLE_WRITE_SIZE) {
-            let mut buf = self.file.alloc(piece.len());
-            buf.as_bytes_mut()[..piece.len()].copy_from_slice(piece);
+            // Staged bytes are whole pages: nothing to zero around the copy.
+            let buf = self.file.alloc_copy(piece);
             let (file, offset) = (Rc::clone(&self.file), self.written);
             self.in_flight.push_back(io::spawn_background(async move {
                 file.write_at(buf, offset).await
