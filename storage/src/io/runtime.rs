@@ -223,7 +223,10 @@ mod tests {
             .expect("executor")
             .run(async {
                 set_background_queue(100);
-                assert!(!background_slice_spent(), "the foreground never counts a slice");
+                assert!(
+                    !background_slice_spent(),
+                    "the foreground never counts a slice"
+                );
                 let checks = spawn_background(async {
                     let first = background_slice_spent();
                     std::thread::sleep(BACKGROUND_SLICE * 2);
@@ -235,7 +238,10 @@ mod tests {
                 .await;
                 assert_eq!(checks, (false, true, false));
                 std::thread::sleep(BACKGROUND_SLICE * 2);
-                assert!(!background_slice_spent(), "the foreground never counts a slice");
+                assert!(
+                    !background_slice_spent(),
+                    "the foreground never counts a slice"
+                );
             });
     }
 }
