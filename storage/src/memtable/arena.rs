@@ -44,7 +44,7 @@ use std::ptr::NonNull;
 use std::rc::Rc;
 
 /// Bytes of an entry's header.
-const HEADER_BYTES: usize = 32;
+pub(crate) const HEADER_BYTES: usize = 32;
 
 /// Entries start at multiples of this many bytes.
 const ENTRY_ALIGN: usize = 8;
@@ -341,11 +341,16 @@ impl Arena {
         unsafe { self.entry(entry) }.0
     }
 
-    /// Hints the first lines of `entry` (its header, key and the start of
-    /// its value) into the cache. Never faults; changes nothing.
-    pub(crate) fn prefetch(entry: EntryPtr, lines: usize) {
-        for line in 0..lines {
-            crate::prefetch::prefetch_line(entry.0.as_ptr().wrapping_add(line * 64));
+    /// Hints into the cache every line holding one of the first `bytes`
+    /// bytes of `entry` (an entry starts on any 8-byte boundary, so 150
+    /// bytes may span four lines). Never faults; changes nothing.
+    pub(crate) fn prefetch(entry: EntryPtr, bytes: usize) {
+        let start = entry.0.as_ptr();
+        let into_line = start as usize % 64;
+        let mut offset = 0;
+        while offset < into_line + bytes.max(1) {
+            crate::prefetch::prefetch_line(start.wrapping_sub(into_line).wrapping_add(offset));
+            offset += 64;
         }
     }
 

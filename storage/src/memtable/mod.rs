@@ -242,9 +242,9 @@ unsafe fn bound_of(start: Bound<&[u8]>) -> Bound<OrderedKey> {
     start.map(|k| unsafe { OrderedKey::new(k, 0) })
 }
 
-/// Cache lines of an entry [`Memtable::prefetch`] hints: a 32-byte header,
-/// a key and about 100 bytes of value (a longer value streams in behind).
-const PREFETCH_ENTRY_LINES: usize = 3;
+/// Bytes of an entry [`Memtable::prefetch`] hints: a 32-byte header, a key
+/// and about 100 bytes of value (a longer value streams in behind).
+const PREFETCH_ENTRY_BYTES: usize = 160;
 
 /// Fixed charge per key to the budget besides its entry: its index buckets
 /// (8 bytes each, at most three quarters full, presized), its slot's
@@ -409,7 +409,8 @@ impl Memtable {
                 .home_slot(self.slots.hash(key))
                 .and_then(|slot| self.entries.get(slot))
             {
-                Arena::prefetch(entry, 1);
+                // The header and the key: what the overwrite compares.
+                Arena::prefetch(entry, arena::HEADER_BYTES + key.len());
             }
         }
     }
@@ -441,7 +442,7 @@ impl Memtable {
     pub fn prefetch(&self, keys: &[FlushKey]) {
         for k in keys {
             if let Some(&entry) = self.entries.get(k.slot) {
-                Arena::prefetch(entry, PREFETCH_ENTRY_LINES);
+                Arena::prefetch(entry, PREFETCH_ENTRY_BYTES);
             }
         }
     }
