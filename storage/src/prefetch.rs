@@ -18,3 +18,18 @@ pub(crate) fn prefetch_line<T>(p: *const T) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;
 }
+
+/// Hints every cache line holding one of the `len` bytes from `start` (at
+/// least the line of `start`). An entry stored on an 8- or 32-byte boundary
+/// spans one line more than its length suggests whenever it starts late in
+/// a line: hinting whole lines from its start missed its last one.
+#[inline(always)]
+pub(crate) fn prefetch_bytes(start: *const u8, len: usize) {
+    let into_line = start as usize % 64;
+    let first = start.wrapping_sub(into_line);
+    let mut offset = 0;
+    while offset < into_line + len.max(1) {
+        prefetch_line(first.wrapping_add(offset));
+        offset += 64;
+    }
+}

@@ -41,7 +41,7 @@ use crate::cache::CacheStats;
 use crate::entry_slab::{EntrySlab, Stored, CHUNK_BYTES};
 use crate::huge_pages::{advise_huge_pages, advise_normal_pages};
 use crate::le::{u32_at, u64_at};
-use crate::prefetch::prefetch_line;
+use crate::prefetch::{prefetch_bytes, prefetch_line};
 use crate::types::{Record, RecordRef, Version};
 
 /// Bookkeeping charged per entry besides its key and value bytes: its share
@@ -66,9 +66,9 @@ const HEADER_BYTES: usize = 32;
 /// Keys whose buckets one prefetch pass hints before it reads them back.
 const PREFETCH_CHUNK: usize = 32;
 
-/// Cache lines of an entry a prefetch hints: header and key, then the
-/// start of the value (a longer value streams in behind it anyway).
-const PREFETCH_ENTRY_LINES: usize = 3;
+/// Bytes of an entry a prefetch hints: header and key, then the start of
+/// the value (a longer value streams in behind it anyway).
+const PREFETCH_ENTRY_BYTES: usize = 192;
 
 const FLAG_TOMBSTONE: u8 = 1;
 const FLAG_REFERENCED: u8 = 2;
@@ -241,9 +241,7 @@ impl RowCache {
                     // A home-bucket entry is usually the key itself (probe
                     // runs are short at this load factor).
                     let entry = &slot.entry;
-                    for offset in (0..entry.len()).step_by(64).take(PREFETCH_ENTRY_LINES) {
-                        prefetch_line(&entry[offset]);
-                    }
+                    prefetch_bytes(entry.as_ptr(), entry.len().min(PREFETCH_ENTRY_BYTES));
                 }
             }
         }

@@ -342,16 +342,9 @@ impl Arena {
     }
 
     /// Hints into the cache every line holding one of the first `bytes`
-    /// bytes of `entry` (an entry starts on any 8-byte boundary, so 150
-    /// bytes may span four lines). Never faults; changes nothing.
+    /// bytes of `entry`. Never faults; changes nothing.
     pub(crate) fn prefetch(entry: EntryPtr, bytes: usize) {
-        let start = entry.0.as_ptr();
-        let into_line = start as usize % 64;
-        let mut offset = 0;
-        while offset < into_line + bytes.max(1) {
-            crate::prefetch::prefetch_line(start.wrapping_sub(into_line).wrapping_add(offset));
-            offset += 64;
-        }
+        crate::prefetch::prefetch_bytes(entry.0.as_ptr(), bytes);
     }
 
     /// Frees up to `max` chunks' worth of the arena's memory: oversize
