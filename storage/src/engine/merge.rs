@@ -158,12 +158,7 @@ impl Source {
             }
             Source::Run { iter, .. } => {
                 let e = iter.as_ref()?.current()?;
-                let record = RecordRef {
-                    version: e.version,
-                    expires_at_ms: e.expires_at_ms,
-                    value: e.value,
-                };
-                Some((e.key, record))
+                Some((e.key, e.record()))
             }
         }
     }

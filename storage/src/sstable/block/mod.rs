@@ -205,15 +205,19 @@ pub struct EntryRef<'a> {
     pub value: Option<&'a [u8]>,
 }
 
-impl EntryRef<'_> {
-    /// An owned copy of the record.
-    pub fn to_record(&self) -> Record {
+impl<'a> EntryRef<'a> {
+    /// The record, borrowed from the block.
+    pub fn record(&self) -> RecordRef<'a> {
         RecordRef {
             version: self.version,
             expires_at_ms: self.expires_at_ms,
             value: self.value,
         }
-        .to_record()
+    }
+
+    /// An owned copy of the record.
+    pub fn to_record(&self) -> Record {
+        self.record().to_record()
     }
 }
 
