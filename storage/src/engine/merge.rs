@@ -15,6 +15,7 @@ use crate::memtable::Memtable;
 use crate::sstable::{Table, TableIter};
 use crate::types::{Record, RecordRef, Version};
 use std::cell::RefCell;
+use std::cmp::Ordering;
 use std::collections::VecDeque;
 use std::ops::Bound;
 use std::path::PathBuf;
@@ -212,36 +213,39 @@ impl MergeIter {
             }
         }
         moving.clear();
+        // One pass: the smallest key, and every source at it (consumed by
+        // this call). The highest version among them wins, the first
+        // source's on a tie.
         let mut smallest: Option<&[u8]> = None;
-        for source in &self.sources {
-            if let Some(k) = source.current_key() {
-                if smallest.is_none_or(|s| k < s) {
+        for (i, source) in self.sources.iter().enumerate() {
+            let Some(k) = source.current_key() else {
+                continue;
+            };
+            match smallest.map(|s| k.cmp(s)) {
+                Some(Ordering::Greater) => {}
+                Some(Ordering::Equal) => moving.push(i),
+                Some(Ordering::Less) | None => {
                     smallest = Some(k);
+                    moving.clear();
+                    moving.push(i);
                 }
             }
         }
-        let Some(smallest) = smallest else {
+        let (Some(smallest), Some((&first, rest))) = (smallest, moving.split_first()) else {
             self.at_last = moving;
             return Ok(None);
         };
-        // Every source at the smallest key is consumed by this call; the
-        // highest version among them wins, the first source on a tie.
-        let mut winner: Option<usize> = None;
-        for (i, source) in self.sources.iter().enumerate() {
-            if source.current_key() != Some(smallest) {
-                continue;
+        let mut winner = first;
+        for &i in rest {
+            if version_of(&self.sources[i]) > version_of(&self.sources[winner]) {
+                winner = i;
             }
-            moving.push(i);
-            winner = match winner {
-                Some(w) if version_of(&self.sources[w]) >= version_of(source) => Some(w),
-                _ => Some(i),
-            };
         }
         self.last_key.clear();
         self.last_key.extend_from_slice(smallest);
         self.yielded = true;
         self.at_last = moving;
-        Ok(winner.and_then(|w| self.sources[w].current()))
+        Ok(self.sources[winner].current())
     }
 }
 

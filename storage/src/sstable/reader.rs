@@ -160,6 +160,7 @@ impl Table {
             block_idx: 0,
             block: None,
             pos: 0,
+            current_key: 0..0,
             readahead: Vec::new(),
             readahead_offset: 0,
             next_chunk: None,
@@ -253,6 +254,8 @@ pub struct TableIter {
     block_idx: usize,
     block: Option<Rc<Block>>,
     pos: usize,
+    /// Where the current entry's key (entry `pos - 1`) lies in `block`.
+    current_key: std::ops::Range<usize>,
     readahead: Vec<u8>,
     readahead_offset: u64,
     /// Compaction only: the read of the chunk after `readahead`, started as
@@ -323,6 +326,7 @@ impl TableIter {
             }
             if let Some(b) = &self.block {
                 if self.pos < b.len() {
+                    self.current_key = b.key_range(self.pos);
                     self.pos += 1;
                     return Ok(true);
                 }
@@ -339,11 +343,11 @@ impl TableIter {
         (self.pos > 0).then(|| b.entry(self.pos - 1))
     }
 
-    /// The key of [`current`](Self::current), read without parsing the rest
-    /// of the entry.
+    /// The key of [`current`](Self::current), located once per entry (a
+    /// merge compares it against every other source's).
     pub fn current_key(&self) -> Option<&[u8]> {
         let b = self.block.as_ref()?;
-        (self.pos > 0).then(|| b.key(self.pos - 1))
+        (self.pos > 0).then(|| b.key_at(self.current_key.clone()))
     }
 
     async fn seek(&mut self, start: Bound<Vec<u8>>) -> Result<()> {

@@ -448,9 +448,20 @@ impl Block {
 
     /// The key of entry `i` (`i < len()`), without parsing the rest of it.
     pub fn key(&self, i: usize) -> &[u8] {
+        &self.data[self.key_range(i)]
+    }
+
+    /// Where the key of entry `i` (`i < len()`) lies in the block's bytes,
+    /// for a reader that compares it many times ([`key_at`](Self::key_at)).
+    pub fn key_range(&self, i: usize) -> std::ops::Range<usize> {
         let off = self.offset(i);
         let len = u16::from_le_bytes([self.data[off], self.data[off + 1]]) as usize;
-        &self.data[off + 2..off + 2 + len]
+        off + 2..off + 2 + len
+    }
+
+    /// The key at `range`, from [`key_range`](Self::key_range) of this block.
+    pub fn key_at(&self, range: std::ops::Range<usize>) -> &[u8] {
+        &self.data[range]
     }
 
     /// Index of the first entry whose key is `>= key` (`len()` if none).
