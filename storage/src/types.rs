@@ -59,11 +59,7 @@ impl Record {
 
     /// A tombstone record.
     pub fn tombstone(version: Version) -> Self {
-        Record {
-            version,
-            expires_at_ms: 0,
-            value: None,
-        }
+        RecordRef::tombstone(version).to_record()
     }
 
     /// Whether this record is a tombstone.
@@ -140,8 +136,8 @@ impl<'a> From<&'a Record> for RecordRef<'a> {
 }
 
 impl RecordRef<'_> {
-    /// A tombstone of `version` (no expiry, no value), as
-    /// [`Record::tombstone`].
+    /// A tombstone of `version`: no expiry, no value (the one place that
+    /// says so; [`Record::tombstone`] is its owned copy).
     pub fn tombstone(version: Version) -> Self {
         RecordRef {
             version,

@@ -251,9 +251,7 @@ impl MergeIter {
 
 /// The version of `source`'s current entry (the lowest when exhausted).
 fn version_of(source: &Source) -> Version {
-    source
-        .current()
-        .map_or(Version { hlc: 0, node: 0 }, |(_, r)| r.version)
+    source.current().map_or(Version::ZERO, |(_, r)| r.version)
 }
 
 #[cfg(test)]
@@ -313,11 +311,19 @@ mod tests {
         assert_eq!(out.len(), 4 + 100);
     }
 
-    fn run<T>(fut: impl std::future::Future<Output = T>) -> T {
+    /// Runs `test` on a glommio executor with a fresh directory for table
+    /// files (under target/, where O_DIRECT works).
+    fn run_in_dir<F: std::future::Future<Output = ()>>(test: impl FnOnce(PathBuf) -> F) {
+        let dir = tempfile::tempdir_in(concat!(env!("CARGO_MANIFEST_DIR"), "/../target"))
+            .expect("tempdir");
+        let path = dir.path().to_path_buf();
         glommio::LocalExecutorBuilder::default()
             .make()
             .expect("executor")
-            .run(fut)
+            .run(async move {
+                crate::io::prepare_dir(&path, true).await.expect("prepare");
+                test(path).await;
+            });
     }
 
     /// Writes `entries` (sorted by key) as table `id` in `dir` and opens it.
@@ -339,21 +345,13 @@ mod tests {
         Rc::new(Table::open(&path, id, 0, cache).await.expect("open"))
     }
 
-    fn tempdir() -> tempfile::TempDir {
-        tempfile::tempdir_in(concat!(env!("CARGO_MANIFEST_DIR"), "/../target")).expect("tempdir")
-    }
-
     /// Tables and a memtable holding overlapping keys at random versions
     /// (ties included) merge into what a model keeps: each key once, in
     /// order, with its highest version, the first source's on a tie. The
     /// entries are read where the blocks hold them (many blocks per table).
     #[test]
     fn tables_and_memtables_merge_like_a_model() {
-        let dir = tempdir();
-        run(async move {
-            crate::io::prepare_dir(dir.path(), true)
-                .await
-                .expect("prepare");
+        run_in_dir(|dir| async move {
             let mut seed = 0x9e37_79b9_7f4a_7c15u64;
             let mut next = move || {
                 seed ^= seed << 13;
@@ -391,7 +389,7 @@ mod tests {
                     }
                     sources.push(Source::memtable(Rc::new(RefCell::new(m)), Bound::Unbounded));
                 } else {
-                    let t = table(dir.path(), source as u64 + 1, &entries).await;
+                    let t = table(&dir, source as u64 + 1, &entries).await;
                     assert!(t.block_count() > 10, "entries span many blocks");
                     sources.push(Source::run(vec![t], Bound::Unbounded, false));
                 }
@@ -413,19 +411,15 @@ mod tests {
     /// from, instead of yielding keys out of order.
     #[test]
     fn a_source_going_backwards_is_a_corruption_naming_its_file() {
-        let dir = tempdir();
-        run(async move {
-            crate::io::prepare_dir(dir.path(), true)
-                .await
-                .expect("prepare");
+        run_in_dir(|dir| async move {
             let put = |k: &str| {
                 (
                     k.as_bytes().to_vec(),
                     Record::put(Version { hlc: 1, node: 0 }, b"v".to_vec(), 0),
                 )
             };
-            let high = table(dir.path(), 1, &[put("m"), put("n")]).await;
-            let low = table(dir.path(), 2, &[put("a"), put("b")]).await;
+            let high = table(&dir, 1, &[put("m"), put("n")]).await;
+            let low = table(&dir, 2, &[put("a"), put("b")]).await;
             let low_path = low.path().to_path_buf();
             let mut merge =
                 MergeIter::new(vec![Source::run(vec![high, low], Bound::Unbounded, false)]);

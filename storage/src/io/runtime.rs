@@ -31,12 +31,11 @@ pub fn spawn_beside<T: 'static>(fut: impl Future<Output = T> + 'static) -> Backg
 }
 
 /// The background queue registered by the executor running on this thread, if any.
+/// Reads the thread's cell first: a thread that never registered one asks
+/// glommio nothing.
 fn current_background_queue() -> Option<glommio::TaskQueueHandle> {
-    let executor_id = glommio::executor().id();
-    BACKGROUND_QUEUE.with(|q| match q.get() {
-        Some((id, tq)) if id == executor_id => Some(tq),
-        _ => None,
-    })
+    let (id, tq) = BACKGROUND_QUEUE.with(std::cell::Cell::get)?;
+    (id == glommio::executor().id()).then_some(tq)
 }
 
 thread_local! {
@@ -171,9 +170,6 @@ pub async fn yield_now() {
 /// after yielding it (or at the first check); after an idle spell the first
 /// check yields at once, an extra switch and nothing more.
 fn background_slice_spent() -> bool {
-    if BACKGROUND_QUEUE.with(|q| q.get()).is_none() {
-        return false;
-    }
     let Some(background) = current_background_queue() else {
         return false;
     };
