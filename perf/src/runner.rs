@@ -74,8 +74,12 @@ pub struct RunConfig {
     pub pipeline: usize,
     /// Closed or open loop.
     pub pacing: Pacing,
-    /// Stop after this long.
+    /// Stop after this long (measured time, after the warm-up).
     pub duration: Option<Duration>,
+    /// Run phase only: run the workload this long before measuring, on the same connections at
+    /// the same rate. Requests sent in it are neither recorded nor counted against
+    /// [`requests`](Self::requests); errors are counted from the first request.
+    pub warmup: Duration,
     /// Stop after this many requests.
     pub requests: Option<u64>,
     /// Abort (and fail) once errors / requests exceeds this.
@@ -246,6 +250,10 @@ pub fn run_phase(
     // Connections are set up; measuring starts now, for every thread at once.
     barrier.wait();
     let start = Instant::now();
+    let warmup = match phase {
+        Phase::Run => config.warmup,
+        Phase::Load => Duration::ZERO,
+    };
     let mut merger = IntervalMerger::new(config.threads);
     let mut intervals = Vec::new();
     let mut totals = Totals::new();
@@ -285,7 +293,8 @@ pub fn run_phase(
             shared.stop.store(true, Ordering::Relaxed);
         }
     }
-    let elapsed = start.elapsed();
+    // Throughput counts measured time only; the progress display saw the warm-up too.
+    let elapsed = start.elapsed().saturating_sub(warmup);
     for h in handles {
         if let Err(e) = h.join() {
             thread_errors.push(format!("executor: {e}"));
@@ -295,7 +304,7 @@ pub fn run_phase(
     let rest = merger.take_complete();
     on_progress(
         Progress {
-            elapsed,
+            elapsed: start.elapsed(),
             completed: shared.completed.load(Ordering::Relaxed),
             errors: shared.errors.load(Ordering::Relaxed),
         },
@@ -409,9 +418,13 @@ impl Drop for Watched {
 /// Drives `conns` through the phase and returns this thread's results.
 async fn measure(ctx: &ThreadCtx, conns: Vec<Conn>) -> Result<Totals, String> {
     let start = Instant::now();
+    let measure_from = match ctx.phase {
+        Phase::Run => start + ctx.config.warmup,
+        Phase::Load => start,
+    };
     let recorder = Rc::new(RefCell::new(Recorder::new(
         ctx.thread,
-        start,
+        measure_from,
         Some(ctx.interval_tx.clone()),
     )));
     let total_conns = ctx.config.threads * ctx.config.connections;
@@ -443,10 +456,11 @@ async fn measure(ctx: &ThreadCtx, conns: Vec<Conn>) -> Result<Totals, String> {
             next_id: 1,
             key: [0; KEY_SIZE_MAX],
             start,
+            measure_from,
             // The load phase inserts every key whatever --duration says.
             deadline: match ctx.phase {
                 Phase::Load => None,
-                Phase::Run => ctx.config.duration.map(|d| start + d),
+                Phase::Run => ctx.config.duration.map(|d| measure_from + d),
             },
             pipeline: ctx.config.pipeline,
         };
@@ -599,11 +613,23 @@ struct Driver {
     next_id: u64,
     key: [u8; KEY_SIZE_MAX],
     start: Instant,
+    /// Requests sent (closed loop) or due (open loop) before this are the warm-up's.
+    measure_from: Instant,
     deadline: Option<Instant>,
     pipeline: usize,
 }
 
 impl Driver {
+    /// Claims `want` requests of the phase's budget for requests sent at `since`; the warm-up's
+    /// are free.
+    fn claim(&self, want: usize, since: Instant) -> usize {
+        if since < self.measure_from {
+            want
+        } else {
+            self.shared.claim(want)
+        }
+    }
+
     fn should_stop(&self, now: Instant) -> bool {
         self.shared.stop.load(Ordering::Relaxed) || self.deadline.is_some_and(|d| now >= d)
     }
@@ -651,8 +677,9 @@ impl Driver {
             )));
         };
         let mut recorder = self.recorder.borrow_mut();
+        let measured = f.record && f.since >= self.measure_from;
         match answer {
-            Answer::Done | Answer::Miss if f.record => {
+            Answer::Done | Answer::Miss if measured => {
                 recorder.record(f.kind, now.saturating_duration_since(f.since), now);
                 if answer == Answer::Miss {
                     recorder.record_miss(f.kind);
@@ -676,7 +703,7 @@ impl Driver {
             if self.should_stop(now) {
                 return Ok(());
             }
-            let claimed = self.shared.claim(self.pipeline);
+            let claimed = self.claim(self.pipeline, now);
             let mut exhausted = claimed == 0;
             for _ in 0..claimed {
                 if !self.push(now)? {
@@ -723,7 +750,7 @@ impl Driver {
                 else {
                     break;
                 };
-                if self.shared.claim(1) == 0 || !self.push(self.start + intended)? {
+                if self.claim(1, self.start + intended) == 0 || !self.push(self.start + intended)? {
                     sending = false;
                     break;
                 }

@@ -161,6 +161,64 @@ fn open_loop_holds_the_requested_rate() {
     );
 }
 
+#[test]
+fn a_warm_up_runs_the_workload_first_but_only_measured_requests_count() {
+    let echo = Echo::start(false);
+    let target = format!("redis://127.0.0.1:{}", echo.port);
+    for transport in TRANSPORTS {
+        let (code, json, stderr) = loadgen(&[
+            "--target",
+            &target,
+            "--transport",
+            transport,
+            "--rate",
+            "2000",
+            "-c",
+            "4",
+            "--warmup",
+            "1s",
+            "--duration",
+            "1",
+            "--json",
+        ]);
+        assert_eq!(code, 0, "{transport}: {stderr}");
+        assert_eq!(json["warmup_s"], 1.0, "{json}");
+        let run = &json["phases"][0];
+        let requests = run["requests"].as_u64().expect("requests");
+        // 2000 were sent in the warm-up and 2000 after it: only the second half counts.
+        assert!(
+            (1800..=2200).contains(&requests),
+            "{transport}: 1 s measured at 2000/s after a 1 s warm-up counted {requests}"
+        );
+        let elapsed = run["elapsed_s"].as_f64().expect("elapsed_s");
+        assert!(
+            (0.9..1.5).contains(&elapsed),
+            "{transport}: measured time {elapsed} s excludes the warm-up"
+        );
+        let ops_per_s = run["ops_per_s"].as_f64().expect("ops_per_s");
+        assert!(
+            (1500.0..2500.0).contains(&ops_per_s),
+            "{transport}: {ops_per_s}/s"
+        );
+    }
+    // A closed loop with a request budget: the warm-up's requests are not charged to it.
+    let (code, json, stderr) = loadgen(&[
+        "--target",
+        &target,
+        "-c",
+        "2",
+        "-P",
+        "4",
+        "--warmup",
+        "300ms",
+        "--requests",
+        "3000",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(json["phases"][0]["requests"], 3000, "{json}");
+}
+
 /// Runs an open loop of 40000 requests/s for 1.5 s, 4 connections, 16 requests in flight each,
 /// and returns how many completed (after checking that the run succeeded without errors).
 fn pipelined_open_loop(target: &str, transport: &str) -> u64 {

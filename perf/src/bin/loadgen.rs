@@ -81,6 +81,12 @@ struct Cli {
     /// Stop after this many requests.
     #[arg(long, short = 'n')]
     requests: Option<u64>,
+    /// Run the workload this long before measuring ("1s", "500ms"; run phase only): the same
+    /// connections, rate and schedule, its requests neither recorded nor counted. Percentiles
+    /// then describe the steady state, not the connections' start (TCP windows, first page
+    /// faults), which on a 5 s open-loop run alone can decide the p99.9.
+    #[arg(long, default_value = "0s")]
+    warmup: String,
     /// Fail (exit 2) when errors exceed this fraction of requests.
     #[arg(long, default_value_t = 0.01)]
     error_threshold: f64,
@@ -115,6 +121,15 @@ struct Cli {
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
+    parse_span(text, false)
+}
+
+/// A warm-up may be zero (none).
+fn parse_warmup(text: &str) -> Result<Duration, String> {
+    parse_span(text, true).map_err(|e| format!("--warmup: {e}"))
+}
+
+fn parse_span(text: &str, zero_allowed: bool) -> Result<Duration, String> {
     let t = text.trim();
     let (number, scale) = if let Some(n) = t.strip_suffix("ms") {
         (n, 1e-3)
@@ -129,7 +144,7 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         .trim()
         .parse()
         .map_err(|e| format!("duration {text:?}: {e}"))?;
-    if !(value > 0.0 && value.is_finite()) {
+    if !(value.is_finite() && (value > 0.0 || (zero_allowed && value == 0.0))) {
         return Err(format!("duration {text:?} must be positive"));
     }
     Ok(Duration::from_secs_f64(value * scale))
@@ -223,6 +238,7 @@ fn setup(cli: &Cli) -> Result<Setup, String> {
         (None, Some(_)) => None,
         (None, None) => Some(Duration::from_secs(10)),
     };
+    let warmup = parse_warmup(&cli.warmup)?;
     let consistency = match cli.consistency.as_str() {
         "default" => Consistency::Default,
         "one" => Consistency::One,
@@ -252,6 +268,7 @@ fn setup(cli: &Cli) -> Result<Setup, String> {
         pipeline: cli.pipeline,
         pacing,
         duration,
+        warmup,
         requests: cli.requests,
         error_threshold: cli.error_threshold,
         consistency,
@@ -270,7 +287,7 @@ fn progress_bar(cli: &Cli, config: &RunConfig, phase: &str) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let (len, unit) = match (config.duration, config.requests) {
-        (Some(d), _) if phase == "run" => (d.as_millis() as u64, "ms"),
+        (Some(d), _) if phase == "run" => ((config.warmup + d).as_millis() as u64, "ms"),
         (_, Some(n)) if phase == "run" => (n, "req"),
         _ => (0, "req"),
     };
@@ -476,6 +493,7 @@ fn main() -> ExitCode {
             "connections_per_thread": setup.config.connections,
             "pipeline": setup.config.pipeline,
             "rate": cli.rate,
+            "warmup_s": setup.config.warmup.as_secs_f64(),
             "phases": reports,
         });
         println!("{doc}");
@@ -502,6 +520,10 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("-1").is_err() && parse_duration("x").is_err());
+        assert!(parse_duration("0").is_err());
+        assert_eq!(parse_warmup("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_warmup("1500ms"), Ok(Duration::from_millis(1500)));
+        assert!(parse_warmup("-1s").is_err() && parse_warmup("soon").is_err());
         assert_eq!(parse_cpus("1"), Ok(vec![1]));
         assert_eq!(parse_cpus("0-2,5"), Ok(vec![0, 1, 2, 5]));
         assert!(parse_cpus("").is_err());
