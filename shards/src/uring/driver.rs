@@ -153,6 +153,28 @@ impl Io {
         );
     }
 
+    /// Lets completions signal the eventfd again, for a wait. The caller
+    /// looks at the ring afterwards: a completion posted before this did not
+    /// signal, but is in the queue by then (with `COOP_TASKRUN` the kernel
+    /// posts in this thread, as task work, so program order holds; for one
+    /// posted elsewhere the fence pairs with the kernel's, and the loop's
+    /// re-check timer bounds the rest).
+    fn signal_while_waiting(&mut self) {
+        self.ring.completion().enable_eventfd();
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Stops completions from signalling the eventfd while the loop runs:
+    /// every completion it would see anyway (its own sends, posted inline
+    /// during its submit; receives it reaps in the same turn) otherwise
+    /// completed glommio's pending read of the eventfd, woke the loop again
+    /// for nothing, and cost glommio a submit for the next read: measured at
+    /// 30k requests/s, about two wake-ups of the loop and several system
+    /// calls per request, enough to keep the executor from ever sleeping.
+    fn quiet_eventfd(&mut self) {
+        self.ring.completion().disable_eventfd();
+    }
+
     fn has_completions(&mut self) -> bool {
         !self.backlog.is_empty() || !self.ring.completion().is_empty()
     }
@@ -194,11 +216,14 @@ impl Driver {
         inbox: Rc<Inbox>,
         eventfd: BufferedFile,
     ) -> Self {
+        let mut io = Io {
+            ring,
+            backlog: Vec::new(),
+        };
+        // Signalled only while the loop waits (see `Io::signal_while_waiting`).
+        io.quiet_eventfd();
         Driver {
-            io: Io {
-                ring,
-                backlog: Vec::new(),
-            },
+            io,
             bufs,
             conns: Vec::new(),
             free: Vec::new(),
@@ -507,6 +532,7 @@ impl Driver {
         } else {
             IDLE_RECHECK_INTERVAL
         };
+        self.io.signal_while_waiting();
         let waited = std::future::poll_fn(|cx| {
             self.signals.register(cx.waker());
             if self.signals.take_kick() || self.io.has_completions() || self.io.kernel_has_work() {
@@ -540,6 +566,7 @@ impl Driver {
             },
         )
         .await;
+        self.io.quiet_eventfd();
         if !woken && !self.event_failed && (self.io.has_completions() || self.io.kernel_has_work())
         {
             let counter = &self.shard.counters.network_missed_wakeups;
@@ -597,4 +624,72 @@ pub fn build_ring() -> io::Result<IoUring> {
         .setup_submit_all()
         .setup_cqsize(COMPLETION_ENTRIES)
         .build(RING_ENTRIES)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::{FromRawFd, OwnedFd};
+
+    /// The signals counted on a non-blocking eventfd since the last read (0 if none).
+    fn take_signals(efd: &OwnedFd) -> u64 {
+        let mut count = [0u8; 8];
+        // SAFETY: reading 8 bytes into a live 8-byte buffer.
+        let n = unsafe { libc::read(efd.as_raw_fd(), count.as_mut_ptr().cast(), 8) };
+        if n == 8 {
+            u64::from_ne_bytes(count)
+        } else {
+            assert_eq!(
+                io::Error::last_os_error().raw_os_error(),
+                Some(libc::EAGAIN),
+                "eventfd read"
+            );
+            0
+        }
+    }
+
+    fn nop(io: &mut Io, user_data: u64) {
+        io.push(&opcode::Nop::new().build().user_data(user_data))
+            .expect("queue a NOP");
+        io.submit().expect("submit");
+    }
+
+    /// The loop's own completions (a NOP here, its sends on the wire) do not
+    /// signal the eventfd while it runs, so they neither complete glommio's
+    /// read nor wake the loop again; while it waits, every completion does.
+    #[test]
+    fn only_a_waiting_loop_is_signalled_through_its_eventfd() {
+        let ring = build_ring().expect("ring");
+        // SAFETY: eventfd(2) with valid flags; checked below.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        assert!(fd >= 0, "eventfd: {}", io::Error::last_os_error());
+        // SAFETY: a fresh descriptor nothing else owns.
+        let efd = unsafe { OwnedFd::from_raw_fd(fd) };
+        ring.submitter()
+            .register_eventfd(efd.as_raw_fd())
+            .expect("register eventfd");
+        let mut io = Io {
+            ring,
+            backlog: Vec::new(),
+        };
+        let mut reaped = Vec::new();
+        nop(&mut io, 1);
+        assert_eq!(take_signals(&efd), 1, "a fresh ring signals");
+
+        io.quiet_eventfd();
+        nop(&mut io, 2);
+        nop(&mut io, 3);
+        assert_eq!(take_signals(&efd), 0, "a running loop is not signalled");
+
+        io.signal_while_waiting();
+        nop(&mut io, 4);
+        assert_eq!(take_signals(&efd), 1, "a waiting loop is");
+
+        io.quiet_eventfd();
+        nop(&mut io, 5);
+        assert_eq!(take_signals(&efd), 0);
+        io.reap(&mut reaped);
+        let ids: Vec<u64> = reaped.iter().map(|c| c.0).collect();
+        assert_eq!(ids, [1, 2, 3, 4, 5], "no completion is lost either way");
+    }
 }
