@@ -155,10 +155,12 @@ impl Io {
 
     /// Lets completions signal the eventfd again, for a wait. The caller
     /// looks at the ring afterwards: a completion posted before this did not
-    /// signal, but is in the queue by then (with `COOP_TASKRUN` the kernel
-    /// posts in this thread, as task work, so program order holds; for one
-    /// posted elsewhere the fence pairs with the kernel's, and the loop's
-    /// re-check timer bounds the rest).
+    /// signal, but is in the queue by then. With `COOP_TASKRUN` the kernel
+    /// posts the loop's completions in this thread, as task work, so program
+    /// order holds. One posted from another thread (an io-wq worker) could in
+    /// principle slip between the kernel's post and its look at the flag; the
+    /// loop's re-check timer bounds such a wait and counts it
+    /// (`network_missed_wakeups`).
     fn signal_while_waiting(&mut self) {
         self.ring.completion().enable_eventfd();
         std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
@@ -168,9 +170,9 @@ impl Io {
     /// every completion it would see anyway (its own sends, posted inline
     /// during its submit; receives it reaps in the same turn) otherwise
     /// completed glommio's pending read of the eventfd, woke the loop again
-    /// for nothing, and cost glommio a submit for the next read: measured at
-    /// 30k requests/s, about two wake-ups of the loop and several system
-    /// calls per request, enough to keep the executor from ever sleeping.
+    /// for nothing, and cost glommio a submit for the next read. At 30k
+    /// requests/s (open loop, one or two per write) this took the shard's
+    /// core from 88-89 % to 81-86 % busy and 7 % of its system calls.
     fn quiet_eventfd(&mut self) {
         self.ring.completion().disable_eventfd();
     }
