@@ -121,6 +121,17 @@ pub enum Phase {
     Run,
 }
 
+impl Phase {
+    /// How long this phase runs before it measures: the configured warm-up for the run, none for
+    /// the load (it inserts every key once, all of them counted).
+    fn warmup(&self, config: &RunConfig) -> Duration {
+        match self {
+            Phase::Run => config.warmup,
+            Phase::Load => Duration::ZERO,
+        }
+    }
+}
+
 /// Live numbers for the progress display.
 #[derive(Debug, Clone, Copy)]
 pub struct Progress {
@@ -250,10 +261,7 @@ pub fn run_phase(
     // Connections are set up; measuring starts now, for every thread at once.
     barrier.wait();
     let start = Instant::now();
-    let warmup = match phase {
-        Phase::Run => config.warmup,
-        Phase::Load => Duration::ZERO,
-    };
+    let warmup = phase.warmup(config);
     let mut merger = IntervalMerger::new(config.threads);
     let mut intervals = Vec::new();
     let mut totals = Totals::new();
@@ -418,10 +426,7 @@ impl Drop for Watched {
 /// Drives `conns` through the phase and returns this thread's results.
 async fn measure(ctx: &ThreadCtx, conns: Vec<Conn>) -> Result<Totals, String> {
     let start = Instant::now();
-    let measure_from = match ctx.phase {
-        Phase::Run => start + ctx.config.warmup,
-        Phase::Load => start,
-    };
+    let measure_from = start + ctx.phase.warmup(&ctx.config);
     let recorder = Rc::new(RefCell::new(Recorder::new(
         ctx.thread,
         measure_from,
