@@ -68,6 +68,11 @@ fn init_logging(level: Option<&str>) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // On a failed write (a closed log pipe) tracing-subscriber would
+        // report it with `eprintln!`, which panics when stderr is that same
+        // closed pipe: the signal thread died that way at the next log line,
+        // and the node never stopped. A lost log line is the lesser harm.
+        .log_internal_errors(false)
         .init();
 }
 
@@ -83,6 +88,7 @@ fn serve(config_file: Option<PathBuf>, flags: config::Settings) -> Result<(), St
         data_dir = %node.data_dir.display(),
         shards = node.shards,
         durability = ?node.durability,
+        memtable_mib = node.memtable_size >> 20,
         "starting ringkv {}",
         env!("CARGO_PKG_VERSION")
     );

@@ -529,6 +529,57 @@ fn connections_over_the_limit_are_refused_with_overloaded() {
     }
 }
 
+/// A node whose log pipe closes (a log collector that died) goes on
+/// serving and still stops on SIGTERM: a failed log write once made the
+/// logger report it through `eprintln!`, which panicked the signal thread.
+#[test]
+fn a_node_whose_stderr_pipe_closes_still_serves_and_stops_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = temp_dir();
+    let port = common::free_base_port(1);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringkv"))
+        .arg("serve")
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--shards", "1", "--resp-port", "0", "--io-memory", "1MiB"])
+        .args(["--memtable-size", "4MiB", "--block-cache-size", "8MiB"])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ringkv");
+    let mut log = BufReader::new(child.stderr.take().expect("piped stderr"));
+    let mut line = String::new();
+    while !line.contains("node ready") {
+        line.clear();
+        let read = log.read_line(&mut line).expect("read the log");
+        assert!(read > 0, "ringkv exited before it was ready");
+    }
+    drop(log);
+    let addr = format!("127.0.0.1:{port}");
+    assert!(ctl(&addr, &["put", "piped", "v"]).status.success());
+    let got = ctl(&addr, &["get", "piped"]);
+    assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "v");
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let deadline = std::time::Instant::now() + common::STOP_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ringkv did not stop on SIGTERM with its log pipe closed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0), "SIGTERM exits 0");
+}
+
 #[test]
 fn sigterm_stops_the_node_cleanly_and_sigkill_loses_no_acknowledged_write() {
     let dir = temp_dir();
