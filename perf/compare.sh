@@ -127,11 +127,15 @@ ECHO=$CARGO_TARGET_DIR/release/echo-server
 RINGKV=$CARGO_TARGET_DIR/release/ringkv
 CLK_TCK=$(getconf CLK_TCK)
 
-# A loopback port nobody listens on (and the next one, for ringkv's shard 0).
+# A loopback port nobody listens on (and the next one, for ringkv's shard 0), below the
+# ephemeral range: a port an earlier client connection used as its own end is unbindable
+# while that connection is in TIME-WAIT (redis-server then fails with "Address already in use").
 free_port() {
-    local p
+    local p ephemeral
+    ephemeral=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+    [ "$ephemeral" -gt 12000 ] 2>/dev/null || ephemeral=32768
     for _ in $(seq 200); do
-        p=$((20000 + RANDOM % 30000))
+        p=$((10000 + RANDOM % (ephemeral - 10002)))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && ! (exec 3<>"/dev/tcp/127.0.0.1/$((p + 1))") 2>/dev/null; then
             echo "$p"
             return
