@@ -12,7 +12,7 @@
 //! pin = true                  # pin shard i to CPU i
 //! durability = "sync"         # sync | batch | none
 //! batch_window_ms = 2         # group-commit window of `batch`
-//! memtable_size = "64MiB"     # per shard
+//! memtable_size = "256MiB"    # per shard; default: from memory (docs/operations.md)
 //! block_cache_size = "256MiB" # per shard
 //! row_cache_size = "256MiB"   # per shard; 0 disables it
 //! max_key_size = 1024
@@ -38,6 +38,7 @@
 //! stall_report_ms = 5         # log a task queue run this far past its budget, with a backtrace
 //! ```
 
+use ringkv_shards::memory::{memory_limit_bytes, memtable_size_for};
 use ringkv_shards::{DurabilityMode, NodeConfig};
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -129,7 +130,8 @@ pub struct Settings {
     /// Group-commit window of `--durability batch`, milliseconds [default: 2]
     #[arg(long)]
     pub batch_window_ms: Option<u64>,
-    /// Memtable size per shard, e.g. 64MiB
+    /// Memtable size per shard, e.g. 256MiB [default: an eighth of memory over every
+    /// shard's three memtables, within 64MiB..512MiB]
     #[arg(long)]
     pub memtable_size: Option<Size>,
     /// Block cache size per shard, e.g. 256MiB
@@ -316,9 +318,11 @@ impl Settings {
             Durability::Batch => DurabilityMode::Batch { window },
             Durability::None => DurabilityMode::None,
         };
-        if let Some(v) = self.memtable_size {
-            c.memtable_size = usize_of(v, "memtable_size")?;
-        }
+        c.memtable_size = match self.memtable_size {
+            Some(v) => usize_of(v, "memtable_size")?,
+            // After the shard count is known: the memory is shared by every shard's memtables.
+            None => memtable_size_for(memory_limit_bytes().unwrap_or(0), c.shards),
+        };
         if let Some(v) = self.block_cache_size {
             c.block_cache_size = usize_of(v, "block_cache_size")?;
         }
@@ -453,6 +457,19 @@ mod tests {
         assert_eq!(c.connections_max, 5);
         assert_eq!(c.host, "127.0.0.1");
         assert!(matches!(c.durability, DurabilityMode::Batch { .. }));
+    }
+
+    #[test]
+    fn an_unset_memtable_size_is_shared_out_of_memory_by_the_shards() {
+        let memory = memory_limit_bytes().unwrap();
+        for shards in [1, 2, 16] {
+            let file: Settings = toml::from_str(&format!("shards = {shards}\n")).unwrap();
+            assert_eq!(
+                file.resolve().unwrap().memtable_size,
+                memtable_size_for(memory, shards),
+                "{shards} shards"
+            );
+        }
     }
 
     #[test]

@@ -141,6 +141,16 @@ fn start_node(
     if !seeds.is_empty() {
         cmd.args(["--seeds", &seeds.join(",")]);
     }
+    // A node sizes its memtables from the machine's memory as if it had the
+    // machine to itself; here several share it, so they keep the minimum
+    // unless the flags after `--` choose.
+    if !args
+        .serve_args
+        .iter()
+        .any(|a| a.starts_with("--memtable-size"))
+    {
+        cmd.args(["--memtable-size", "64MiB"]);
+    }
     cmd.args(&args.serve_args);
     // A node must not outlive dev-cluster (killed with SIGKILL, say): the
     // kernel sends it SIGTERM when its parent dies.

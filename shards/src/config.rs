@@ -57,7 +57,9 @@ pub struct NodeConfig {
     pub node_id: u32,
     /// When writes are acknowledged.
     pub durability: DurabilityMode,
-    /// Memtable size per shard, bytes.
+    /// Memtable size per shard, bytes. `new` gives 64 MiB; `ringkv serve`
+    /// sizes it from memory when none is configured
+    /// ([`crate::memory::memtable_size_for`]).
     pub memtable_size: usize,
     /// Block cache size per shard, bytes.
     pub block_cache_size: usize,

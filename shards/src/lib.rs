@@ -19,6 +19,7 @@ pub mod keylock;
 pub mod limits;
 pub mod listener;
 pub mod memlock;
+pub mod memory;
 pub mod mesh;
 pub mod multi;
 pub mod oneshot;

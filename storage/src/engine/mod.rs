@@ -196,13 +196,12 @@ impl Engine {
         io::set_background_queue(options.background_shares);
         let (manifest, manifest_state) = Manifest::open(dir).await?;
         let listed: HashSet<FileId> = manifest_state.tables.iter().map(|t| t.id).collect();
-        // Kept for every memtable that may be alive at once (the active one
-        // and those waiting for their flush): past the first few, no
-        // memtable faults fresh memory in under writers.
-        let memtable_chunks = ChunkPool::for_budget(
-            options.memtable_size,
-            options.memtable_size * (FROZEN_MEMTABLES_MAX + 1),
-        );
+        // One budget kept idle: under steady writes the chunks of a flushed
+        // memtable are what the active one fills next, so no memtable
+        // faults fresh memory in under writers past the first two; more
+        // would only stay with the shard after writes stop (a memtable
+        // sized from memory is up to 512 MiB).
+        let memtable_chunks = ChunkPool::for_budget(options.memtable_size, options.memtable_size);
         let opened = async {
             let cache = Rc::new(BlockCache::new(options.block_cache_size));
             let mut levels: Vec<Vec<Rc<Table>>> = vec![Vec::new(); LEVEL_COUNT];
