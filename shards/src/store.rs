@@ -17,12 +17,20 @@ use std::path::Path;
 /// [`EntryHints`]).
 const ENTRY_HINT_AHEAD: usize = 4;
 
-/// Hints the memtable entries of a batch's writes a few writes ahead of the
-/// one that runs ([`Store::prefetch_write_entries`]): by then the index
-/// buckets [`Store::prefetch`] hinted for the batch have landed, so reading
-/// them does not wait. Changes no result.
+/// Writes ahead of the one running whose memtable slots are hinted: the
+/// slot is what names the entry, so it is hinted this much earlier.
+const SLOT_HINT_AHEAD: usize = 2 * ENTRY_HINT_AHEAD;
+
+/// Hints the memory a batch's writes will read, a few writes ahead of the
+/// one that runs, in two stages after [`Store::prefetch`] hinted the index
+/// buckets: first the memtable slot a key's bucket names
+/// ([`Store::prefetch_write_slots`]), then, [`ENTRY_HINT_AHEAD`] writes
+/// ahead, the entry that slot names ([`Store::prefetch_write_entries`]).
+/// Each stage reads what the one before hinted, by then landed, so it does
+/// not wait. Changes no result.
 pub struct EntryHints<'k> {
     writes: &'k [&'k [u8]],
+    slotted: usize,
     hinted: usize,
     started: usize,
 }
@@ -31,19 +39,26 @@ impl<'k> EntryHints<'k> {
     /// Hints the first writes of `writes` (the batch's write keys, in the
     /// order they will run, already passed to [`Store::prefetch`]).
     pub fn new(store: &Store, writes: &'k [&'k [u8]]) -> Self {
+        let slotted = writes.len().min(SLOT_HINT_AHEAD);
+        store.prefetch_write_slots(&writes[..slotted]);
         let hinted = writes.len().min(ENTRY_HINT_AHEAD);
         store.prefetch_write_entries(&writes[..hinted]);
         EntryHints {
             writes,
+            slotted,
             hinted,
             started: 0,
         }
     }
 
-    /// A write of the batch is about to run: hints the next one not yet
-    /// hinted, keeping [`ENTRY_HINT_AHEAD`] writes ahead.
+    /// A write of the batch is about to run: hints the next ones not yet
+    /// hinted, keeping each stage its distance ahead.
     pub fn next_write(&mut self, store: &Store) {
         self.started += 1;
+        if self.slotted < self.writes.len() && self.slotted < self.started + SLOT_HINT_AHEAD {
+            store.prefetch_write_slots(&self.writes[self.slotted..self.slotted + 1]);
+            self.slotted += 1;
+        }
         if self.hinted < self.writes.len() && self.hinted < self.started + ENTRY_HINT_AHEAD {
             store.prefetch_write_entries(&self.writes[self.hinted..self.hinted + 1]);
             self.hinted += 1;
@@ -109,6 +124,12 @@ impl Store {
     /// [`Engine::prefetch`]).
     pub fn prefetch(&self, reads: &[&[u8]], writes: &[&[u8]]) {
         self.engine.prefetch(reads, writes);
+    }
+
+    /// Hints the memtable slots that name the entries `writes` will read
+    /// (see [`Engine::prefetch_write_slots`]).
+    pub fn prefetch_write_slots(&self, writes: &[&[u8]]) {
+        self.engine.prefetch_write_slots(writes);
     }
 
     /// Hints the memtable entries `writes` will read (see

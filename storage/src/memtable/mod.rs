@@ -396,6 +396,20 @@ impl Memtable {
         }
     }
 
+    /// Starts loading, without waiting, the slot of each of `keys` whose
+    /// index bucket (hinted first by [`prefetch_keys`](Self::prefetch_keys),
+    /// a while before) names one: what [`prefetch_entries`](Self::prefetch_entries)
+    /// reads to find the entry. Reads each key's bucket. Changes nothing.
+    pub fn prefetch_slots(&self, keys: &[&[u8]]) {
+        for key in keys {
+            if let Some(slot) = self.slots.home_slot(self.slots.hash(key)) {
+                if slot < self.entries.len() {
+                    crate::prefetch::prefetch_line(self.entries.as_ptr().wrapping_add(slot));
+                }
+            }
+        }
+    }
+
     /// Starts loading, without waiting, the entries that writing each of
     /// `keys` will read, when its index bucket (hinted first by
     /// [`prefetch_keys`](Self::prefetch_keys), a while before) names one:
@@ -628,6 +642,7 @@ mod tests {
         let mut m = Memtable::new();
         m.insert(b"a", &Record::put(v(1), b"one".to_vec(), 0));
         m.prefetch_keys(&[b"a", b"b"]);
+        m.prefetch_slots(&[b"a", b"b", b""]);
         m.prefetch_entries(&[b"a", b"b", b""]);
         assert_eq!(value_of(&m, b"a"), Some(Some(b"one".to_vec())));
         assert_eq!(m.get(b"b"), None);
