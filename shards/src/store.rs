@@ -39,29 +39,34 @@ impl<'k> EntryHints<'k> {
     /// Hints the first writes of `writes` (the batch's write keys, in the
     /// order they will run, already passed to [`Store::prefetch`]).
     pub fn new(store: &Store, writes: &'k [&'k [u8]]) -> Self {
-        let slotted = writes.len().min(SLOT_HINT_AHEAD);
-        store.prefetch_write_slots(&writes[..slotted]);
-        let hinted = writes.len().min(ENTRY_HINT_AHEAD);
-        store.prefetch_write_entries(&writes[..hinted]);
-        EntryHints {
+        let mut hints = EntryHints {
             writes,
-            slotted,
-            hinted,
+            slotted: 0,
+            hinted: 0,
             started: 0,
-        }
+        };
+        hints.keep_ahead(store);
+        hints
     }
 
     /// A write of the batch is about to run: hints the next ones not yet
     /// hinted, keeping each stage its distance ahead.
     pub fn next_write(&mut self, store: &Store) {
         self.started += 1;
-        if self.slotted < self.writes.len() && self.slotted < self.started + SLOT_HINT_AHEAD {
-            store.prefetch_write_slots(&self.writes[self.slotted..self.slotted + 1]);
-            self.slotted += 1;
+        self.keep_ahead(store);
+    }
+
+    /// Brings each stage up to its distance ahead of the writes started.
+    fn keep_ahead(&mut self, store: &Store) {
+        let slots_to = (self.started + SLOT_HINT_AHEAD).min(self.writes.len());
+        if self.slotted < slots_to {
+            store.prefetch_write_slots(&self.writes[self.slotted..slots_to]);
+            self.slotted = slots_to;
         }
-        if self.hinted < self.writes.len() && self.hinted < self.started + ENTRY_HINT_AHEAD {
-            store.prefetch_write_entries(&self.writes[self.hinted..self.hinted + 1]);
-            self.hinted += 1;
+        let entries_to = (self.started + ENTRY_HINT_AHEAD).min(self.writes.len());
+        if self.hinted < entries_to {
+            store.prefetch_write_entries(&self.writes[self.hinted..entries_to]);
+            self.hinted = entries_to;
         }
     }
 }
