@@ -143,11 +143,12 @@ fn start_node(
     }
     // A node sizes its memtables from the machine's memory as if it had the
     // machine to itself; here several share it, so they keep the minimum
-    // unless the flags after `--` choose.
+    // unless the flags after `--` choose, or a config file does (a flag
+    // given here would override the file's `memtable_size`).
     if !args
         .serve_args
         .iter()
-        .any(|a| a.starts_with("--memtable-size"))
+        .any(|a| a.starts_with("--memtable-size") || a.starts_with("--config"))
     {
         cmd.args(["--memtable-size", "64MiB"]);
     }
