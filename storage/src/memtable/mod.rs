@@ -402,7 +402,7 @@ impl Memtable {
     /// reads to find the entry. Reads each key's bucket. Changes nothing.
     pub fn prefetch_slots(&self, keys: &[&[u8]]) {
         for key in keys {
-            if let Some(slot) = self.slots.home_slot(self.slots.hash(key)) {
+            if let Some(slot) = self.slots.hinted_slot(self.slots.hash(key)) {
                 if slot < self.entries.len() {
                     crate::prefetch::prefetch_line(self.entries.as_ptr().wrapping_add(slot));
                 }
@@ -420,7 +420,7 @@ impl Memtable {
         for key in keys {
             if let Some(&entry) = self
                 .slots
-                .home_slot(self.slots.hash(key))
+                .hinted_slot(self.slots.hash(key))
                 .and_then(|slot| self.entries.get(slot))
             {
                 // The header and the key: what the overwrite compares.
