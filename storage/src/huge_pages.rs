@@ -27,6 +27,11 @@ pub(crate) struct HugeRegion {
     base: NonNull<u8>,
 }
 
+// SAFETY: a region owns its mapping alone (nothing else refers to it until
+// its owner hands out pointers, which the owner's own contract bounds), so
+// moving it to another thread moves that ownership whole.
+unsafe impl Send for HugeRegion {}
+
 impl HugeRegion {
     /// Maps a fresh region and asks for a huge page; `None` if the kernel
     /// refuses the mapping.

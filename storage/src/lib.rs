@@ -22,6 +22,7 @@ mod le;
 pub mod limits;
 pub mod manifest;
 pub mod memtable;
+mod prefaulted;
 mod prefetch;
 pub mod row_cache;
 pub mod sstable;

@@ -11,14 +11,15 @@
 //! flushed memtable is freed a chunk at a time instead of an allocation per
 //! key.
 //!
-//! Chunks are plain heap memory (2 MiB for an engine's memtables, 64 KiB
-//! for small budgets). A torn-down memtable hands its chunks to a
-//! [`ChunkPool`] the engine's next memtables take them from, so a shard
-//! faults its memtable memory in while its first memtables fill and not
-//! after. Huge pages were tried (chunks mapped 2 MiB-aligned and advised
-//! `MADV_HUGEPAGE`, as the row cache's slab is): SET throughput was the
-//! same, and each chunk faulted in anew cost a stall of about 3 ms in the
-//! request path in this VM (perf/RESULTS.md, "A memtable arena").
+//! Chunks are 2 MiB for an engine's memtables, 64 KiB for small budgets. A
+//! torn-down memtable hands its chunks to a [`ChunkPool`] the engine's next
+//! memtables take them from, so a shard faults its memtable memory in while
+//! its first memtables fill and not after. A new 2 MiB chunk is a huge page
+//! faulted in by the prefaulter's thread when one is ready ([`Prefaulter`]),
+//! else heap memory on small pages. Huge pages cut SET's TLB misses (+10 %
+//! SET P16, perf/RESULTS.md, "The memtable on huge pages"); taken in the
+//! shard's own thread, each first touch was a 3 ms stall in the request path
+//! ("A memtable arena"), hence the thread.
 //!
 //! An entry's layout (little-endian, 8-byte aligned):
 //!
@@ -36,7 +37,9 @@
 //! see one change; an overwrite that fits the entry's room reuses it (an
 //! overwrite of the same size, the common case, grows nothing).
 
+use crate::huge_pages::{HugeRegion, HUGE_PAGE_BYTES};
 use crate::le::{u32_at, u64_at};
+use crate::prefaulted::Prefaulter;
 use crate::types::{RecordRef, Version};
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
@@ -52,8 +55,9 @@ const ENTRY_ALIGN: usize = 8;
 /// The value length that marks a tombstone.
 const TOMBSTONE: u32 = u32::MAX;
 
-/// Bytes of a chunk of an engine's memtables.
-const LARGE_CHUNK_BYTES: usize = 2 << 20;
+/// Bytes of a chunk of an engine's memtables: one huge page, so a chunk
+/// can be a prefaulted huge region.
+const LARGE_CHUNK_BYTES: usize = HUGE_PAGE_BYTES;
 
 /// Budgets from which memtables take large chunks; a smaller memtable
 /// (tests, a hint store) would hold most of a 2 MiB chunk empty.
@@ -106,8 +110,29 @@ impl Drop for HeapBlock {
     }
 }
 
-/// Memory an arena carves entries from.
-type Chunk = HeapBlock;
+/// Memory an arena carves entries from: a huge region faulted in ahead of
+/// need (see [`Prefaulter`]) when one is ready, else a heap block.
+#[derive(Debug)]
+enum Chunk {
+    Heap(HeapBlock),
+    Huge(HugeRegion),
+}
+
+impl Chunk {
+    fn base(&self) -> NonNull<u8> {
+        match self {
+            Chunk::Heap(block) => block.base(),
+            Chunk::Huge(region) => region.base(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Chunk::Heap(block) => block.len(),
+            Chunk::Huge(_) => HUGE_PAGE_BYTES,
+        }
+    }
+}
 
 #[derive(Debug)]
 struct PoolState {
@@ -117,6 +142,10 @@ struct PoolState {
     idle: Vec<Chunk>,
     /// Most idle chunks kept; past it, a chunk given back is freed.
     idle_max: usize,
+    /// Where new large chunks come from when one is ready.
+    prefaulter: Option<&'static Prefaulter>,
+    /// New chunks taken from `prefaulter`.
+    huge_taken: u64,
 }
 
 /// The chunks of one engine's memtables: a torn-down memtable gives its
@@ -132,7 +161,8 @@ impl ChunkPool {
     /// `kept_bytes` of chunks idle: 2 MiB chunks when the budget holds at
     /// least four, else 64 KiB ones.
     pub fn for_budget(budget_bytes: usize, kept_bytes: usize) -> ChunkPool {
-        let chunk_bytes = if budget_bytes >= LARGE_CHUNK_BUDGET_MIN {
+        let large = budget_bytes >= LARGE_CHUNK_BUDGET_MIN;
+        let chunk_bytes = if large {
             LARGE_CHUNK_BYTES
         } else {
             SMALL_CHUNK_BYTES
@@ -141,6 +171,10 @@ impl ChunkPool {
             chunk_bytes,
             idle: Vec::new(),
             idle_max: kept_bytes / chunk_bytes,
+            // Started with the first large pool, so regions are ready by
+            // the first writes.
+            prefaulter: if large { Prefaulter::global() } else { None },
+            huge_taken: 0,
         })))
     }
 
@@ -153,13 +187,28 @@ impl ChunkPool {
         self.0.borrow().chunk_bytes
     }
 
-    /// An idle chunk, or a new one.
+    /// An idle chunk, or a new one: for large chunks, a huge region already
+    /// faulted in if the prefaulter has one ready, else a heap block (its
+    /// small pages fault in as entries fill it).
     fn take(&self) -> Chunk {
         let mut pool = self.0.borrow_mut();
-        match pool.idle.pop() {
-            Some(chunk) => chunk,
-            None => HeapBlock::new(pool.chunk_bytes),
+        if let Some(chunk) = pool.idle.pop() {
+            return chunk;
         }
+        let huge = pool.prefaulter.and_then(Prefaulter::try_take);
+        match huge {
+            Some(region) => {
+                pool.huge_taken += 1;
+                Chunk::Huge(region)
+            }
+            None => Chunk::Heap(HeapBlock::new(pool.chunk_bytes)),
+        }
+    }
+
+    /// How many new chunks this pool took from the prefaulter (the rest of
+    /// those it made are heap blocks).
+    pub fn huge_chunks_taken(&self) -> u64 {
+        self.0.borrow().huge_taken
     }
 
     /// Keeps `chunk` for the next memtables, or frees it when enough are
@@ -369,7 +418,7 @@ impl Arena {
                 None => break,
             }
         }
-        self.next = self.chunks.last().map_or(0, HeapBlock::len);
+        self.next = self.chunks.last().map_or(0, Chunk::len);
         !self.chunks.is_empty() || !self.oversize.is_empty()
     }
 }
@@ -458,6 +507,46 @@ mod tests {
             expires_at_ms: 3,
             value: Some(value),
         }
+    }
+
+    /// A large pool's new chunk is a region the prefaulter faulted in when
+    /// one is ready, and entries stored in it read back; a small pool's
+    /// never is.
+    #[test]
+    fn a_large_pools_new_chunk_is_a_prefaulted_huge_region_when_one_is_ready() {
+        let prefaulter = Prefaulter::global().expect("a prefault thread");
+        // Other tests take regions from the same prefaulter: retry until
+        // this one's take finds one ready.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let (pool, mut arena) = loop {
+            while prefaulter.ready() == 0 {
+                assert!(std::time::Instant::now() < deadline, "no region ready");
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            let pool = ChunkPool::for_budget(64 << 20, 64 << 20);
+            let mut arena = Arena::new(pool.clone());
+            arena.store(b"first", rec(b"v"));
+            if pool.huge_chunks_taken() == 1 {
+                break (pool, arena);
+            }
+        };
+        assert!(matches!(arena.chunks[0], Chunk::Huge(_)));
+        let entries: Vec<_> = (0..1000u32)
+            .map(|i| (arena.store(&i.to_be_bytes(), rec(&[i as u8; 100])), i))
+            .collect();
+        for (entry, i) in entries {
+            // SAFETY: stored by this arena, which is alive and unchanged.
+            let (key, record) = unsafe { arena.entry(entry) };
+            assert_eq!(
+                (key, record.value),
+                (&i.to_be_bytes()[..], Some(&[i as u8; 100][..]))
+            );
+        }
+        drop(arena);
+        assert_eq!(pool.idle_chunks(), 1, "the huge chunk is kept for reuse");
+        let small = ChunkPool::for_budget(1 << 20, 1 << 20);
+        Arena::new(small.clone()).store(b"k", rec(b"v"));
+        assert_eq!(small.huge_chunks_taken(), 0);
     }
 
     /// An entry exactly filling the rest of a chunk stays in it; the next
