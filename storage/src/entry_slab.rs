@@ -29,6 +29,7 @@
 //! dropped or reset: the `unsafe` methods say so.
 
 use crate::huge_pages::{HugeRegion, HUGE_PAGE_BYTES};
+use crate::prefaulted::Prefaulter;
 use std::ptr::NonNull;
 
 /// Bytes of one chunk: one huge page.
@@ -231,7 +232,13 @@ impl EntrySlab {
                 if self.mapped >= self.chunks_max {
                     return None;
                 }
-                let region = HugeRegion::map()?;
+                // One faulted in already by the prefaulter's thread if it
+                // has one ready: a fresh region's first touch zeroes its
+                // huge page in this thread, in the read that fills it
+                // (3.4 % of a GET P1 profile while the cache filled).
+                let region = Prefaulter::global()
+                    .and_then(Prefaulter::try_take)
+                    .or_else(HugeRegion::map)?;
                 self.mapped += 1;
                 let chunk = Chunk {
                     region,

@@ -16,9 +16,11 @@
 //! in favour of a busy shard: a fault in progress delays a shard by a
 //! scheduler slice at most, not by the whole 2 MiB.
 //!
-//! The thread keeps up to [`READY_MAX`] regions ready (so that much memory
-//! is held once a large memtable pool has started it) and makes another
-//! each time one is taken. It runs on the CPUs the process was started on
+//! Two users take regions: a memtable's chunk pool and the row cache's
+//! entry slab (whose chunks are huge pages for the same reason). The thread
+//! keeps up to [`READY_MAX`] regions ready (so that much memory is held
+//! once the first of them has started it) and makes another each time one
+//! is taken. Its CPU is the process's: a server's CPU per request counts it. It runs on the CPUs the process was started on
 //! (the main thread's), not the core of the shard that started it.
 
 use crate::huge_pages::{HugeRegion, HUGE_PAGE_BYTES};
