@@ -5,11 +5,12 @@
 //! in a VM each page walk is two-dimensional; once a write's cache lines
 //! were hinted in time, those walks were what a SET waited on. On 2 MiB
 //! pages SET P16 went from 1.06M to 1.18M a second, medians of six
-//! alternated pairs (perf/RESULTS.md, "The memtable on huge pages"). But the first touch of a huge page zeroes
+//! alternated pairs (perf/RESULTS.md, "Hints that follow the probe run, and
+//! the memtable on huge pages"). But the first touch of a huge page zeroes
 //! 2 MiB at once, 0.3 ms in this VM and up to 6 ms where the host has not
 //! backed the memory yet: in a shard's thread, that is a request queue held
-//! for that long. So the faults are taken here, on a thread of their own at
-//! a lower priority, and a shard only ever picks up a region already
+//! for that long. So the faults are taken here, on a thread of their own,
+//! and a shard only ever picks up a region already
 //! faulted in; when none is ready it falls back to plain heap memory (see
 //! the memtable's `ChunkPool`), never waits. The thread runs at a lower
 //! priority than the shards ([`PREFAULT_NICE`]), so the kernel preempts it

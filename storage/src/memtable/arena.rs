@@ -17,9 +17,10 @@
 //! its first memtables fill and not after. A new 2 MiB chunk is a huge page
 //! faulted in by the prefaulter's thread when one is ready ([`Prefaulter`]),
 //! else heap memory on small pages. Huge pages cut SET's TLB misses (+10 %
-//! SET P16, perf/RESULTS.md, "The memtable on huge pages"); taken in the
-//! shard's own thread, each first touch was a 3 ms stall in the request path
-//! ("A memtable arena"), hence the thread.
+//! SET P16: perf/RESULTS.md, "Hints that follow the probe run, and the
+//! memtable on huge pages"); taken in the shard's own thread, each first
+//! touch was a 3 ms stall in the request path ("A memtable arena"), hence
+//! the thread.
 //!
 //! An entry's layout (little-endian, 8-byte aligned):
 //!
