@@ -17,7 +17,7 @@
 //! only grows until it is frozen), so there are no tombstones. Freeing the
 //! index is one deallocation, not one per key.
 
-use crate::prefetch::prefetch_line;
+use crate::prefetch::prefetch_bytes;
 
 /// The table doubles when more than this share (numerator / 4) of its
 /// buckets is taken, so probe runs stay short.
@@ -87,11 +87,23 @@ impl KeyIndex {
     /// line too when the home bucket ends its line (a probe run from there
     /// goes on in the next one). Changes nothing.
     pub fn prefetch(&self, hash: u64) {
-        let home = &self.buckets[hash as u32 as usize & self.mask()];
-        prefetch_line(home);
-        if buckets_left_in_line(home) == 1 {
-            prefetch_line((home as *const u64).wrapping_add(1));
-        }
+        let home = hash as u32 as usize & self.mask();
+        let run = (&self.buckets[home] as *const u64).cast::<u8>();
+        prefetch_bytes(run, self.hinted_run(home) * std::mem::size_of::<u64>());
+    }
+
+    /// Buckets from `home` that [`prefetch`](Self::prefetch) loads (up to
+    /// the end of the table): to the end of home's cache line, and the whole
+    /// next line too when home is the last bucket of its own.
+    fn hinted_run(&self, home: usize) -> usize {
+        let in_line = BUCKETS_PER_LINE
+            - (&self.buckets[home] as *const u64 as usize % 64) / std::mem::size_of::<u64>();
+        let run = if in_line == 1 {
+            1 + BUCKETS_PER_LINE
+        } else {
+            in_line
+        };
+        run.min(self.buckets.len() - home)
     }
 
     /// The slot of the first bucket in `hash`'s probe run that holds a key
@@ -107,14 +119,7 @@ impl KeyIndex {
     pub fn hinted_slot(&self, hash: u64) -> Option<usize> {
         let tag = hash as u32;
         let home = tag as usize & self.mask();
-        let in_line = buckets_left_in_line(&self.buckets[home]);
-        let hinted = if in_line == 1 {
-            1 + BUCKETS_PER_LINE
-        } else {
-            in_line
-        };
-        let end = (home + hinted).min(self.buckets.len());
-        self.buckets[home..end]
+        self.buckets[home..home + self.hinted_run(home)]
             .iter()
             .take_while(|&&bucket| bucket != 0)
             .find(|&&bucket| bucket as u32 == tag)
@@ -196,11 +201,6 @@ impl KeyIndex {
 /// Buckets in one 64-byte cache line.
 const BUCKETS_PER_LINE: usize = 64 / std::mem::size_of::<u64>();
 
-/// Buckets from `bucket` to the end of its cache line, itself included.
-fn buckets_left_in_line(bucket: &u64) -> usize {
-    BUCKETS_PER_LINE - (bucket as *const u64 as usize % 64) / std::mem::size_of::<u64>()
-}
-
 fn entry(tag: u32, slot: usize) -> u64 {
     ((slot as u64 + 1) << 32) | u64::from(tag)
 }
@@ -244,13 +244,9 @@ mod tests {
             let home = hash as u32 as usize & index.mask();
             let at = bucket_of[slot];
             at_home += usize::from(at == home);
-            let left = buckets_left_in_line(&index.buckets[home]);
-            let hinted = if left == 1 {
-                1 + BUCKETS_PER_LINE
-            } else {
-                left
-            };
-            past_line_end += usize::from(left == 1 && at == home + 1);
+            let hinted = index.hinted_run(home);
+            // Home is the last bucket of its line: the run goes on in the next.
+            past_line_end += usize::from(hinted > BUCKETS_PER_LINE && at == home + 1);
             match index.hinted_slot(hash) {
                 Some(s) => {
                     // The first key in the run with the key's tag: the key

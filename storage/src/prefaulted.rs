@@ -94,6 +94,19 @@ impl Prefaulter {
         self.ready.lock().map_or(0, |ready| ready.len())
     }
 
+    /// Waits up to 20 s for `n` regions to be ready; panics past that.
+    #[cfg(test)]
+    pub(crate) fn wait_ready(&self, n: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while self.ready() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {n} regions within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// The thread: keeps `ready_max` regions ready, for as long as the
     /// process lives.
     fn run(&self) {
@@ -162,16 +175,6 @@ fn lower_priority_on_process_cpus() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Instant;
-
-    /// Waits up to 20 s for `prefaulter` to hold `n` regions.
-    fn wait_ready(prefaulter: &Prefaulter, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while prefaulter.ready() < n {
-            assert!(Instant::now() < deadline, "no {n} regions within 20 s");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
 
     /// Whether every 4 KiB page of `region` is resident.
     fn resident(region: &HugeRegion) -> bool {
@@ -192,7 +195,7 @@ mod tests {
     #[test]
     fn regions_come_faulted_in_and_taken_ones_are_replaced() {
         let prefaulter = Prefaulter::start(2).expect("a thread");
-        wait_ready(&prefaulter, 2);
+        prefaulter.wait_ready(2);
         let first = prefaulter.try_take().expect("a ready region");
         assert!(
             resident(&first),
@@ -203,7 +206,7 @@ mod tests {
         let fresh = HugeRegion::map().expect("a mapping");
         assert!(!resident(&fresh));
         // The one taken is made again; never more than asked for.
-        wait_ready(&prefaulter, 2);
+        prefaulter.wait_ready(2);
         std::thread::sleep(Duration::from_millis(50));
         assert_eq!(prefaulter.ready(), 2);
         let second = prefaulter.try_take().expect("a ready region");
@@ -258,7 +261,7 @@ mod tests {
             libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one);
         }
         let prefaulter = Prefaulter::start(1).expect("a thread");
-        wait_ready(&prefaulter, 1);
+        prefaulter.wait_ready(1);
         let process = cpus_allowed(&std::fs::read_to_string("/proc/self/status").unwrap());
         let threads = threads_named("ringkv-prefault");
         assert!(!threads.is_empty());

@@ -517,13 +517,11 @@ mod tests {
     fn a_large_pools_new_chunk_is_a_prefaulted_huge_region_when_one_is_ready() {
         let prefaulter = Prefaulter::global().expect("a prefault thread");
         // Other tests take regions from the same prefaulter: retry until
-        // this one's take finds one ready.
+        // this one's take finds one ready, for 20 s at most.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         let (pool, mut arena) = loop {
-            while prefaulter.ready() == 0 {
-                assert!(std::time::Instant::now() < deadline, "no region ready");
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
+            assert!(std::time::Instant::now() < deadline, "no region ready");
+            prefaulter.wait_ready(1);
             let pool = ChunkPool::for_budget(64 << 20, 64 << 20);
             let mut arena = Arena::new(pool.clone());
             arena.store(b"first", rec(b"v"));
