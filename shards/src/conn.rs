@@ -121,7 +121,7 @@ const PENDING_MAX: usize = 32;
 /// index for writes) before any of them runs, so their cache misses overlap
 /// instead of following one another.
 ///
-/// A request runs at once when it can (a GET the row cache holds, see
+/// A request runs at once when it can (a GET the store answers without I/O, see
 /// [`answer_now`]; a PUT or DELETE the store takes without waiting, see
 /// [`write_now`]), else it is queued as a future. Nothing overtakes queued
 /// work: once one request is queued, every later one is queued too, so a

@@ -47,7 +47,7 @@ use crate::limits::{
 };
 use crate::multi::{group_by_owner, mget_values, scan_span};
 use crate::service::{
-    live, now_ms, put_local, read_cached_now, stamp, storage_failure, write_at_once, Outcome,
+    live, now_ms, put_local, read_at_once, stamp, storage_failure, write_at_once, Outcome,
 };
 use crate::shard::{Shard, ShardCounters};
 use crate::store::{BatchWrite, ScanSpan};
@@ -337,10 +337,10 @@ pub enum RanNow {
 }
 
 /// Runs a command at once, with no future, when that gives exactly what
-/// [`execute`] would: a GET whose record the row cache holds, or a
+/// [`execute`] would: a GET whose record the store knows without I/O, or a
 /// plain SET (no condition, no GET, no KEEPTTL) the store takes without
 /// waiting, of a key this shard owns on a standalone node (see
-/// [`read_cached_now`] and [`write_at_once`]). Replies into `out`; does
+/// [`read_at_once`] and [`write_at_once`]). Replies into `out`; does
 /// nothing and answers [`RanNow::NotTaken`] otherwise. `now_ms` is the wall
 /// clock read once for the whole batch.
 pub fn execute_now(
@@ -368,7 +368,7 @@ fn run_now(
 ) -> RanNow {
     match *command {
         Command::Get { key } => {
-            let replied = read_cached_now(shard, key, now_ms, |record| {
+            let replied = read_at_once(shard, key, now_ms, |record| {
                 Reply::new(out, version).bulk_or_null(record.and_then(|r| r.value));
             });
             match replied {

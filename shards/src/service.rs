@@ -398,7 +398,8 @@ async fn execute_key_inner(
 
 /// Answers `req` at once, with no future and no allocation beyond the
 /// answer, when that gives exactly what [`handle`] would: a GET of a key this
-/// shard owns on a standalone node whose record the row cache holds. Returns
+/// shard owns on a standalone node whose record the store knows without
+/// I/O (see [`read_at_once`]). Returns
 /// false (having done nothing) otherwise; then call `handle`. `now_ms` is
 /// the wall clock read once for the whole batch (expiry has millisecond
 /// granularity; a batch runs in microseconds).
@@ -414,7 +415,7 @@ pub fn answer_now(
     };
     // Encoded straight from the cache entry: no copy of the value into a
     // record of its own (an allocation, a copy and a free per GET).
-    let answered = read_cached_now(shard, key, now_ms, |record| {
+    let answered = read_at_once(shard, key, now_ms, |record| {
         let resp = match record {
             Some(record) => Response::Value {
                 value: record.value.unwrap_or_default(),
@@ -428,14 +429,15 @@ pub fn answer_now(
     answered.is_some()
 }
 
-/// Reads `key` at once from the row cache, with no future and no copy of
-/// the value, when that gives exactly what a read through the store would:
-/// a key this shard owns on a standalone node, within the size limits, whose
-/// record the cache holds. `f` gets the live record (`None`: no live value,
+/// Reads `key` at once, with no future and no copy of the value, when that
+/// gives exactly what a read through the store would: a key this shard owns
+/// on a standalone node, within the size limits, whose record the store
+/// knows without I/O (the row cache or the memtables hold it, see
+/// [`crate::store::Store::read_now`]). `f` gets the live record (`None`: no live value,
 /// as of `now_ms`) and the request is counted; `None` (having done nothing)
 /// when the read must take the slow path. Shared by both protocols, so a GET
 /// means the same in each.
-pub(crate) fn read_cached_now<R>(
+pub(crate) fn read_at_once<R>(
     shard: &Shard,
     key: &[u8],
     now_ms: u64,
@@ -447,9 +449,8 @@ pub(crate) fn read_cached_now<R>(
     {
         return None;
     }
-    let answer = shard.store.with_cached(key, |record| {
-        let live = record.value.is_some() && !record.is_dead_at(now_ms);
-        f(live.then_some(record))
+    let answer = shard.store.read_now(key, |record| {
+        f(record.filter(|r| r.value.is_some() && !r.is_dead_at(now_ms)))
     })?;
     ShardCounters::bump(&shard.counters.requests);
     Some(answer)

@@ -119,10 +119,11 @@ impl Store {
         self.engine.get_record(key).await
     }
 
-    /// Calls `f` with the row cache's record of `key`, borrowed (see
-    /// [`Engine::with_cached`]); `None` means "take the full read".
-    pub fn with_cached<R>(&self, key: &[u8], f: impl FnOnce(RecordRef<'_>) -> R) -> Option<R> {
-        self.engine.with_cached(key, f)
+    /// Calls `f` with the record of `key` (`None`: none), borrowed, when it
+    /// is known without I/O (see [`Engine::read_now`]); `None` means "take
+    /// the full read".
+    pub fn read_now<R>(&self, key: &[u8], f: impl FnOnce(Option<RecordRef<'_>>) -> R) -> Option<R> {
+        self.engine.read_now(key, f)
     }
 
     /// Hints that `reads` are about to be read and `writes` written (see

@@ -285,6 +285,14 @@ impl RowCache {
         found
     }
 
+    /// Counts a miss that a caller answered without [`get`](Self::get)
+    /// (from a memtable, say).
+    pub fn count_miss(&mut self) {
+        if self.is_enabled() {
+            self.misses += 1;
+        }
+    }
+
     /// Like [`get`](Self::get), but a miss is not counted: for a caller
     /// that falls back to a full read, which counts it.
     pub fn get_if_cached(&mut self, key: &[u8]) -> Option<Record> {
@@ -317,10 +325,15 @@ impl RowCache {
     /// unless a higher or equal version is cached already. Evicts as needed;
     /// a record over the per-entry limit is not cached.
     pub fn fill(&mut self, key: &[u8], record: &Record) {
+        self.fill_ref(key, RecordRef::from(record));
+    }
+
+    /// [`fill`](Self::fill) from a borrowed record (one a memtable holds,
+    /// say): the cache copies what it keeps.
+    pub fn fill_ref(&mut self, key: &[u8], record: RecordRef<'_>) {
         if !self.is_enabled() {
             return;
         }
-        let record = RecordRef::from(record);
         let hash = self.hash(key);
         if self.len > 0 {
             if let Some(i) = self.find(hash, key) {

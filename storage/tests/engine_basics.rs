@@ -517,6 +517,67 @@ fn row_cache_answers_repeated_reads_and_follows_writes_flushes_and_compactions()
 }
 
 #[test]
+fn a_read_without_io_answers_only_when_no_table_can_hold_a_newer_record() {
+    run(|dir| async move {
+        let engine = Engine::open(&dir, small()).await.expect("open");
+        // (value, version) of what read_now saw; None: it would need a table.
+        let now = |e: &Engine, key: &[u8]| {
+            e.read_now(key, |r| r.map(|r| (r.value.map(<[u8]>::to_vec), r.version)))
+        };
+        let full = |e: &Engine, key: &'static [u8]| {
+            let e = e.clone();
+            async move {
+                e.get_record(key)
+                    .await
+                    .expect("get")
+                    .map(|r| (r.value, r.version))
+            }
+        };
+        // Before any flush the memtable answers every key, absent ones too,
+        // and its answer is cached.
+        engine.put(b"k1", b"one", v(10), 0).await.expect("put");
+        assert_eq!(
+            now(&engine, b"k1"),
+            Some(Some((Some(b"one".to_vec()), v(10))))
+        );
+        assert_eq!(now(&engine, b"nope"), Some(None));
+        let misses = engine.stats().row_cache.misses;
+        let hits = engine.stats().row_cache.hits;
+        assert_eq!(
+            now(&engine, b"k1"),
+            Some(Some((Some(b"one".to_vec()), v(10))))
+        );
+        assert_eq!(
+            engine.stats().row_cache.hits,
+            hits + 1,
+            "the memtable's answer was cached"
+        );
+        assert_eq!(engine.stats().row_cache.misses, misses);
+
+        // A key only in a table needs the table.
+        engine.put(b"k3", b"three", v(30), 0).await.expect("put");
+        engine.flush().await.expect("flush");
+        assert_eq!(now(&engine, b"k3"), None);
+        // A key past every table's range does not.
+        assert_eq!(now(&engine, b"zz"), Some(None));
+        // A stale write (a replica catching up) lands in the memtable, but the
+        // table may hold a newer record: only the full read answers.
+        engine.put(b"k3", b"stale", v(5), 0).await.expect("put");
+        assert_eq!(now(&engine, b"k3"), None);
+        assert_eq!(
+            full(&engine, b"k3").await,
+            Some((Some(b"three".to_vec()), v(30)))
+        );
+        // A newer write beats every table: answered at once.
+        engine.put(b"k4", b"four", v(40), 0).await.expect("put");
+        engine.delete(b"k4", v(41)).await.expect("delete");
+        assert_eq!(now(&engine, b"k4"), Some(Some((None, v(41)))));
+        assert_eq!(full(&engine, b"k4").await, Some((None, v(41))));
+        engine.close().await.expect("close");
+    });
+}
+
+#[test]
 fn a_memtable_replayed_from_more_wal_than_its_span_allows_is_flushed_at_the_first_write() {
     // Written with a 64 KiB budget (a span of 256 KiB of WAL), 1300
     // overwrites (over 128 KiB of WAL, less than 256 KiB) of four keys never freeze the memtable; reopened with a

@@ -432,13 +432,16 @@ impl Engine {
     }
 
     /// Calls `f` with the record [`get_record`](Self::get_record) would
-    /// return, borrowed from the row cache, when the cache holds it: an
-    /// answer without I/O, waiting or a copy of the value. `f` must not call
-    /// back into the engine. `None` says only "not cached" (or the engine is
-    /// closed): call `get_record`.
-    pub fn with_cached<R>(&self, key: &[u8], f: impl FnOnce(RecordRef<'_>) -> R) -> Option<R> {
+    /// return (`None`: `key` has no record), borrowed, when that is known
+    /// without I/O: the row cache holds it, or the memtables hold a version
+    /// no table can beat (every key, before the first flush), or no source
+    /// can hold the key. An answer without waiting or a copy of the value.
+    /// `f` must not call back into the engine. `None`, having called
+    /// nothing, says only "a table must be read" (or the engine is closed):
+    /// call `get_record`.
+    pub fn read_now<R>(&self, key: &[u8], f: impl FnOnce(Option<RecordRef<'_>>) -> R) -> Option<R> {
         self.check_open().ok()?;
-        self.inner.rows.borrow_mut().with_cached(key, f)
+        read::read_now(self, key, f)
     }
 
     /// Hints that `reads` are about to be read and `writes` written: starts

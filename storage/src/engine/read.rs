@@ -30,6 +30,75 @@ pub(super) async fn get_record(engine: &Engine, key: &[u8]) -> Result<Option<Rec
     Ok(best)
 }
 
+/// Calls `f` with the record [`get_record`] would return (`None`: no
+/// record of `key` anywhere), when that is known at once, with no I/O and
+/// no await: the row cache holds it, or the newest record the memtables hold
+/// is newer than anything a table that may hold `key` can have (by its
+/// version range and bloom filter), which is always the case before the
+/// first flush. A memtable's answer is cached, as a full read's is.
+/// `None`, having called nothing, when a table must be read.
+pub(super) fn read_now<R>(
+    engine: &Engine,
+    key: &[u8],
+    f: impl FnOnce(Option<RecordRef<'_>>) -> R,
+) -> Option<R> {
+    let inner = &engine.inner;
+    let mut rows = inner.rows.borrow_mut();
+    let mut f = Some(f);
+    let cached = rows.with_cached(key, |r| f.take().map(|f| f(Some(r))));
+    if let Some(answer) = cached {
+        return answer;
+    }
+    let f = f?;
+    let state = inner.state.borrow();
+    let active = state.active.borrow();
+    let in_active = active.get(key);
+    // The newest version in the memtables, and which frozen one holds it
+    // (None: the active one, or none at all).
+    let mut newest = in_active.map(|r| r.version);
+    let mut newest_frozen = None;
+    for (i, frozen) in state.frozen.iter().enumerate() {
+        if let Some(version) = frozen.memtable.borrow().get(key).map(|r| r.version) {
+            if newest.is_none_or(|n| version > n) {
+                newest = Some(version);
+                newest_frozen = Some(i);
+            }
+        }
+    }
+    let table_may_be_newer = |table: &Rc<Table>| {
+        in_range(table, key)
+            && newest.is_none_or(|v| table.meta().max_version > v)
+            && table.may_contain(key)
+    };
+    let must_read_tables = state.levels[0].iter().any(table_may_be_newer)
+        || state.levels[1..].iter().any(|level| {
+            // Disjoint and sorted: at most one table can hold the key.
+            let i = level.partition_point(|t| t.meta().largest_key.as_slice() < key);
+            level.get(i).is_some_and(table_may_be_newer)
+        });
+    if must_read_tables {
+        return None;
+    }
+    rows.count_miss();
+    let answer = match newest_frozen {
+        None => {
+            if let Some(record) = in_active {
+                rows.fill_ref(key, record);
+            }
+            f(in_active)
+        }
+        Some(i) => {
+            let memtable = state.frozen[i].memtable.borrow();
+            let record = memtable.get(key);
+            if let Some(record) = record {
+                rows.fill_ref(key, record);
+            }
+            f(record)
+        }
+    };
+    Some(answer)
+}
+
 /// Raises `best` to the newest record of `key` in the memtables.
 fn newest_of_memtables(state: &State, key: &[u8], best: &mut Option<Record>) {
     let mut consider = |r: Option<RecordRef<'_>>| {
