@@ -15,7 +15,7 @@
 #
 # Usage: perf/compare.sh [--duration SECS] [--long] [--runs N] [--keyspace N] [--connections N]
 #                        [--targets redis,echo,ringkv[,ringkv-glommio,ringkv-resp]] [--no-durable] [--cells get,set,a,b]
-#                        [--pipelines 1,16] [--open-rates R1,R2] [--open-connections N]
+#                        [--pipelines 1,16] [--open-rates R1,R2] [--open-half-peak] [--open-connections N]
 #                        [--open-pipeline N] [--send-quantum-us US] [--transport uring|glommio]
 #                        [--warmup SECS] [--out DIR] [--no-build]
 # Every cell first runs its workload for --warmup seconds (default 1) unmeasured, on the same
@@ -27,6 +27,10 @@
 # ringkv again, driven over its Redis-protocol port by the very client code that drives Redis.
 # --open-rates adds open-loop cells (GET and SET, latency from each request's intended send time)
 # at each total rate, for every target; they appear as get@RATE, set@RATE. Open cells use
+# --open-half-peak adds open-loop GET and SET cells at half of ringkv's pipeline-16 throughput of
+# that workload (the median of its runs so far, so --cells must include get and set and
+# --pipelines 16), the issue's latency goal in one command; they appear as get@half, set@half, and
+# the rates used are logged. Open cells use
 # --open-connections connections (default 8), each with up to --open-pipeline requests in flight
 # (default 64: the window bounds what is in flight, the rate sets the load; a window that fills
 # makes due requests wait in the client, charged to the server), and loadgen's --send-quantum-us
@@ -50,6 +54,7 @@ TARGETS=redis,echo,ringkv
 CELLS=get,set,a,b
 PIPELINES=1,16
 OPEN_RATES=""
+OPEN_HALF_PEAK=0
 OPEN_CONNECTIONS=8
 OPEN_PIPELINE=64
 SEND_QUANTUM_US=100
@@ -72,6 +77,7 @@ while [ $# -gt 0 ]; do
         --cells) CELLS=$2; shift 2 ;;
         --pipelines) PIPELINES=$2; shift 2 ;;
         --open-rates) OPEN_RATES=$2; shift 2 ;;
+        --open-half-peak) OPEN_HALF_PEAK=1; shift ;;
         --open-connections) OPEN_CONNECTIONS=$2; shift 2 ;;
         --open-pipeline) OPEN_PIPELINE=$2; shift 2 ;;
         --send-quantum-us) SEND_QUANTUM_US=$2; shift 2 ;;
@@ -80,7 +86,7 @@ while [ $# -gt 0 ]; do
         --no-durable) DURABLE=0; shift ;;
         --no-build) BUILD=0; shift ;;
         --out) OUT=$2; shift 2 ;;
-        -h|--help) sed -n '2,41p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,45p' "$0"; exit 0 ;;
         *) echo "compare.sh: unknown argument $1" >&2; exit 1 ;;
     esac
 done
@@ -206,15 +212,15 @@ start_server() {
     if [ "$name" = ringkv-resp ]; then wait_port "${URL[$name]##*:}" "${SPID[$name]}"; fi
 }
 
-# run_cell TARGET WORKLOAD PIPELINE RUN [RATE] -> writes $OUT/TARGET-WORKLOAD-PPIPELINE-RUN.json
+# run_cell TARGET WORKLOAD PIPELINE RUN [RATE [LABEL]] -> writes $OUT/TARGET-WORKLOAD-PPIPELINE-RUN.json
 # and appends "target workload pipeline ops p50 p99 p999 cpu_us errors ipis_per_1k" to $OUT/cells.txt; with
-# RATE, an open loop at RATE requests/s whose cell is named WORKLOAD@RATE.
+# RATE, an open loop at RATE requests/s whose cell is named WORKLOAD@LABEL (LABEL defaults to RATE).
 run_cell() {
-    local target=$1 workload=$2 pipeline=$3 run=$4 rate=${5:-} t0 t1 i0 i1 file requests name lg open=()
+    local target=$1 workload=$2 pipeline=$3 run=$4 rate=${5:-} label=${6:-${5:-}} t0 t1 i0 i1 file requests name lg open=()
     local connections=$CONNECTIONS
     name=$workload
     if [ -n "$rate" ]; then
-        name="$workload@$rate"
+        name="$workload@$label"
         open=(--rate "$rate" --send-quantum-us "$SEND_QUANTUM_US")
         connections=$OPEN_CONNECTIONS
     fi
@@ -256,6 +262,13 @@ load_keyspace() {
         >"$OUT/$1-load.txt" 2>&1 || log "load into $1 failed: $(tail -2 "$OUT/$1-load.txt" | tr '\n' ' ')"
 }
 
+# half_peak_rate WORKLOAD -> half of ringkv's median pipeline-16 throughput of WORKLOAD so far
+# (requests/s), or nothing when no such cell ran.
+half_peak_rate() {
+    awk -v w="$1" '$1 == "ringkv" && $2 == w && $3 == 16 && $4 > 0 { print $4 }' "$OUT/cells.txt" |
+        sort -n | awk '{ a[NR] = $1 } END { if (NR) printf "%d\n", a[int((NR + 1) / 2)] / 2 }'
+}
+
 cell_workload() { case "$1" in a|b) echo "ycsb-$1" ;; *) echo "$1" ;; esac; }
 
 # All servers run at once (idle ones cost nothing), and cells are interleaved across targets
@@ -293,6 +306,17 @@ for r in $(seq "$RUNS"); do
             for t in "${MAIN[@]}"; do run_cell "$t" "$w" "$OPEN_PIPELINE" "$r" "$rate"; done
         done
     done
+    if [ "$OPEN_HALF_PEAK" = 1 ]; then
+        for w in get set; do
+            rate=$(half_peak_rate "$w")
+            if [ -z "$rate" ]; then
+                log "--open-half-peak: no ringkv $w cell at pipeline 16 to take the peak from; skipped"
+                continue
+            fi
+            log "run $r: $w at half of ringkv's peak: $rate requests/s"
+            for t in "${MAIN[@]}"; do run_cell "$t" "$w" "$OPEN_PIPELINE" "$r" "$rate" half; done
+        done
+    fi
 done
 
 # --- the table: medians over runs, ratios against Redis and echo --------------------------------
