@@ -949,7 +949,7 @@ fn pipelined_writes_run_at_once_are_durable_when_answered_in_every_mode() {
 /// every durability mode; one that waits for a full memtable is queued, and
 /// the protocol lets queued requests finish in any order.)
 #[test]
-fn pipelined_gets_see_the_puts_sent_before_them_and_records_read_at_once_expire() {
+fn pipelined_gets_see_the_puts_sent_before_them_and_cached_records_expire() {
     let dir = temp_dir();
     let node = Node::start(&dir.path().join("data"), 1, &["--durability", "none"]);
     let mut raw = Raw::connect(node.port + 1);
@@ -958,7 +958,7 @@ fn pipelined_gets_see_the_puts_sent_before_them_and_records_read_at_once_expire(
         Request::Put { key, value, ttl_ms }
     }
     assert_eq!(raw.call(1, &put(key, b"v-start", 0)), OwnedAnswer::Written);
-    // Read at once from the memtable (no flush happens in this test).
+    // The first read fills the row cache; the second is a cache hit.
     for id in 2..4 {
         assert_eq!(
             raw.call(id, &Request::Get { key }),
@@ -1007,7 +1007,7 @@ fn pipelined_gets_see_the_puts_sent_before_them_and_records_read_at_once_expire(
             base + 2
         );
     }
-    // A record with a TTL read at once is answered until it expires.
+    // A cached record with a TTL is answered from the cache until it expires.
     let ttl_ms = 300;
     assert_eq!(
         raw.call(1000, &put(key, b"short-lived", ttl_ms)),
@@ -1021,17 +1021,11 @@ fn pipelined_gets_see_the_puts_sent_before_them_and_records_read_at_once_expire(
     }
     std::thread::sleep(std::time::Duration::from_millis(ttl_ms + 200));
     assert_eq!(raw.call(1003, &Request::Get { key }), OwnedAnswer::NotFound);
-    // The memtable answered every read: nothing was copied into the row
-    // cache (it holds what tables supplied, see the engine's `get_record`).
     let stats = ctl_ok(&node, &["stats"]);
-    let stat = |name: &str| -> u64 {
-        stats
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("a {name} line in the stats: {stats}"))
-    };
-    for name in ["hits", "misses", "bytes"] {
-        assert_eq!(stat(&format!("storage_row_cache_{name} ")), 0, "{stats}");
-    }
+    let hits: u64 = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("storage_row_cache_hits "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("a row cache hits line in the stats");
+    assert!(hits >= 3, "the cached reads were cache hits: {stats}");
 }

@@ -194,17 +194,13 @@ impl<'b> Pending<'b> {
                 .store
                 .prefetch(&reads[..read], &writes[..written]);
         }
-        let mut write_hints = EntryHints::for_writes(&self.shard.store, &writes[..written]);
-        let mut read_hints = EntryHints::for_reads(&self.shard.store, &reads[..read]);
+        let mut entry_hints = EntryHints::new(&self.shard.store, &writes[..written]);
         for i in 0..self.len {
             if matches!(
                 self.held[i],
                 Some((_, Request::Put { .. } | Request::Delete { .. }, _))
             ) {
-                write_hints.next(&self.shard.store);
-            }
-            if matches!(self.held[i], Some((_, Request::Get { .. }, _))) {
-                read_hints.next(&self.shard.store);
+                entry_hints.next_write(&self.shard.store);
             }
             let Some((header, req, raw)) = self.held[i].take() else {
                 continue;

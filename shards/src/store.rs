@@ -13,48 +13,34 @@ use ringkv_storage::wal::{Durability, Lsn};
 use ringkv_storage::{Entry, Record, RecordRef, Result, Version};
 use std::path::Path;
 
-/// Requests ahead of the one running whose memtable entries are hinted
-/// (see [`EntryHints`]).
+/// Writes ahead of the one running whose memtable entries are hinted (see
+/// [`EntryHints`]).
 const ENTRY_HINT_AHEAD: usize = 4;
 
-/// Requests ahead of the one running whose memtable slots are hinted: the
+/// Writes ahead of the one running whose memtable slots are hinted: the
 /// slot is what names the entry, so it is hinted this much earlier.
 const SLOT_HINT_AHEAD: usize = 2 * ENTRY_HINT_AHEAD;
 
-/// Hints the memtable memory a batch's writes (or its reads) will touch, a
-/// few requests ahead of the one that runs, in two stages after
-/// [`Store::prefetch`] hinted the index buckets: first the memtable slot a
-/// key's bucket names ([`Store::prefetch_slots`]), then, [`ENTRY_HINT_AHEAD`]
-/// requests ahead, the entry that slot names
-/// ([`Store::prefetch_write_entries`]: header and key, what an overwrite
-/// compares; [`Store::prefetch_read_entries`]: the value too, what a read
-/// copies). Each stage reads what the one before hinted, by then landed,
-/// so it does not wait. Changes no result.
+/// Hints the memory a batch's writes will read, a few writes ahead of the
+/// one that runs, in two stages after [`Store::prefetch`] hinted the index
+/// buckets: first the memtable slot a key's bucket names
+/// ([`Store::prefetch_write_slots`]), then, [`ENTRY_HINT_AHEAD`] writes
+/// ahead, the entry that slot names ([`Store::prefetch_write_entries`]).
+/// Each stage reads what the one before hinted, by then landed, so it does
+/// not wait. Changes no result.
 pub struct EntryHints<'k> {
-    keys: &'k [&'k [u8]],
-    reads: bool,
+    writes: &'k [&'k [u8]],
     slotted: usize,
     hinted: usize,
     started: usize,
 }
 
 impl<'k> EntryHints<'k> {
-    /// Hints the first of a batch's `writes` (their keys in the order they
-    /// will run, already passed to [`Store::prefetch`]).
-    pub fn for_writes(store: &Store, writes: &'k [&'k [u8]]) -> Self {
-        Self::new(store, writes, false)
-    }
-
-    /// Hints the first of a batch's `reads`, as
-    /// [`for_writes`](Self::for_writes) does its writes.
-    pub fn for_reads(store: &Store, reads: &'k [&'k [u8]]) -> Self {
-        Self::new(store, reads, true)
-    }
-
-    fn new(store: &Store, keys: &'k [&'k [u8]], reads: bool) -> Self {
+    /// Hints the first writes of `writes` (the batch's write keys, in the
+    /// order they will run, already passed to [`Store::prefetch`]).
+    pub fn new(store: &Store, writes: &'k [&'k [u8]]) -> Self {
         let mut hints = EntryHints {
-            keys,
-            reads,
+            writes,
             slotted: 0,
             hinted: 0,
             started: 0,
@@ -63,28 +49,23 @@ impl<'k> EntryHints<'k> {
         hints
     }
 
-    /// A request of the batch is about to run: hints the next ones not yet
+    /// A write of the batch is about to run: hints the next ones not yet
     /// hinted, keeping each stage its distance ahead.
-    pub fn next(&mut self, store: &Store) {
+    pub fn next_write(&mut self, store: &Store) {
         self.started += 1;
         self.keep_ahead(store);
     }
 
-    /// Brings each stage up to its distance ahead of the requests started.
+    /// Brings each stage up to its distance ahead of the writes started.
     fn keep_ahead(&mut self, store: &Store) {
-        let slots_to = (self.started + SLOT_HINT_AHEAD).min(self.keys.len());
+        let slots_to = (self.started + SLOT_HINT_AHEAD).min(self.writes.len());
         if self.slotted < slots_to {
-            store.prefetch_slots(&self.keys[self.slotted..slots_to]);
+            store.prefetch_write_slots(&self.writes[self.slotted..slots_to]);
             self.slotted = slots_to;
         }
-        let entries_to = (self.started + ENTRY_HINT_AHEAD).min(self.keys.len());
+        let entries_to = (self.started + ENTRY_HINT_AHEAD).min(self.writes.len());
         if self.hinted < entries_to {
-            let keys = &self.keys[self.hinted..entries_to];
-            if self.reads {
-                store.prefetch_read_entries(keys);
-            } else {
-                store.prefetch_write_entries(keys);
-            }
+            store.prefetch_write_entries(&self.writes[self.hinted..entries_to]);
             self.hinted = entries_to;
         }
     }
@@ -151,16 +132,10 @@ impl Store {
         self.engine.prefetch(reads, writes);
     }
 
-    /// Hints the memtable slots that name the entries `keys` will touch
-    /// (see [`Engine::prefetch_slots`]).
-    pub fn prefetch_slots(&self, keys: &[&[u8]]) {
-        self.engine.prefetch_slots(keys);
-    }
-
-    /// Hints the memtable entries `reads` will copy from (see
-    /// [`Engine::prefetch_read_entries`]).
-    pub fn prefetch_read_entries(&self, reads: &[&[u8]]) {
-        self.engine.prefetch_read_entries(reads);
+    /// Hints the memtable slots that name the entries `writes` will read
+    /// (see [`Engine::prefetch_write_slots`]).
+    pub fn prefetch_write_slots(&self, writes: &[&[u8]]) {
+        self.engine.prefetch_write_slots(writes);
     }
 
     /// Hints the memtable entries `writes` will read (see

@@ -1,9 +1,7 @@
-//! The shard's row cache: for recently read keys whose record a table
-//! supplied, the record a point read returns (the highest version across
-//! every memtable and table), so a repeated read costs one hash lookup
-//! instead of bloom checks, an index search and a block search. A key the
-//! memtables answer for is read from them, not copied here (see
-//! `engine::read::get_record`).
+//! The shard's row cache: for recently read keys, the record a point read
+//! returns (the highest version across every memtable and table), so a
+//! repeated read costs one hash lookup instead of memtable probes, bloom
+//! checks, an index search and a block search.
 //!
 //! The idea is ScyllaDB's row cache (a read-through cache of merged rows in
 //! front of the SSTables, kept current by writes); a hit here is the same work
@@ -11,10 +9,9 @@
 //!
 //! Invariant (the engine keeps it): a cached record is the highest-version
 //! record of its key across all the engine's sources. It holds because
-//! - it is filled only with the merged result of a full read that a table
-//!   supplied, re-merged with the memtables at fill time (not filled when a
-//!   memtable holds the newest record) and dropped if the table set changed
-//!   while the read waited for I/O (see `engine::read`), and
+//! - it is filled only with the merged result of a full read, re-merged with
+//!   the memtables at fill time and dropped if the table set changed while
+//!   the read waited for I/O (see `engine::read`), and
 //! - every record the engine accepts afterwards goes through
 //!   [`RowCache::observe_write`] before any reader can see it.
 //!
@@ -288,6 +285,14 @@ impl RowCache {
         found
     }
 
+    /// Counts a miss that a caller answered without [`get`](Self::get)
+    /// (from a memtable, say).
+    pub fn count_miss(&mut self) {
+        if self.is_enabled() {
+            self.misses += 1;
+        }
+    }
+
     /// Like [`get`](Self::get), but a miss is not counted: for a caller
     /// that falls back to a full read, which counts it.
     pub fn get_if_cached(&mut self, key: &[u8]) -> Option<Record> {
@@ -320,10 +325,15 @@ impl RowCache {
     /// unless a higher or equal version is cached already. Evicts as needed;
     /// a record over the per-entry limit is not cached.
     pub fn fill(&mut self, key: &[u8], record: &Record) {
+        self.fill_ref(key, RecordRef::from(record));
+    }
+
+    /// [`fill`](Self::fill) from a borrowed record (one a memtable holds,
+    /// say): the cache copies what it keeps.
+    pub fn fill_ref(&mut self, key: &[u8], record: RecordRef<'_>) {
         if !self.is_enabled() {
             return;
         }
-        let record = RecordRef::from(record);
         let hash = self.hash(key);
         if self.len > 0 {
             if let Some(i) = self.find(hash, key) {

@@ -446,34 +446,34 @@ impl Engine {
 
     /// Hints that `reads` are about to be read and `writes` written: starts
     /// loading the row-cache memory every lookup touches (a write keeps a
-    /// cached record current) and the memtable-index bucket every key's
-    /// lookup or insert starts from (a read of a key in the memtable is
-    /// answered from it, see [`read_now`](Self::read_now)), so a batch's
-    /// cache misses overlap. Changes no result.
+    /// cached record current) and the memtable-index bucket every write
+    /// inserts into, so a batch's cache misses overlap. Changes no result.
     pub fn prefetch(&self, reads: &[&[u8]], writes: &[&[u8]]) {
         let rows = self.inner.rows.borrow();
         rows.prefetch(reads);
         rows.prefetch(writes);
-        let state = self.inner.state.borrow();
-        let active = state.active.borrow();
-        active.prefetch_keys(reads);
-        active.prefetch_keys(writes);
+        if !writes.is_empty() {
+            self.inner
+                .state
+                .borrow()
+                .active
+                .borrow()
+                .prefetch_keys(writes);
+        }
     }
 
-    /// The second stage of [`prefetch`](Self::prefetch) for `keys` (reads
-    /// or writes): starts loading the memtable slots their index buckets
-    /// name (see [`Memtable::prefetch_slots`]). Call it a little after
-    /// `prefetch`, a few requests ahead of
-    /// [`prefetch_write_entries`](Self::prefetch_write_entries) or
-    /// [`prefetch_read_entries`](Self::prefetch_read_entries). Changes no
-    /// result.
-    pub fn prefetch_slots(&self, keys: &[&[u8]]) {
+    /// The second stage of [`prefetch`](Self::prefetch) for `writes`:
+    /// starts loading the memtable slots their index buckets name (see
+    /// [`Memtable::prefetch_slots`]). Call it a little after `prefetch`, a
+    /// few writes ahead of [`prefetch_write_entries`](Self::prefetch_write_entries).
+    /// Changes no result.
+    pub fn prefetch_write_slots(&self, writes: &[&[u8]]) {
         self.inner
             .state
             .borrow()
             .active
             .borrow()
-            .prefetch_slots(keys);
+            .prefetch_slots(writes);
     }
 
     /// The third stage of [`prefetch`](Self::prefetch) for `writes`:
@@ -487,18 +487,6 @@ impl Engine {
             .active
             .borrow()
             .prefetch_entries(writes);
-    }
-
-    /// The third stage of [`prefetch`](Self::prefetch) for `reads`: the
-    /// memtable entries their index buckets name, values included (see
-    /// [`Memtable::prefetch_read_entries`]). Changes no result.
-    pub fn prefetch_read_entries(&self, reads: &[&[u8]]) {
-        self.inner
-            .state
-            .borrow()
-            .active
-            .borrow()
-            .prefetch_read_entries(reads);
     }
 
     /// Up to `limit` live entries of `range` at `now_ms`, in key order.

@@ -9,15 +9,7 @@ use std::rc::Rc;
 
 /// The highest-version record of `key` across every source: from the row
 /// cache when it holds the key, else searched newest source first (version
-/// pruning skips most tables), and cached when a table supplied it.
-///
-/// Why a memtable's answer is not cached: the memtable is as fast to read
-/// as the cache (a hash lookup; hinted alike, see `Engine::prefetch`), so a
-/// copy would only double the memory of every key read while it is in the
-/// memtable (212 MB for 1M keys of 100 bytes) and spend the cache's budget
-/// on keys that need no I/O. RocksDB's row cache, too, holds only what a
-/// table lookup found. A key flushed since is cached by its first read from
-/// the table.
+/// pruning skips most tables) and then cached.
 pub(super) async fn get_record(engine: &Engine, key: &[u8]) -> Result<Option<Record>> {
     if let Some(r) = engine.inner.rows.borrow_mut().get(key) {
         return Ok(Some(r));
@@ -30,13 +22,9 @@ pub(super) async fn get_record(engine: &Engine, key: &[u8]) -> Result<Option<Rec
     // purged what it found (then skip).
     let state = engine.inner.state.borrow();
     if state.tables_generation == generation {
-        let mut in_memory = None;
-        newest_of_memtables(&state, key, &mut in_memory);
-        match (&best, in_memory) {
-            (Some(b), Some(m)) if m.version >= b.version => best = Some(m),
-            (None, Some(m)) => best = Some(m),
-            (Some(b), _) => engine.inner.rows.borrow_mut().fill(key, b),
-            (None, None) => {}
+        newest_of_memtables(&state, key, &mut best);
+        if let Some(r) = &best {
+            engine.inner.rows.borrow_mut().fill(key, r);
         }
     }
     Ok(best)
@@ -47,7 +35,7 @@ pub(super) async fn get_record(engine: &Engine, key: &[u8]) -> Result<Option<Rec
 /// no await: the row cache holds it, or the newest record the memtables hold
 /// is newer than anything a table that may hold `key` can have (by its
 /// version range and bloom filter), which is always the case before the
-/// first flush. A memtable's answer is not cached (see [`get_record`]).
+/// first flush. A memtable's answer is cached, as a full read's is.
 /// `None`, having called nothing, when a table must be read.
 pub(super) fn read_now<R>(
     engine: &Engine,
@@ -55,11 +43,9 @@ pub(super) fn read_now<R>(
     f: impl FnOnce(Option<RecordRef<'_>>) -> R,
 ) -> Option<R> {
     let inner = &engine.inner;
+    let mut rows = inner.rows.borrow_mut();
     let mut f = Some(f);
-    let cached = inner
-        .rows
-        .borrow_mut()
-        .with_cached(key, |r| f.take().map(|f| f(Some(r))));
+    let cached = rows.with_cached(key, |r| f.take().map(|f| f(Some(r))));
     if let Some(answer) = cached {
         return answer;
     }
@@ -93,10 +79,22 @@ pub(super) fn read_now<R>(
     if must_read_tables {
         return None;
     }
-    // Not counted as a row-cache miss: the cache is not meant to hold it.
+    rows.count_miss();
     let answer = match newest_frozen {
-        None => f(in_active),
-        Some(i) => f(state.frozen[i].memtable.borrow().get(key)),
+        None => {
+            if let Some(record) = in_active {
+                rows.fill_ref(key, record);
+            }
+            f(in_active)
+        }
+        Some(i) => {
+            let memtable = state.frozen[i].memtable.borrow();
+            let record = memtable.get(key);
+            if let Some(record) = record {
+                rows.fill_ref(key, record);
+            }
+            f(record)
+        }
     };
     Some(answer)
 }

@@ -260,10 +260,6 @@ const KEY_OVERHEAD_BYTES: usize = 64;
 /// and slot vectors, of which only the pages used are touched.
 pub const PRESIZE_KEYS_MAX: usize = 1 << 20;
 
-/// Bytes of an entry a read's hint loads: three cache lines, the header,
-/// key and value of a 100-byte value under a 20-byte key.
-const READ_HINT_BYTES: usize = 192;
-
 /// An ordered map from key to its highest-version record.
 #[derive(Debug)]
 pub struct Memtable {
@@ -429,21 +425,6 @@ impl Memtable {
             {
                 // The header and the key: what the overwrite compares.
                 Arena::prefetch(entry, arena::HEADER_BYTES + key.len());
-            }
-        }
-    }
-
-    /// Like [`prefetch_entries`](Self::prefetch_entries), for reads: the
-    /// entry's first [`READ_HINT_BYTES`] (header, key and most values),
-    /// what a read copies out. Changes nothing.
-    pub fn prefetch_read_entries(&self, keys: &[&[u8]]) {
-        for key in keys {
-            if let Some(&entry) = self
-                .slots
-                .hinted_slot(self.slots.hash(key))
-                .and_then(|slot| self.entries.get(slot))
-            {
-                Arena::prefetch(entry, READ_HINT_BYTES);
             }
         }
     }
