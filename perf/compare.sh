@@ -26,11 +26,11 @@
 # binary with --net-engine glommio, for a before/after in one run. The target ringkv-resp is
 # ringkv again, driven over its Redis-protocol port by the very client code that drives Redis.
 # --open-rates adds open-loop cells (GET and SET, latency from each request's intended send time)
-# at each total rate, for every target; they appear as get@RATE, set@RATE. Open cells use
+# at each total rate, for every target; they appear as get@RATE, set@RATE.
 # --open-half-peak adds open-loop GET and SET cells at half of ringkv's pipeline-16 throughput of
-# that workload (the median of its runs so far, so --cells must include get and set and
-# --pipelines 16), the latency goal in one command; they appear as get@half, set@half, and
-# the rates used are logged. Open cells use
+# that workload (the median of its runs so far, the lower middle one of an even count, so --cells
+# must include get and set and --pipelines 16), the latency goal in one command; they
+# appear as get@half, set@half, and the rates used are logged. Open cells use
 # --open-connections connections (default 8), each with up to --open-pipeline requests in flight
 # (default 64: the window bounds what is in flight, the rate sets the load; a window that fills
 # makes due requests wait in the client, charged to the server), and loadgen's --send-quantum-us

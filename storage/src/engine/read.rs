@@ -65,17 +65,8 @@ pub(super) fn read_now<R>(
             }
         }
     }
-    let table_may_be_newer = |table: &Rc<Table>| {
-        in_range(table, key)
-            && newest.is_none_or(|v| table.meta().max_version > v)
-            && table.may_contain(key)
-    };
-    let must_read_tables = state.levels[0].iter().any(table_may_be_newer)
-        || state.levels[1..].iter().any(|level| {
-            // Disjoint and sorted: at most one table can hold the key.
-            let i = level.partition_point(|t| t.meta().largest_key.as_slice() < key);
-            level.get(i).is_some_and(table_may_be_newer)
-        });
+    let must_read_tables = candidate_tables(&state, key)
+        .any(|table| newest.is_none_or(|v| table.meta().max_version > v) && table.may_contain(key));
     if must_read_tables {
         return None;
     }
@@ -120,20 +111,7 @@ async fn search(engine: &Engine, key: &[u8]) -> Result<Option<Record>> {
     let candidates: Vec<Rc<Table>> = {
         let state = engine.inner.state.borrow();
         newest_of_memtables(&state, key, &mut best);
-        let mut candidates: Vec<Rc<Table>> = state.levels[0]
-            .iter()
-            .rev()
-            .filter(|t| in_range(t, key))
-            .cloned()
-            .collect();
-        for level in &state.levels[1..] {
-            // Disjoint and sorted: at most one table can hold the key.
-            let i = level.partition_point(|t| t.meta().largest_key.as_slice() < key);
-            if let Some(t) = level.get(i).filter(|t| in_range(t, key)) {
-                candidates.push(t.clone());
-            }
-        }
-        candidates
+        candidate_tables(&state, key).cloned().collect()
     };
     for table in candidates {
         // Version pruning: this table cannot hold anything newer than `best`.
@@ -153,6 +131,18 @@ async fn search(engine: &Engine, key: &[u8]) -> Result<Option<Record>> {
         }
     }
     Ok(best)
+}
+
+/// The tables whose key range holds `key`, newest first: every such L0
+/// table, then at most one table of each deeper level.
+fn candidate_tables<'s>(state: &'s State, key: &'s [u8]) -> impl Iterator<Item = &'s Rc<Table>> {
+    let level0 = state.levels[0].iter().rev();
+    let deeper = state.levels[1..].iter().filter_map(move |level| {
+        // Disjoint and sorted: at most one table can hold the key.
+        let i = level.partition_point(|t| t.meta().largest_key.as_slice() < key);
+        level.get(i)
+    });
+    level0.chain(deeper).filter(move |t| in_range(t, key))
 }
 
 fn in_range(table: &Table, key: &[u8]) -> bool {
