@@ -101,6 +101,40 @@ async fn append_commit(wal: &Wal, b: &Batch) -> Lsn {
     lsn
 }
 
+/// A new segment's tail takes the buffer of the segment written out before
+/// it (resident pages: a fresh one per segment faulted in MiBs each time),
+/// and the reused buffer carries nothing over: every batch replays.
+#[test]
+fn segment_tails_reuse_one_buffer_and_carry_nothing_over() {
+    let dir = tempdir();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed());
+    let batches: Vec<Batch> = (0..1500).map(|i| make_batch(&mut rng, i, 500)).collect();
+    run(async {
+        let (wal, _) = open(dir.path(), options(32 * 1024, Durability::Sync), 0)
+            .await
+            .unwrap();
+        for b in &batches {
+            append_commit(&wal, b).await;
+        }
+        let stats = wal.stats();
+        let segments: u64 = batches.iter().map(frame_size).sum::<u64>() / (32 * 1024);
+        assert!(segments >= 20, "only {segments} segments filled");
+        assert!(
+            stats.tail_buffers_allocated <= 2,
+            "{} tail buffers for {segments} segments",
+            stats.tail_buffers_allocated
+        );
+        wal.close().await.unwrap();
+        let (_wal, replayed) = open(dir.path(), options(32 * 1024, Durability::Sync), 0)
+            .await
+            .unwrap();
+        assert_eq!(replayed.len(), batches.len());
+        for ((_, got), want) in replayed.iter().zip(&batches) {
+            assert_eq!(got, want);
+        }
+    });
+}
+
 fn segment_path(dir: &Path, id: u64) -> PathBuf {
     dir.join("wal").join(segment_file_name(id))
 }

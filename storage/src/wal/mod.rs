@@ -64,6 +64,7 @@
 pub mod batch;
 pub mod record;
 pub mod replay;
+mod tail_buf;
 mod writer;
 
 #[cfg(test)]
@@ -146,6 +147,10 @@ pub struct WalStats {
     pub batches: u64,
     /// Segment files not yet retired (the one being written included).
     pub live_segments: u64,
+    /// In-memory tail buffers allocated for new segments. A segment's tail
+    /// reuses the buffer of the last segment written out when that one is
+    /// large enough, so this stays small in a steady stream of appends.
+    pub tail_buffers_allocated: u64,
 }
 
 /// File name of segment `id` inside `<dir>/wal/`.
