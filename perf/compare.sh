@@ -17,7 +17,7 @@
 #                        [--targets redis,echo,ringkv[,ringkv-glommio,ringkv-resp]] [--no-durable] [--cells get,set,a,b]
 #                        [--pipelines 1,16] [--open-rates R1,R2] [--open-half-peak] [--open-connections N]
 #                        [--open-pipeline N] [--send-quantum-us US] [--transport uring|glommio]
-#                        [--warmup SECS] [--out DIR] [--no-build]
+#                        [--warmup SECS] [--out DIR] [--no-build] [--stall-probe SECS]
 # Every cell first runs its workload for --warmup seconds (default 1) unmeasured, on the same
 # connections at the same rate: its latencies, throughput and the server's CPU count from then on.
 # The first second of a fresh set of connections (TCP windows, first page faults) alone had a p99
@@ -40,6 +40,11 @@
 # loadgen runs with --transport uring (default; its connections on its own io_uring with
 # COOP_TASKRUN, polled while requests are out, so no server pays an IPI to interrupt the client,
 # see the ipi/1k column); --transport glommio gives the figures recorded before 2026-12-06 14:45.
+# --stall-probe SECS (default 10, 0 to skip) first spins on the server's and the client's CPU for
+# SECS with nothing else running (perf/src/bin/stall-probe.rs): the stalls the machine itself
+# imposes (a VM's vCPU taken away for milliseconds), and the share of constant-rate requests they
+# alone would delay past 1 ms and 2 ms, i.e. whether the open-loop p99 / p99.9 goals are possible
+# here at all. Its lines are printed before the table.
 # The last line printed is always:
 #   ratios get_vs_redis=X set_vs_redis=Y get_vs_echo=Z cpu_per_request_vs_redis=W
 # (pipeline 16, ringkv divided by the peer; n/a when a target is missing).
@@ -62,6 +67,7 @@ TRANSPORT=uring
 WARMUP=1
 DURABLE=1
 BUILD=1
+STALL_PROBE=10
 OUT=""
 SERVER_CPU=0
 CLIENT_CPU=1
@@ -85,8 +91,9 @@ while [ $# -gt 0 ]; do
         --warmup) WARMUP=$2; shift 2 ;;
         --no-durable) DURABLE=0; shift ;;
         --no-build) BUILD=0; shift ;;
+        --stall-probe) STALL_PROBE=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
-        -h|--help) sed -n '2,45p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,50p' "$0"; exit 0 ;;
         *) echo "compare.sh: unknown argument $1" >&2; exit 1 ;;
     esac
 done
@@ -125,11 +132,12 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 if [ "$BUILD" = 1 ]; then
-    log "building loadgen and echo-server (release)"
-    (cd "$ROOT" && cargo build --release -q -p ringkv-perf --bin loadgen --bin echo-server)
+    log "building loadgen, echo-server and stall-probe (release)"
+    (cd "$ROOT" && cargo build --release -q -p ringkv-perf --bin loadgen --bin echo-server --bin stall-probe)
 fi
 LOADGEN=$CARGO_TARGET_DIR/release/loadgen
 ECHO=$CARGO_TARGET_DIR/release/echo-server
+STALL_PROBE_BIN=$CARGO_TARGET_DIR/release/stall-probe
 RINGKV=$CARGO_TARGET_DIR/release/ringkv
 CLK_TCK=$(getconf CLK_TCK)
 
@@ -274,6 +282,13 @@ cell_workload() { case "$1" in a|b) echo "ycsb-$1" ;; *) echo "$1" ;; esac; }
 # All servers run at once (idle ones cost nothing), and cells are interleaved across targets
 # run by run, so a change in the machine's background load hits every target alike.
 : >"$OUT/cells.txt"
+: >"$OUT/stalls.txt"
+# Before any server starts: the machine's own stalls on both CPUs.
+if [ "$STALL_PROBE" != 0 ]; then
+    log "stall probe: spinning on CPUs $SERVER_CPU,$CLIENT_CPU for $STALL_PROBE s"
+    "$STALL_PROBE_BIN" --cpus "$SERVER_CPU,$CLIENT_CPU" --seconds "$STALL_PROBE" >"$OUT/stalls.txt"
+    while read -r line; do log "$line"; done <"$OUT/stalls.txt"
+fi
 log "results in $OUT; loadgen transport $TRANSPORT; $(nproc) CPUs; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 MAIN=()
 for t in ${TARGETS//,/ }; do
@@ -320,6 +335,7 @@ for r in $(seq "$RUNS"); do
 done
 
 # --- the table: medians over runs, ratios against Redis and echo --------------------------------
+tee "$OUT/table.txt" <"$OUT/stalls.txt"
 awk -v runs="$RUNS" '
 function median(key, n,   i, j, t, a) {
     n = cnt[key]; for (i = 1; i <= n; i++) a[i] = vals[key, i]
@@ -371,4 +387,4 @@ END {
         if (b > 0) cvr = sprintf("%.2f", a / b)
     }
     printf "ratios get_vs_redis=%s set_vs_redis=%s get_vs_echo=%s cpu_per_request_vs_redis=%s\n", ratio["get"], ratio["set"], gve, cvr
-}' "$OUT/cells.txt" | tee "$OUT/table.txt"
+}' "$OUT/cells.txt" | tee -a "$OUT/table.txt"

@@ -11,6 +11,7 @@
 //!   uring`), so that a loopback server pays no IPI to interrupt the client.
 //! - [`report`] and [`plot`]: JSON, HdrHistogram logs, PNG charts.
 //! - [`echo`]: the canned-reply io_uring server, the machine's loopback and syscall limit.
+//! - [`stalls`]: the machine's own CPU stalls and the latency floor they set (`stall-probe`).
 //! - `bin/storage-bench.rs` (another owner): the storage engine against RocksDB.
 
 pub mod echo;
@@ -20,6 +21,7 @@ pub mod report;
 pub mod resp;
 pub mod runner;
 pub mod schedule;
+pub mod stalls;
 pub mod stats;
 pub mod target;
 pub mod uring_stream;
