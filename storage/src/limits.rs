@@ -59,8 +59,9 @@ pub const WAL_SEGMENT_SIZE_MIN: u64 = 16 * 1024;
 /// Default WAL segment size (`WalOptions::default`).
 pub const WAL_SEGMENT_SIZE_DEFAULT: u64 = 64 * 1024 * 1024;
 
-/// Most spare (prepared or recycled) WAL segments kept; retired segments
-/// beyond this are deleted.
+/// Spare (prepared or recycled) WAL segments kept by default; retired
+/// segments beyond `WalOptions::spare_segments_max` are deleted. An engine
+/// keeps more: as many as its WAL span holds.
 pub const WAL_SPARE_SEGMENTS_MAX: usize = 2;
 
 /// How often unwritten WAL appends are flushed in `Durability::None` mode.

@@ -670,3 +670,17 @@ fn overwrites_that_never_fill_the_memtable_still_flush_and_keep_the_wal_bounded(
         engine.close().await.expect("close");
     });
 }
+
+#[test]
+fn an_engine_keeps_as_many_wal_spares_as_one_memtable_span_holds() {
+    use ringkv_storage::engine::{wal_spares_for_span, WAL_SPAN_MEMTABLES_MAX};
+    const MIB: usize = 1 << 20;
+    // A 64 MiB memtable spans up to 4 x 64 MiB of WAL: 4 segments of 64 MiB,
+    // and one more for the segment a flush leaves live.
+    assert_eq!(WAL_SPAN_MEMTABLES_MAX, 4);
+    assert_eq!(wal_spares_for_span(64 * MIB, 64 << 20), 5);
+    assert_eq!(wal_spares_for_span(600 * MIB, 64 << 20), 39);
+    // Never fewer than the WAL's default.
+    assert_eq!(wal_spares_for_span(1, 64 << 20), 2);
+    assert_eq!(wal_spares_for_span(0, 64 << 20), 2);
+}

@@ -41,6 +41,7 @@ fn options(segment_size: u64, durability: Durability) -> WalOptions {
     WalOptions {
         segment_size,
         durability,
+        ..WalOptions::default()
     }
 }
 
@@ -447,6 +448,75 @@ fn bad_record_in_a_finished_segment_is_corruption() {
         std::fs::remove_file(segment_path(dir.path(), 2)).unwrap();
         let (file, _, _) = expect_corruption(open(dir.path(), opts, 0).await);
         assert_eq!(file, segment_path(dir.path(), 2));
+    });
+}
+
+/// Names of the WAL directory's files that start with `prefix`.
+fn wal_files_starting(dir: &Path, prefix: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    names.sort();
+    names
+}
+
+/// With room for as many spares as a flush retires, the WAL reuses its own
+/// files: retired segments are all kept (renamed), the segments after them
+/// are those spares, and no new segment is written full of zeros; a reopen
+/// keeps the spares too.
+#[test]
+fn with_room_for_every_retired_segment_the_wal_reuses_its_files() {
+    let dir = tempdir();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed());
+    run(async {
+        ringkv_storage::io::prepare_dir(dir.path(), true)
+            .await
+            .unwrap();
+        let opts = WalOptions {
+            spare_segments_max: 8,
+            ..options(32 * 1024, Durability::Sync)
+        };
+        let (wal, _) = open(dir.path(), opts.clone(), 0).await.unwrap();
+        let mut next = 0;
+        let mut fill_and_rotate = async |wal: &Wal, rounds: usize| {
+            for _ in 0..rounds {
+                for _ in 0..5 {
+                    append_commit(wal, &make_batch(&mut rng, next, 500)).await;
+                    next += 1;
+                }
+                wal.rotate().await.unwrap();
+            }
+        };
+        fill_and_rotate(&wal, 6).await;
+        wal.retire_through(6).await.unwrap();
+        assert_eq!(wal_files_starting(dir.path(), "recycled-").len(), 6);
+        let fresh_before = wal_files_starting(dir.path(), "fresh-");
+        // Six more segments: all six spares are used, nothing is zero-filled.
+        fill_and_rotate(&wal, 6).await;
+        assert!(wal_files_starting(dir.path(), "recycled-").is_empty());
+        assert_eq!(wal_files_starting(dir.path(), "fresh-"), fresh_before);
+        wal.retire_through(12).await.unwrap();
+        assert_eq!(wal_files_starting(dir.path(), "recycled-").len(), 6);
+        wal.close().await.unwrap();
+        let (_wal, _) = open(dir.path(), opts, 12).await.unwrap();
+        assert_eq!(wal_files_starting(dir.path(), "recycled-").len(), 6);
+    });
+}
+
+#[test]
+fn no_spare_segment_at_all_is_refused_at_open() {
+    let dir = tempdir();
+    run(async {
+        let opts = WalOptions {
+            spare_segments_max: 0,
+            ..options(32 * 1024, Durability::Sync)
+        };
+        let Err(e) = open(dir.path(), opts, 0).await else {
+            panic!("a WAL without spares opened");
+        };
+        assert!(e.to_string().contains("spare"), "{e}");
     });
 }
 

@@ -18,6 +18,7 @@ fn options() -> WalOptions {
     WalOptions {
         segment_size: 64 * 1024,
         durability: Durability::Sync,
+        ..WalOptions::default()
     }
 }
 

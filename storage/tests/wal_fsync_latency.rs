@@ -76,6 +76,7 @@ fn wal_commit_latency_on_a_prepared_segment_is_measured() {
             let options = WalOptions {
                 segment_size: 64 * 1024 * 1024,
                 durability: Durability::Sync,
+                ..WalOptions::default()
             };
             let start = Instant::now();
             let wal = Wal::open(dir.path(), options, 0, |_, _| Ok(()))
@@ -120,6 +121,7 @@ fn wal_group_commit_throughput_with_concurrent_writers_is_measured() {
         let options = WalOptions {
             segment_size: 64 * 1024 * 1024,
             durability: Durability::Sync,
+            ..WalOptions::default()
         };
         let wal = Rc::new(Wal::open(dir.path(), options, 0, |_, _| Ok(())).await.unwrap());
         let start = Instant::now();

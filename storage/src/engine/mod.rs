@@ -86,6 +86,21 @@ pub const LEVEL0_STALL_TABLES: usize = 20;
 /// the disk used and the replay at the next start. RocksDB bounds its WAL
 /// with `max_total_wal_size` in the same way.
 pub const WAL_SPAN_MEMTABLES_MAX: u64 = 4;
+/// Spare WAL segments an engine keeps: as many as the WAL span of one
+/// memtable holds (see [`WAL_SPAN_MEMTABLES_MAX`]), so that the segments a
+/// flush retires become the next span's segments by a rename, and a steady
+/// stream of writes neither deletes WAL files nor writes new ones full of
+/// zeros. The WAL's files then stay at about that span on disk (they would
+/// reach it before every flush anyway), as PostgreSQL keeps recycled WAL
+/// segments up to `max_wal_size`.
+pub fn wal_spares_for_span(memtable_size: usize, segment_size: u64) -> usize {
+    let span = WAL_SPAN_MEMTABLES_MAX.saturating_mul(memtable_size as u64);
+    let segments = span.div_ceil(segment_size.max(1)).saturating_add(1);
+    usize::try_from(segments)
+        .unwrap_or(usize::MAX)
+        .max(crate::limits::WAL_SPARE_SEGMENTS_MAX)
+}
+
 /// Bytes of overhead per batch entry counted against `BATCH_SIZE_MAX`.
 const BATCH_ENTRY_OVERHEAD_BYTES: usize = 32;
 
@@ -243,6 +258,10 @@ impl Engine {
             let wal_options = WalOptions {
                 segment_size: options.wal_segment_size,
                 durability: options.durability,
+                spare_segments_max: wal_spares_for_span(
+                    options.memtable_size,
+                    options.wal_segment_size,
+                ),
             };
             let wal = Wal::open(
                 dir,

@@ -24,6 +24,7 @@ fn options() -> WalOptions {
     WalOptions {
         segment_size: WAL_SEGMENT_SIZE_MIN,
         durability: Durability::Sync,
+        ..WalOptions::default()
     }
 }
 

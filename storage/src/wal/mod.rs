@@ -99,7 +99,7 @@ pub use crate::limits::WAL_PREPARE_CHUNK_PAUSE as PREPARE_CHUNK_PAUSE;
 pub use crate::limits::WAL_PREPARE_CHUNK_SIZE as PREPARE_CHUNK_SIZE;
 /// Smallest segment size accepted (see [`crate::limits::WAL_SEGMENT_SIZE_MIN`]).
 pub use crate::limits::WAL_SEGMENT_SIZE_MIN as SEGMENT_SIZE_MIN;
-/// Most spare segments kept (see [`crate::limits::WAL_SPARE_SEGMENTS_MAX`]).
+/// Spare segments kept by default (see [`crate::limits::WAL_SPARE_SEGMENTS_MAX`]).
 pub use crate::limits::WAL_SPARE_SEGMENTS_MAX as SPARE_SEGMENTS_MAX;
 
 /// When a commit is acknowledged.
@@ -125,6 +125,15 @@ pub struct WalOptions {
     pub segment_size: u64,
     /// When commits are acknowledged.
     pub durability: Durability,
+    /// Most retired segments kept as spares (at least 1). A spare becomes a
+    /// later segment by a rename: no zero fill for the new segment, no
+    /// delete for the old one. Kept as many as one memtable's WAL span
+    /// holds, the WAL reuses its files and neither writes zeros nor deletes
+    /// in a steady stream of writes: with too few, every flush deleted the
+    /// rest (on a filesystem mounted with `discard`, 2 GB of deletes held
+    /// the device, and the WAL's writes, for 250 ms) and every new segment
+    /// was written full of zeros first (doubling the WAL's disk writes).
+    pub spare_segments_max: usize,
 }
 
 impl Default for WalOptions {
@@ -132,6 +141,7 @@ impl Default for WalOptions {
         WalOptions {
             segment_size: crate::limits::WAL_SEGMENT_SIZE_DEFAULT,
             durability: Durability::Sync,
+            spare_segments_max: SPARE_SEGMENTS_MAX,
         }
     }
 }

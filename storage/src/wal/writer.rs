@@ -7,7 +7,7 @@ use super::tail_buf::TailBuf;
 use super::{
     batch, segment_file_name, Durability, Lsn, SegmentId, WalOptions, WalStats,
     BACKGROUND_FLUSH_INTERVAL, KIND_BATCH, KIND_SEGMENT_END, PREPARE_CHUNK_PAUSE,
-    PREPARE_CHUNK_SIZE, SEGMENT_SIZE_MIN, SPARE_SEGMENTS_MAX,
+    PREPARE_CHUNK_SIZE, SEGMENT_SIZE_MIN,
 };
 use crate::error::{Error, Result};
 use crate::io::{self, AlignedBuf, BackgroundTask, DirectFile};
@@ -138,11 +138,12 @@ impl State {
         tail.ended = true;
         let added = (tail.buf.len() - before) as u64;
         let id = tail.id + 1;
-        // The next tail starts as large as this one grew (its unwritten
-        // bytes at the worst moment): regrown from nothing by doubling, it
-        // copied MiBs inside a request batch (8 ms of the request queue,
-        // seen with `stall_report_ms`).
-        let capacity = tail.buf.capacity().min(next_size as usize);
+        // The next tail reserves room for its whole segment, so it never
+        // reallocates: regrown from nothing by doubling, a tail copied MiBs
+        // inside a request batch (8 ms of the request queue, seen with
+        // `stall_report_ms`), and each larger allocation's pages faulted in
+        // anew. Only the pages it uses are touched (see `TailBuf`).
+        let capacity = next_size as usize;
         self.appended_seq += added;
         let seq = self.appended_seq;
         self.last_tail_mut().seq_end = seq;
@@ -277,6 +278,16 @@ impl Wal {
                 ),
             ));
         }
+        if options.spare_segments_max == 0 {
+            return Err(Error::io(
+                "open WAL",
+                &dir,
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "at least one spare segment must be kept",
+                ),
+            ));
+        }
         if retired_through > WAL_SEGMENT_ID_MAX {
             return Err(Error::corruption(
                 &dir,
@@ -287,7 +298,7 @@ impl Wal {
             ));
         }
         io::prepare_dir(&dir, false).await?;
-        let listing = list_wal_dir(&dir, options.segment_size)?;
+        let listing = list_wal_dir(&dir, options.segment_size, options.spare_segments_max)?;
         let shared = Rc::new(Shared {
             dir: dir.clone(),
             options: options.clone(),
@@ -382,7 +393,7 @@ impl Wal {
         let tail = match continue_in {
             Some((id, size, file, scan)) => {
                 let buf_start = scan.good_end - scan.good_end % BLOCK_SIZE as u64;
-                let mut buf = Vec::new();
+                let mut buf = Vec::with_capacity(size as usize);
                 if scan.good_end > buf_start {
                     let page = file.read_at(buf_start, BLOCK_SIZE).await?;
                     let keep = (scan.good_end - buf_start) as usize;
@@ -410,7 +421,7 @@ impl Wal {
                     size: options.segment_size,
                     file: Some(file),
                     buf_start: 0,
-                    buf: TailBuf::default(),
+                    buf: TailBuf::with_capacity(options.segment_size as usize),
                     written: 0,
                     seq_end: 0,
                     ended: false,
@@ -890,7 +901,7 @@ impl Shared {
         let path = self.segment_path(id);
         let recycle = {
             let st = self.state.borrow();
-            size == self.options.segment_size && st.spares.len() < SPARE_SEGMENTS_MAX
+            size == self.options.segment_size && st.spares.len() < self.options.spare_segments_max
         };
         let result = if recycle {
             let spare = self.dir.join(format!("recycled-{id:020}.spare"));
@@ -1039,8 +1050,9 @@ struct Listing {
 }
 
 /// Classifies the files of the WAL directory; removes leftovers of an
-/// interrupted preparation and spares of the wrong size.
-fn list_wal_dir(dir: &Path, segment_size: u64) -> Result<Listing> {
+/// interrupted preparation, spares of the wrong size and spares beyond
+/// `spares_max`.
+fn list_wal_dir(dir: &Path, segment_size: u64, spares_max: usize) -> Result<Listing> {
     let mut listing = Listing {
         segments: Vec::new(),
         spares: Vec::new(),
@@ -1066,7 +1078,7 @@ fn list_wal_dir(dir: &Path, segment_size: u64) -> Result<Listing> {
             {
                 listing.next_spare = listing.next_spare.max(n);
             }
-            if size()? == segment_size && listing.spares.len() < SPARE_SEGMENTS_MAX {
+            if size()? == segment_size && listing.spares.len() < spares_max {
                 listing.spares.push(path);
             } else {
                 io::remove_file(&path)?;
