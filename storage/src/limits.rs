@@ -64,6 +64,16 @@ pub const WAL_SEGMENT_SIZE_DEFAULT: u64 = 64 * 1024 * 1024;
 /// keeps more: as many as its WAL span holds.
 pub const WAL_SPARE_SEGMENTS_MAX: usize = 2;
 
+/// Most spare WAL segments an engine keeps, however many its WAL span
+/// holds (so a tiny segment size cannot leave thousands of files): 64
+/// segments of the default 64 MiB cover the span of a 1 GiB memtable.
+pub const WAL_SPARE_SEGMENTS_KEPT_MAX: usize = 64;
+
+/// Most bytes a WAL tail reserves up front (its segment's size, up to
+/// this): the reservation is address space, touched only as used, but a
+/// huge segment size should not become a huge reservation.
+pub const WAL_TAIL_RESERVE_MAX: usize = 256 * 1024 * 1024;
+
 /// How often unwritten WAL appends are flushed in `Durability::None` mode.
 pub const WAL_BACKGROUND_FLUSH_INTERVAL: Duration = Duration::from_millis(10);
 

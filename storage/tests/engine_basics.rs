@@ -683,4 +683,6 @@ fn an_engine_keeps_as_many_wal_spares_as_one_memtable_span_holds() {
     // Never fewer than the WAL's default.
     assert_eq!(wal_spares_for_span(1, 64 << 20), 2);
     assert_eq!(wal_spares_for_span(0, 64 << 20), 2);
+    // Nor more than 64, whatever the segment size.
+    assert_eq!(wal_spares_for_span(256 * MIB, 16 << 10), 64);
 }

@@ -92,13 +92,15 @@ pub const WAL_SPAN_MEMTABLES_MAX: u64 = 4;
 /// stream of writes neither deletes WAL files nor writes new ones full of
 /// zeros. The WAL's files then stay at about that span on disk (they would
 /// reach it before every flush anyway), as PostgreSQL keeps recycled WAL
-/// segments up to `max_wal_size`.
+/// segments up to `max_wal_size`. At most
+/// [`WAL_SPARE_SEGMENTS_KEPT_MAX`](crate::limits::WAL_SPARE_SEGMENTS_KEPT_MAX).
 pub fn wal_spares_for_span(memtable_size: usize, segment_size: u64) -> usize {
     let span = WAL_SPAN_MEMTABLES_MAX.saturating_mul(memtable_size as u64);
     let segments = span.div_ceil(segment_size.max(1)).saturating_add(1);
-    usize::try_from(segments)
-        .unwrap_or(usize::MAX)
-        .max(crate::limits::WAL_SPARE_SEGMENTS_MAX)
+    usize::try_from(segments).unwrap_or(usize::MAX).clamp(
+        crate::limits::WAL_SPARE_SEGMENTS_MAX,
+        crate::limits::WAL_SPARE_SEGMENTS_KEPT_MAX,
+    )
 }
 
 /// Bytes of overhead per batch entry counted against `BATCH_SIZE_MAX`.

@@ -1,17 +1,16 @@
 //! The bytes of a WAL tail: appended at the end, released from the front a
 //! whole block at a time once written.
 //!
-//! Releasing does not move what is left while more bytes are dead than live
-//! would be moved. The writer used to `Vec::drain` the written blocks after
-//! every write, which moved every byte appended while the write was in
-//! flight: 2.3 % of a shard's CPU at about 1M SETs/s with
+//! Releasing moves nothing at once. The writer used to `Vec::drain` the
+//! written blocks after every write, which moved every byte appended while
+//! the write was in flight: 2.3 % of a shard's CPU at about 1M SETs/s with
 //! `Durability::None` (its 1 MiB writes every 10 ms leave MiBs behind them).
 //! Now the live bytes move to the front once the dead prefix is at least as
 //! long as they are, so every move is paid for by as many released bytes,
-//! and the memory in use stays within twice the live bytes (plus one append):
-//! a tail reserved as large as its segment touches no more pages than it
-//! needs, and never reallocates (a fresh allocation's pages fault in, at
-//! about 6-7 us each on this VM).
+//! and the bytes in use stay within twice the live ones (plus one append).
+//! A tail that reserves its segment's size (up to 256 MiB) up front thus
+//! touches no more pages than it needs and never reallocates: a fresh
+//! allocation's pages fault in, at about 6-7 us each on this VM.
 
 /// Live bytes `bytes[head..]`, in log order; the released prefix
 /// `bytes[..head]` is dead, and shorter than the live bytes (or empty).
