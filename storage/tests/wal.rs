@@ -542,16 +542,7 @@ fn rotate_and_retire_through_recycle_segments_and_stale_data_is_never_replayed()
         assert_eq!(wal.stats().live_segments, 2);
         assert!(!segment_path(dir.path(), 1).exists());
         assert!(!segment_path(dir.path(), 3).exists());
-        let spares = std::fs::read_dir(dir.path().join("wal"))
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .starts_with("recycled-")
-            })
-            .count();
+        let spares = wal_files_starting(dir.path(), "recycled-").len();
         assert!(
             (1..=2).contains(&spares),
             "retired segments are recycled as spares ({spares})"

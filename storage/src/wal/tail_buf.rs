@@ -12,6 +12,8 @@
 //! touches no more pages than it needs and never reallocates: a fresh
 //! allocation's pages fault in, at about 6-7 us each on this VM.
 
+use crate::limits::WAL_TAIL_RESERVE_MAX;
+
 /// Live bytes `bytes[head..]`, in log order; the released prefix
 /// `bytes[..head]` is dead, and shorter than the live bytes (or empty).
 #[derive(Default)]
@@ -30,9 +32,16 @@ impl TailBuf {
         }
     }
 
-    /// A buffer whose live bytes are `bytes`.
-    pub(super) fn from_vec(bytes: Vec<u8>) -> Self {
-        Self { bytes, head: 0 }
+    /// Bytes reserved up front for the tail of a segment of `segment_size`
+    /// bytes: the whole segment, up to [`WAL_TAIL_RESERVE_MAX`].
+    pub(super) fn reserve_for(segment_size: u64) -> usize {
+        usize::try_from(segment_size).map_or(WAL_TAIL_RESERVE_MAX, |s| s.min(WAL_TAIL_RESERVE_MAX))
+    }
+
+    /// An empty buffer for the tail of a segment of `segment_size` bytes
+    /// (see [`reserve_for`](Self::reserve_for)).
+    pub(super) fn for_segment(segment_size: u64) -> Self {
+        Self::with_capacity(Self::reserve_for(segment_size))
     }
 
     /// The same allocation with no live bytes, to be filled again.
@@ -132,7 +141,8 @@ mod tests {
     #[test]
     #[should_panic(expected = "release of")]
     fn releasing_more_than_is_live_is_a_bug() {
-        let mut buf = TailBuf::from_vec(vec![0; 10]);
+        let mut buf = TailBuf::default();
+        append(&mut buf, &[0; 10]);
         buf.release(11);
     }
 

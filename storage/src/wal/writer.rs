@@ -12,7 +12,7 @@ use super::{
 use crate::error::{Error, Result};
 use crate::io::{self, AlignedBuf, BackgroundTask, DirectFile};
 use crate::limits::WAL_WRITE_CHUNK_SIZE as WRITE_CHUNK_SIZE;
-use crate::limits::{BLOCK_SIZE, WAL_SEGMENT_ID_MAX, WAL_TAIL_RESERVE_MAX};
+use crate::limits::{BLOCK_SIZE, WAL_SEGMENT_ID_MAX};
 use crate::types::{Record, RecordRef};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
@@ -143,7 +143,7 @@ impl State {
         // inside a request batch (8 ms of the request queue, seen with
         // `stall_report_ms`), and each larger allocation's pages faulted in
         // anew. Only the pages it uses are touched (see `TailBuf`).
-        let capacity = (next_size as usize).min(WAL_TAIL_RESERVE_MAX);
+        let capacity = TailBuf::reserve_for(next_size);
         self.appended_seq += added;
         let seq = self.appended_seq;
         self.last_tail_mut().seq_end = seq;
@@ -393,13 +393,14 @@ impl Wal {
         let tail = match continue_in {
             Some((id, size, file, scan)) => {
                 let buf_start = scan.good_end - scan.good_end % BLOCK_SIZE as u64;
-                let mut buf = Vec::with_capacity((size as usize).min(WAL_TAIL_RESERVE_MAX));
+                let mut buf = TailBuf::for_segment(size);
                 if scan.good_end > buf_start {
                     let page = file.read_at(buf_start, BLOCK_SIZE).await?;
                     let keep = (scan.good_end - buf_start) as usize;
-                    buf.extend_from_slice(&page[..keep.min(page.len())]);
+                    let out = buf.appender(keep);
+                    out.extend_from_slice(&page[..keep.min(page.len())]);
                     // A file cut inside the last frame's padding: the padding is zeros.
-                    buf.resize(keep, 0);
+                    out.resize(keep, 0);
                 }
                 let written = buf.len();
                 Tail {
@@ -407,7 +408,7 @@ impl Wal {
                     size: size - size % BLOCK_SIZE as u64,
                     file: Some(Rc::new(file)),
                     buf_start,
-                    buf: TailBuf::from_vec(buf),
+                    buf,
                     written,
                     seq_end: 0,
                     ended: false,
@@ -421,9 +422,7 @@ impl Wal {
                     size: options.segment_size,
                     file: Some(file),
                     buf_start: 0,
-                    buf: TailBuf::with_capacity(
-                        (options.segment_size as usize).min(WAL_TAIL_RESERVE_MAX),
-                    ),
+                    buf: TailBuf::for_segment(options.segment_size),
                     written: 0,
                     seq_end: 0,
                     ended: false,
