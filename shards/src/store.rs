@@ -17,20 +17,12 @@ use std::path::Path;
 /// [`EntryHints`]).
 const ENTRY_HINT_AHEAD: usize = 4;
 
-/// Writes ahead of the one running whose memtable slots are hinted: the
-/// slot is what names the entry, so it is hinted this much earlier.
-const SLOT_HINT_AHEAD: usize = 2 * ENTRY_HINT_AHEAD;
-
 /// Hints the memory a batch's writes will read, a few writes ahead of the
-/// one that runs, in two stages after [`Store::prefetch`] hinted the index
-/// buckets: first the memtable slot a key's bucket names
-/// ([`Store::prefetch_write_slots`]), then, [`ENTRY_HINT_AHEAD`] writes
-/// ahead, the entry that slot names ([`Store::prefetch_write_entries`]).
-/// Each stage reads what the one before hinted, by then landed, so it does
-/// not wait. Changes no result.
+/// one that runs, after [`Store::prefetch`] hinted the index buckets: the
+/// entry a key's bucket names ([`Store::prefetch_write_entries`]), which
+/// reads the bucket, by then landed, so it does not wait. Changes no result.
 pub struct EntryHints<'k> {
     writes: &'k [&'k [u8]],
-    slotted: usize,
     hinted: usize,
     started: usize,
 }
@@ -41,7 +33,6 @@ impl<'k> EntryHints<'k> {
     pub fn new(store: &Store, writes: &'k [&'k [u8]]) -> Self {
         let mut hints = EntryHints {
             writes,
-            slotted: 0,
             hinted: 0,
             started: 0,
         };
@@ -50,19 +41,13 @@ impl<'k> EntryHints<'k> {
     }
 
     /// A write of the batch is about to run: hints the next ones not yet
-    /// hinted, keeping each stage its distance ahead.
+    /// hinted, keeping [`ENTRY_HINT_AHEAD`] writes ahead.
     pub fn next_write(&mut self, store: &Store) {
         self.started += 1;
         self.keep_ahead(store);
     }
 
-    /// Brings each stage up to its distance ahead of the writes started.
     fn keep_ahead(&mut self, store: &Store) {
-        let slots_to = (self.started + SLOT_HINT_AHEAD).min(self.writes.len());
-        if self.slotted < slots_to {
-            store.prefetch_write_slots(&self.writes[self.slotted..slots_to]);
-            self.slotted = slots_to;
-        }
         let entries_to = (self.started + ENTRY_HINT_AHEAD).min(self.writes.len());
         if self.hinted < entries_to {
             store.prefetch_write_entries(&self.writes[self.hinted..entries_to]);
@@ -130,12 +115,6 @@ impl Store {
     /// [`Engine::prefetch`]).
     pub fn prefetch(&self, reads: &[&[u8]], writes: &[&[u8]]) {
         self.engine.prefetch(reads, writes);
-    }
-
-    /// Hints the memtable slots that name the entries `writes` will read
-    /// (see [`Engine::prefetch_write_slots`]).
-    pub fn prefetch_write_slots(&self, writes: &[&[u8]]) {
-        self.engine.prefetch_write_slots(writes);
     }
 
     /// Hints the memtable entries `writes` will read (see

@@ -1,5 +1,6 @@
 //! The memtable's hash index: from a key to its slot in the memtable's
-//! record and key vectors.
+//! record and key vectors, and to a word the memtable keeps beside it (the
+//! address of the key's entry).
 //!
 //! Why not a `hashbrown` table: an insert of a new key into a table of a
 //! few hundred thousand keys is one cache miss on the probe, and that miss
@@ -9,13 +10,21 @@
 //! ([`KeyIndex::prefetch`]), so a connection's batch of writes hints every
 //! bucket first and the misses overlap (as the row cache does for reads).
 //!
-//! Layout: open addressing with linear probing over one `Vec<u64>`. A bucket
-//! is empty (0) or holds the low 32 bits of the key's hash (its home bucket,
-//! and a first comparison that settles almost every mismatch without
-//! touching the key) and the slot + 1. The index never owns keys: the caller
-//! compares a candidate slot's key. Entries are never removed (a memtable
-//! only grows until it is frozen), so there are no tombstones. Freeing the
-//! index is one deallocation, not one per key.
+//! Layout: open addressing with linear probing over one `Vec<[u64; 2]>`. A
+//! bucket is empty (all 0) or holds, in its first word, the low 32 bits of
+//! the key's hash (its home bucket, and a first comparison that settles
+//! almost every mismatch without touching the key) and the slot + 1, and in
+//! its second the caller's value for the key. The index never owns keys:
+//! the caller compares a candidate's key through its value. Entries are
+//! never removed (a memtable only grows until it is frozen), so there are no
+//! tombstones. Freeing the index is one deallocation, not one per key.
+//!
+//! Why the value sits in the bucket: with only the slot there, a write
+//! loaded three lines one after another (the bucket, the slot's entry
+//! pointer, the entry), each a likely miss in a large memtable, and a batch
+//! had to hint them in three stages. With the entry's address in the
+//! bucket, a lookup is two dependent loads, and the buckets are twice as
+//! large (16 bytes: four to a cache line).
 
 use crate::prefetch::prefetch_bytes;
 
@@ -26,10 +35,12 @@ const LOAD_MAX_QUARTERS: usize = 3;
 /// Buckets of the smallest table.
 const BUCKETS_MIN: usize = 16;
 
-/// A hash index from keys to slots (`0..u32::MAX - 1`).
+/// A hash index from keys to slots (`0..u32::MAX - 1`), each with a value
+/// (a `u64` the index stores and hands back, never reads).
 #[derive(Debug)]
 pub struct KeyIndex {
-    buckets: Vec<u64>,
+    /// `[tag | (slot + 1) << 32, value]`, or `[0, 0]` when empty.
+    buckets: Vec<[u64; 2]>,
     len: usize,
     hasher: ahash::RandomState,
 }
@@ -40,13 +51,25 @@ impl Default for KeyIndex {
     }
 }
 
+/// A key found in the index: its slot and value, and where they are kept
+/// (for [`KeyIndex::set_value`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hit {
+    /// The key's slot.
+    pub slot: usize,
+    /// The key's value.
+    pub value: u64,
+    bucket: usize,
+}
+
 /// What [`KeyIndex::find_or_insert`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Probe {
-    /// The key is already indexed, at this slot.
-    Found(usize),
-    /// The key was not indexed; now it is, at the slot given.
-    Inserted,
+    /// The key is already indexed.
+    Found(Hit),
+    /// The key was not indexed; now it is, at the slot given, with value 0
+    /// until [`KeyIndex::set_value`] gives it one (before the next insert).
+    Inserted(Hit),
 }
 
 impl KeyIndex {
@@ -57,7 +80,8 @@ impl KeyIndex {
             .next_power_of_two()
             .max(BUCKETS_MIN);
         KeyIndex {
-            buckets: vec![0; buckets],
+            // All zero: allocated zeroed, so pages are touched only as used.
+            buckets: vec![[0; 2]; buckets],
             len: 0,
             hasher: ahash::RandomState::new(),
         }
@@ -88,8 +112,8 @@ impl KeyIndex {
     /// goes on in the next one). Changes nothing.
     pub fn prefetch(&self, hash: u64) {
         let home = hash as u32 as usize & self.mask();
-        let run = (&self.buckets[home] as *const u64).cast::<u8>();
-        prefetch_bytes(run, self.hinted_run(home) * std::mem::size_of::<u64>());
+        let run = (&self.buckets[home] as *const [u64; 2]).cast::<u8>();
+        prefetch_bytes(run, self.hinted_run(home) * BUCKET_BYTES);
     }
 
     /// Buckets from `home` that [`prefetch`](Self::prefetch) loads (up to
@@ -97,7 +121,7 @@ impl KeyIndex {
     /// next line too when home is the last bucket of its own.
     fn hinted_run(&self, home: usize) -> usize {
         let in_line = BUCKETS_PER_LINE
-            - (&self.buckets[home] as *const u64 as usize % 64) / std::mem::size_of::<u64>();
+            - (&self.buckets[home] as *const [u64; 2] as usize % 64) / BUCKET_BYTES;
         let run = if in_line == 1 {
             1 + BUCKETS_PER_LINE
         } else {
@@ -106,7 +130,7 @@ impl KeyIndex {
         run.min(self.buckets.len() - home)
     }
 
-    /// The slot of the first bucket in `hash`'s probe run that holds a key
+    /// The value of the first bucket in `hash`'s probe run that holds a key
     /// with the same tag (most likely the key itself), looking only at the
     /// buckets [`prefetch`](Self::prefetch) hinted: for a hint, whose loads
     /// should find them in the cache. `None` when the run ends (or leaves
@@ -116,45 +140,57 @@ impl KeyIndex {
     /// the keys of a half-full table sit past their home bucket (a collision
     /// displaced them), almost all of them still in its cache line; a hint
     /// that gave up on them left each of their writes a full memory miss.
-    pub fn hinted_slot(&self, hash: u64) -> Option<usize> {
+    pub fn hinted_value(&self, hash: u64) -> Option<u64> {
         let tag = hash as u32;
         let home = tag as usize & self.mask();
         self.buckets[home..home + self.hinted_run(home)]
             .iter()
-            .take_while(|&&bucket| bucket != 0)
-            .find(|&&bucket| bucket as u32 == tag)
-            .map(|&bucket| (bucket >> 32) as usize - 1)
+            .take_while(|&&[meta, _]| meta != 0)
+            .find(|&&[meta, _]| meta as u32 == tag)
+            .map(|&[_, value]| value)
     }
 
-    /// The slot of the key with `hash`, if indexed. `is_key(slot)` says
-    /// whether the key stored at `slot` is the one looked up.
-    pub fn find(&self, hash: u64, is_key: impl Fn(usize) -> bool) -> Option<usize> {
+    /// The key with `hash`, if indexed. `is_key(value)` says whether the
+    /// key stored with `value` is the one looked up.
+    pub fn find(&self, hash: u64, is_key: impl Fn(u64) -> bool) -> Option<Hit> {
         self.probe(hash, is_key).ok()
     }
 
-    /// Walks the probe run of `hash`: `Ok(slot)` where `is_key` accepts a
-    /// slot whose tag matches, else `Err(bucket)`, the first empty bucket.
-    fn probe(&self, hash: u64, is_key: impl Fn(usize) -> bool) -> Result<usize, usize> {
+    /// Walks the probe run of `hash`: `Ok(hit)` where `is_key` accepts the
+    /// value of a bucket whose tag matches, else `Err(bucket)`, the first
+    /// empty bucket.
+    fn probe(&self, hash: u64, is_key: impl Fn(u64) -> bool) -> Result<Hit, usize> {
         let tag = hash as u32;
         let mask = self.mask();
         let mut i = tag as usize & mask;
         loop {
-            let bucket = self.buckets[i];
-            if bucket == 0 {
+            let [meta, value] = self.buckets[i];
+            if meta == 0 {
                 return Err(i);
             }
-            if bucket as u32 == tag {
-                let slot = (bucket >> 32) as usize - 1;
-                if is_key(slot) {
-                    return Ok(slot);
-                }
+            if meta as u32 == tag && is_key(value) {
+                return Ok(Hit {
+                    slot: (meta >> 32) as usize - 1,
+                    value,
+                    bucket: i,
+                });
             }
             i = (i + 1) & mask;
         }
     }
 
-    /// The slot of the key with `hash` if indexed (see [`find`](Self::find));
-    /// else indexes it at `new_slot`.
+    /// Replaces the value of the key `hit` names. Use the hit before the
+    /// next [`find_or_insert`](Self::find_or_insert), which may move keys
+    /// to a larger table.
+    pub fn set_value(&mut self, hit: &Hit, value: u64) {
+        let bucket = &mut self.buckets[hit.bucket];
+        debug_assert_eq!((bucket[0] >> 32) as usize, hit.slot + 1, "a stale hit");
+        bucket[1] = value;
+    }
+
+    /// The key with `hash` if indexed (see [`find`](Self::find)); else
+    /// indexes it at `new_slot`, with value 0 (a key's value is often made
+    /// only once the key is known to be new: set it from the hit).
     ///
     /// # Panics
     /// If `new_slot` is `u32::MAX - 1` or more (a memtable of four billion
@@ -162,7 +198,7 @@ impl KeyIndex {
     pub fn find_or_insert(
         &mut self,
         hash: u64,
-        is_key: impl Fn(usize) -> bool,
+        is_key: impl Fn(u64) -> bool,
         new_slot: usize,
     ) -> Probe {
         assert!(
@@ -173,11 +209,15 @@ impl KeyIndex {
             self.grow();
         }
         match self.probe(hash, is_key) {
-            Ok(slot) => Probe::Found(slot),
+            Ok(hit) => Probe::Found(hit),
             Err(empty) => {
-                self.buckets[empty] = entry(hash as u32, new_slot);
+                self.buckets[empty] = [meta(hash as u32, new_slot), 0];
                 self.len += 1;
-                Probe::Inserted
+                Probe::Inserted(Hit {
+                    slot: new_slot,
+                    value: 0,
+                    bucket: empty,
+                })
             }
         }
     }
@@ -185,12 +225,12 @@ impl KeyIndex {
     /// Doubles the buckets. Each entry's home comes from its stored hash
     /// bits, so no key is read.
     fn grow(&mut self) {
-        let doubled = vec![0; self.buckets.len() * 2];
+        let doubled = vec![[0; 2]; self.buckets.len() * 2];
         let old = std::mem::replace(&mut self.buckets, doubled);
         let mask = self.mask();
-        for bucket in old.into_iter().filter(|&b| b != 0) {
-            let mut i = bucket as u32 as usize & mask;
-            while self.buckets[i] != 0 {
+        for bucket in old.into_iter().filter(|&[meta, _]| meta != 0) {
+            let mut i = bucket[0] as u32 as usize & mask;
+            while self.buckets[i][0] != 0 {
                 i = (i + 1) & mask;
             }
             self.buckets[i] = bucket;
@@ -198,10 +238,13 @@ impl KeyIndex {
     }
 }
 
-/// Buckets in one 64-byte cache line.
-const BUCKETS_PER_LINE: usize = 64 / std::mem::size_of::<u64>();
+/// Bytes of a bucket.
+pub const BUCKET_BYTES: usize = std::mem::size_of::<[u64; 2]>();
 
-fn entry(tag: u32, slot: usize) -> u64 {
+/// Buckets in one 64-byte cache line.
+const BUCKETS_PER_LINE: usize = 64 / BUCKET_BYTES;
+
+fn meta(tag: u32, slot: usize) -> u64 {
     ((slot as u64 + 1) << 32) | u64::from(tag)
 }
 
@@ -217,9 +260,17 @@ mod tests {
         for key in keys {
             let hash = index.hash(key);
             index.prefetch(hash);
-            match index.find_or_insert(hash, |s| stored[s] == *key, stored.len()) {
-                Probe::Inserted => stored.push(key.clone()),
-                Probe::Found(slot) => assert_eq!(stored[slot], *key),
+            // Each key's value is its slot, as a number: what the tests check.
+            let slot = stored.len();
+            match index.find_or_insert(hash, |v| stored[v as usize] == *key, slot) {
+                Probe::Inserted(hit) => {
+                    index.set_value(&hit, slot as u64);
+                    stored.push(key.clone());
+                }
+                Probe::Found(hit) => {
+                    assert_eq!(stored[hit.slot], *key);
+                    assert_eq!(hit.value, hit.slot as u64);
+                }
             }
         }
         (index, stored)
@@ -233,9 +284,9 @@ mod tests {
         let (index, stored) = index_all(&keys, 6_000);
         // Where each slot's bucket is.
         let mut bucket_of = vec![0; stored.len()];
-        for (at, &bucket) in index.buckets.iter().enumerate() {
-            if bucket != 0 {
-                bucket_of[(bucket >> 32) as usize - 1] = at;
+        for (at, &[meta, _]) in index.buckets.iter().enumerate() {
+            if meta != 0 {
+                bucket_of[(meta >> 32) as usize - 1] = at;
             }
         }
         let (mut own, mut at_home, mut past_line_end) = (0, 0, 0);
@@ -247,7 +298,7 @@ mod tests {
             let hinted = index.hinted_run(home);
             // Home is the last bucket of its line: the run goes on in the next.
             past_line_end += usize::from(hinted > BUCKETS_PER_LINE && at == home + 1);
-            match index.hinted_slot(hash) {
+            match index.hinted_value(hash).map(|v| v as usize) {
                 Some(s) => {
                     // The first key in the run with the key's tag: the key
                     // itself unless another key shares its 32 bits of hash.
@@ -271,7 +322,7 @@ mod tests {
         );
         assert!(past_line_end > 0, "a run crossing a line end is followed");
         let empty = KeyIndex::with_capacity(16);
-        assert_eq!(empty.hinted_slot(empty.hash(b"k")), None);
+        assert_eq!(empty.hinted_value(empty.hash(b"k")), None);
     }
 
     #[test]
@@ -282,11 +333,12 @@ mod tests {
         assert!(index.buckets.len() * LOAD_MAX_QUARTERS >= index.len() * 4);
         for (slot, key) in stored.iter().enumerate() {
             let hash = index.hash(key);
-            assert_eq!(index.find(hash, |s| stored[s] == *key), Some(slot));
+            let hit = index.find(hash, |v| stored[v as usize] == *key);
+            assert_eq!(hit.map(|h| (h.slot, h.value)), Some((slot, slot as u64)));
         }
         let absent = 20_000u32.to_be_bytes();
         assert_eq!(
-            index.find(index.hash(&absent), |s| stored[s] == absent),
+            index.find(index.hash(&absent), |v| stored[v as usize] == absent),
             None
         );
     }
@@ -294,25 +346,54 @@ mod tests {
     #[test]
     fn equal_tags_of_different_keys_are_told_apart_by_the_key() {
         let mut index = KeyIndex::with_capacity(4);
-        let stored = [b"a".to_vec(), b"b".to_vec()];
+        let stored: [&[u8]; 2] = [b"a", b"b"];
         // Both keys under one hash: the tag matches, the key decides.
         let hash = 7;
-        assert_eq!(
-            index.find_or_insert(hash, |s| stored[s] == b"a", 0),
-            Probe::Inserted
-        );
-        assert_eq!(
-            index.find_or_insert(hash, |s| stored[s] == b"b", 1),
-            Probe::Inserted
-        );
-        assert_eq!(index.find(hash, |s| stored[s] == b"b"), Some(1));
-        assert_eq!(index.find(hash, |s| stored[s] == b"a"), Some(0));
-        assert_eq!(index.find(hash, |s| stored[s] == b"c"), None);
-        assert_eq!(
-            index.find_or_insert(hash, |s| stored[s] == b"a", 2),
-            Probe::Found(0)
-        );
+        let is = |want: &'static [u8]| move |v: u64| stored[v as usize] == want;
+        for (slot, &key) in stored.iter().enumerate() {
+            match index.find_or_insert(hash, is(key), slot) {
+                Probe::Inserted(hit) => index.set_value(&hit, slot as u64),
+                Probe::Found(_) => panic!("{key:?} found before it was indexed"),
+            }
+        }
+        assert_eq!(index.find(hash, is(b"b")).map(|h| h.slot), Some(1));
+        assert_eq!(index.find(hash, is(b"a")).map(|h| h.slot), Some(0));
+        assert_eq!(index.find(hash, is(b"c")), None);
+        match index.find_or_insert(hash, is(b"a"), 2) {
+            Probe::Found(hit) => assert_eq!((hit.slot, hit.value), (0, 0)),
+            Probe::Inserted(_) => panic!("a indexed twice"),
+        }
         assert_eq!(index.len(), 2);
+    }
+
+    #[test]
+    fn a_value_set_through_a_hit_is_what_later_lookups_get() {
+        let keys: Vec<Vec<u8>> = (0..1_000u32).map(|i| i.to_be_bytes().to_vec()).collect();
+        let (mut index, stored) = index_all(&keys, 0);
+        // Values moved past the slots (as an entry moved in its arena).
+        let moved = |slot: usize| (slot + stored.len()) as u64;
+        let is = |key: &[u8], v: u64| stored[v as usize % stored.len()] == key;
+        for key in stored.iter().step_by(3) {
+            let hash = index.hash(key);
+            let hit = index.find(hash, |v| is(key, v)).expect("indexed");
+            index.set_value(&hit, moved(hit.slot));
+        }
+        for (slot, key) in stored.iter().enumerate() {
+            let hash = index.hash(key);
+            let want = if slot % 3 == 0 {
+                moved(slot)
+            } else {
+                slot as u64
+            };
+            let hit = index.find(hash, |v| is(key, v)).expect("indexed");
+            assert_eq!((hit.slot, hit.value), (slot, want));
+            // A hint names the key's value or another key's of the same tag.
+            if let Some(hinted) = index.hinted_value(hash) {
+                let named = &stored[hinted as usize % stored.len()];
+                assert_eq!(index.hash(named) as u32, hash as u32);
+                assert!(named != key || hinted == want);
+            }
+        }
     }
 
     proptest! {
@@ -330,8 +411,8 @@ mod tests {
             prop_assert_eq!(index.len(), distinct.len());
             prop_assert_eq!(stored.len(), distinct.len());
             for key in &distinct {
-                let slot = index.find(index.hash(key), |s| stored[s] == *key);
-                prop_assert!(slot.is_some_and(|s| stored[s] == *key));
+                let hit = index.find(index.hash(key), |v| stored[v as usize] == *key);
+                prop_assert!(hit.is_some_and(|h| stored[h.slot] == *key));
             }
         }
     }

@@ -484,20 +484,6 @@ impl Engine {
     }
 
     /// The second stage of [`prefetch`](Self::prefetch) for `writes`:
-    /// starts loading the memtable slots their index buckets name (see
-    /// [`Memtable::prefetch_slots`]). Call it a little after `prefetch`, a
-    /// few writes ahead of [`prefetch_write_entries`](Self::prefetch_write_entries).
-    /// Changes no result.
-    pub fn prefetch_write_slots(&self, writes: &[&[u8]]) {
-        self.inner
-            .state
-            .borrow()
-            .active
-            .borrow()
-            .prefetch_slots(writes);
-    }
-
-    /// The third stage of [`prefetch`](Self::prefetch) for `writes`:
     /// starts loading the memtable entries their index buckets name (see
     /// [`Memtable::prefetch_entries`]). Call it a little after `prefetch`,
     /// for a few writes ahead of the one about to run. Changes no result.

@@ -227,6 +227,33 @@ impl ChunkPool {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct EntryPtr(NonNull<u8>);
 
+impl EntryPtr {
+    /// The entry's address as a number (kept in the memtable's key index),
+    /// its provenance exposed so [`from_bits`](Self::from_bits) can rebuild it.
+    pub(crate) fn to_bits(self) -> u64 {
+        self.0.as_ptr().expose_provenance() as u64
+    }
+
+    /// The entry whose [`to_bits`](Self::to_bits) gave `bits`.
+    ///
+    /// # Safety
+    ///
+    /// `bits` came from `to_bits` of an entry of an arena that is still
+    /// alive (reading it then is as safe as through the original pointer).
+    pub(crate) unsafe fn from_bits(bits: u64) -> EntryPtr {
+        let at = std::ptr::with_exposed_provenance_mut::<u8>(bits as usize);
+        // SAFETY: the caller's contract: an entry's address, never null.
+        EntryPtr(unsafe { NonNull::new_unchecked(at) })
+    }
+
+    /// Hints into the cache every line holding one of the first `bytes`
+    /// bytes of the entry at `bits` (from [`to_bits`](Self::to_bits); any
+    /// number is harmless: a hint never faults). Changes nothing.
+    pub(crate) fn prefetch_bits(bits: u64, bytes: usize) {
+        crate::prefetch::prefetch_bytes(std::ptr::without_provenance::<u8>(bits as usize), bytes);
+    }
+}
+
 /// One memtable's entry memory. Entries stay where they are stored until
 /// the arena is dropped or taken apart: pointers to them ([`EntryPtr`]) are
 /// stable, and a key's bytes never change after it is stored.

@@ -10,9 +10,11 @@
 //! - Every key and its record live in one entry of the memtable's [`Arena`]
 //!   (key, record fields and value together: see the arena's module doc),
 //!   and the key's slot in `entries` (insertion order) points at it. A
-//!   hash index ([`KeyIndex`]) maps the key to its slot: a point read costs
-//!   one hash and one comparison instead of a B-tree walk of ~40 `memcmp`s,
-//!   which took a third of the server's CPU per GET.
+//!   hash index ([`KeyIndex`]) maps the key to its slot and to its entry's
+//!   address (the same as the slot's, kept in the bucket so a lookup does
+//!   not read the slot: one miss fewer per write in a large memtable): a
+//!   point read costs one hash and one comparison instead of a B-tree walk
+//!   of ~40 `memcmp`s, which took a third of the server's CPU per GET.
 //! - Key order is not kept on insert: a B-tree insert per new key took a
 //!   quarter of a SET's CPU, and most memtables are never scanned. The flush
 //!   sorts the slots in runs of plain [`FlushKey`]s ([`Memtable::sorted_run`],
@@ -247,17 +249,18 @@ unsafe fn bound_of(start: Bound<&[u8]>) -> Bound<OrderedKey> {
 const PREFETCH_ENTRY_BYTES: usize = 160;
 
 /// Fixed charge per key to the budget besides its entry: its index buckets
-/// (8 bytes each, at most three quarters full, presized), its slot's
-/// pointer and its key prefix (both presized too). An estimate, so the
-/// budget tracks real memory use. It also sets the presized capacity
-/// ([`Memtable::presize_keys`]): at 48 bytes a 64 MiB memtable's index was
-/// twice as large (16 MiB), and faulting its pages in under writers added
-/// 1-6 ms stalls.
-const KEY_OVERHEAD_BYTES: usize = 64;
+/// (16 bytes each, at most three quarters full, presized: 21-43 bytes per
+/// key once the memtable is full), its slot's pointer and its key prefix
+/// (both presized too: 24 bytes). An estimate, so the budget tracks real
+/// memory use. It also sets the presized capacity
+/// ([`Memtable::presize_keys`]): a charge of 48 bytes (with 8-byte buckets)
+/// gave a 64 MiB memtable an index twice as large as it needed, and
+/// faulting its pages in under writers added 1-6 ms stalls.
+const KEY_OVERHEAD_BYTES: usize = 72;
 
 /// Most keys a memtable is sized for up front (see
-/// [`Memtable::presize_keys`]): about 40 MiB of address space for the index
-/// and slot vectors, of which only the pages used are touched.
+/// [`Memtable::presize_keys`]): about 56 MiB of address space for the index
+/// (32 MiB) and slot vectors, of which only the pages used are touched.
 pub const PRESIZE_KEYS_MAX: usize = 1 << 20;
 
 /// An ordered map from key to its highest-version record.
@@ -329,6 +332,15 @@ impl Memtable {
         unsafe { self.arena.entry(self.entries[slot]) }
     }
 
+    /// Whether the index value `bits` names the entry of `key`. A value is
+    /// 0 only for the moment between a new key's bucket and its entry (an
+    /// entry that failed to be stored leaves it so): never a key.
+    fn holds_key(arena: &Arena, bits: u64, key: &[u8]) -> bool {
+        // SAFETY: every value in the index other than 0 came from `to_bits`
+        // of an entry of this memtable's arena, which lives as long as it.
+        bits != 0 && unsafe { arena.key(EntryPtr::from_bits(bits)) } == key
+    }
+
     /// The key at `slot`.
     fn key_at(&self, slot: usize) -> &[u8] {
         // SAFETY: as in `entry`.
@@ -340,29 +352,33 @@ impl Memtable {
     pub fn insert<'r>(&mut self, key: &[u8], record: impl Into<RecordRef<'r>>) -> bool {
         let record = record.into();
         let hash = self.slots.hash(key);
-        let (entries, arena) = (&self.entries, &self.arena);
-        // SAFETY (the closure): as in `entry`.
+        let arena = &self.arena;
         let probe = self.slots.find_or_insert(
             hash,
-            |slot| unsafe { arena.key(entries[slot]) } == key,
-            entries.len(),
+            |bits| Self::holds_key(arena, bits, key),
+            self.entries.len(),
         );
         match probe {
-            Probe::Found(slot) => {
-                if self.entry(slot).1.version >= record.version {
+            Probe::Found(hit) => {
+                // SAFETY: a found value names an entry (`holds_key`).
+                let entry = unsafe { EntryPtr::from_bits(hit.value) };
+                // SAFETY: as in `entry`.
+                if unsafe { self.arena.entry(entry) }.1.version >= record.version {
                     return false;
                 }
-                let entry = self.entries[slot];
                 // SAFETY: as in `entry`.
                 if !unsafe { self.arena.overwrite(entry, record) } {
                     // The old entry stays where it is (a key in `order`
                     // may point at its key bytes) until the arena goes.
-                    self.entries[slot] = self.arena.store(key, record);
+                    let moved = self.arena.store(key, record);
+                    self.entries[hit.slot] = moved;
+                    self.slots.set_value(&hit, moved.to_bits());
                 }
             }
-            Probe::Inserted => {
-                let slot = self.entries.len();
+            Probe::Inserted(hit) => {
+                let slot = hit.slot;
                 let entry = self.arena.store(key, record);
+                self.slots.set_value(&hit, entry.to_bits());
                 self.entries.push(entry);
                 self.prefixes.push(prefix_of(key));
                 if let Some(order) = self.order.get_mut() {
@@ -382,9 +398,12 @@ impl Memtable {
     /// The record stored for `key` (a value, an expired value or a tombstone).
     pub fn get(&self, key: &[u8]) -> Option<RecordRef<'_>> {
         let hash = self.slots.hash(key);
-        self.slots
-            .find(hash, |slot| self.key_at(slot) == key)
-            .map(|slot| self.entry(slot).1)
+        let hit = self
+            .slots
+            .find(hash, |bits| Self::holds_key(&self.arena, bits, key))?;
+        // SAFETY: a found value names an entry of this memtable's arena
+        // (`holds_key`), which lives as long as it.
+        Some(unsafe { self.arena.entry(EntryPtr::from_bits(hit.value)) }.1)
     }
 
     /// Starts loading, without waiting, the index buckets that looking up or
@@ -396,20 +415,6 @@ impl Memtable {
         }
     }
 
-    /// Starts loading, without waiting, the slot of each of `keys` whose
-    /// index bucket (hinted first by [`prefetch_keys`](Self::prefetch_keys),
-    /// a while before) names one: what [`prefetch_entries`](Self::prefetch_entries)
-    /// reads to find the entry. Reads each key's bucket. Changes nothing.
-    pub fn prefetch_slots(&self, keys: &[&[u8]]) {
-        for key in keys {
-            if let Some(slot) = self.slots.hinted_slot(self.slots.hash(key)) {
-                if slot < self.entries.len() {
-                    crate::prefetch::prefetch_line(self.entries.as_ptr().wrapping_add(slot));
-                }
-            }
-        }
-    }
-
     /// Starts loading, without waiting, the entries that writing each of
     /// `keys` will read, when its index bucket (hinted first by
     /// [`prefetch_keys`](Self::prefetch_keys), a while before) names one:
@@ -418,13 +423,9 @@ impl Memtable {
     /// time to land. Changes nothing.
     pub fn prefetch_entries(&self, keys: &[&[u8]]) {
         for key in keys {
-            if let Some(&entry) = self
-                .slots
-                .hinted_slot(self.slots.hash(key))
-                .and_then(|slot| self.entries.get(slot))
-            {
+            if let Some(bits) = self.slots.hinted_value(self.slots.hash(key)) {
                 // The header and the key: what the overwrite compares.
-                Arena::prefetch(entry, arena::HEADER_BYTES + key.len());
+                EntryPtr::prefetch_bits(bits, arena::HEADER_BYTES + key.len());
             }
         }
     }
@@ -642,7 +643,6 @@ mod tests {
         let mut m = Memtable::new();
         m.insert(b"a", &Record::put(v(1), b"one".to_vec(), 0));
         m.prefetch_keys(&[b"a", b"b"]);
-        m.prefetch_slots(&[b"a", b"b", b""]);
         m.prefetch_entries(&[b"a", b"b", b""]);
         assert_eq!(value_of(&m, b"a"), Some(Some(b"one".to_vec())));
         assert_eq!(m.get(b"b"), None);
