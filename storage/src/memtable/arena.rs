@@ -139,6 +139,11 @@ impl Chunk {
 struct PoolState {
     /// Bytes of each chunk this pool hands out.
     chunk_bytes: usize,
+    /// The budget of the memtables this pool serves.
+    budget_bytes: usize,
+    /// The emptied key vectors of a torn-down memtable, for the next one
+    /// (see [`ChunkPool::keep_key_vectors`]).
+    key_vectors: Option<super::KeyVectors>,
     /// Chunks given back and not yet taken again.
     idle: Vec<Chunk>,
     /// Most idle chunks kept; past it, a chunk given back is freed.
@@ -170,6 +175,8 @@ impl ChunkPool {
         };
         ChunkPool(Rc::new(RefCell::new(PoolState {
             chunk_bytes,
+            budget_bytes,
+            key_vectors: None,
             idle: Vec::new(),
             idle_max: kept_bytes / chunk_bytes,
             // Started with the first large pool, so regions are ready by
@@ -210,6 +217,31 @@ impl ChunkPool {
     /// those it made are heap blocks).
     pub fn huge_chunks_taken(&self) -> u64 {
         self.0.borrow().huge_taken
+    }
+
+    /// The budget of the memtables this pool serves.
+    pub(crate) fn budget_bytes(&self) -> usize {
+        self.0.borrow().budget_bytes
+    }
+
+    /// Keeps `vectors` (emptied) for the next memtable, unless the pool
+    /// already holds a set: at most one is kept, so a pool holds at most
+    /// one memtable's key vectors besides those in use.
+    pub(crate) fn keep_key_vectors(&self, vectors: super::KeyVectors) {
+        let mut pool = self.0.borrow_mut();
+        if pool.key_vectors.is_none() {
+            pool.key_vectors = Some(vectors);
+        }
+    }
+
+    /// The key vectors kept by [`keep_key_vectors`](Self::keep_key_vectors), if any.
+    pub(crate) fn take_key_vectors(&self) -> Option<super::KeyVectors> {
+        self.0.borrow_mut().key_vectors.take()
+    }
+
+    /// Whether the pool holds a set of key vectors for the next memtable.
+    pub fn holds_key_vectors(&self) -> bool {
+        self.0.borrow().key_vectors.is_some()
     }
 
     /// Keeps `chunk` for the next memtables, or frees it when enough are
@@ -273,6 +305,11 @@ pub(crate) struct Arena {
 }
 
 impl Arena {
+    /// The pool the arena takes its chunks from.
+    pub(crate) fn pool(&self) -> &ChunkPool {
+        &self.pool
+    }
+
     /// An empty arena taking its chunks from `pool`; takes none yet.
     pub(crate) fn new(pool: ChunkPool) -> Arena {
         Arena {

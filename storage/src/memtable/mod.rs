@@ -39,7 +39,7 @@ mod arena;
 
 pub use arena::ChunkPool;
 
-use crate::key_index::{KeyIndex, Probe};
+use crate::key_index::{Emptying, KeyIndex, Probe};
 use crate::types::{Record, RecordRef, Version};
 use arena::{Arena, EntryPtr};
 use std::cell::RefCell;
@@ -297,12 +297,26 @@ impl Memtable {
     }
 
     /// An empty memtable with room for `keys` keys before its index and
-    /// slot vectors regrow, taking its entries' memory from `pool`.
+    /// slot vectors regrow, taking its entries' memory from `pool`, and its
+    /// index and slot vectors too when the pool holds a set of that size
+    /// (see [`KeyVectors`]).
     pub fn with_capacity(keys: usize, pool: ChunkPool) -> Self {
+        let KeyVectors {
+            slots,
+            entries,
+            prefixes,
+        } = pool
+            .take_key_vectors()
+            .filter(|kept| kept.fit(keys))
+            .unwrap_or_else(|| KeyVectors {
+                slots: KeyIndex::with_capacity(keys),
+                entries: Vec::with_capacity(keys),
+                prefixes: Vec::with_capacity(keys),
+            });
         Memtable {
-            slots: KeyIndex::with_capacity(keys),
-            entries: Vec::with_capacity(keys),
-            prefixes: Vec::with_capacity(keys),
+            slots,
+            entries,
+            prefixes,
             order: RefCell::new(None),
             arena: Arena::new(pool),
             max_version: Version::ZERO,
@@ -538,29 +552,77 @@ impl Memtable {
     /// memtable's key order a stretch of nodes at a time, with yields
     /// between, so requests run in the gaps.
     pub fn take_apart(self) -> Teardown {
-        // The index and slot vectors are one allocation each: freed here.
-        let Memtable { order, arena, .. } = self;
+        let Memtable {
+            slots,
+            mut entries,
+            mut prefixes,
+            order,
+            arena,
+            ..
+        } = self;
+        // Kept (emptied) for the next memtable when they are the size its
+        // pool's memtables are made with; else freed here, one allocation
+        // each.
+        let kept = slots.is_sized_for(Self::presize_keys(arena.pool().budget_bytes()));
+        let vectors = kept.then(|| {
+            entries.clear();
+            prefixes.clear();
+            (slots.into_emptying(), entries, prefixes)
+        });
         Teardown {
             order: order.into_inner().map(BTreeSet::into_iter),
             arena,
+            vectors,
         }
+    }
+}
+
+/// A memtable's index and slot vectors, empty, kept by its pool
+/// ([`ChunkPool`]) from a torn-down memtable for the next one. Why: fresh,
+/// they are zero pages mapped on first touch, and a new memtable's writes
+/// touch its index at random: its first few thousand writes took one page
+/// fault each (10-14k faults, about 6-7 us each on a VM, in the first
+/// milliseconds after every freeze).
+#[derive(Debug)]
+pub(crate) struct KeyVectors {
+    slots: KeyIndex,
+    entries: Vec<EntryPtr>,
+    prefixes: Vec<u128>,
+}
+
+impl KeyVectors {
+    /// Whether these are the vectors [`Memtable::with_capacity`] would make
+    /// for `keys` keys (or larger vectors for the same index).
+    fn fit(&self, keys: usize) -> bool {
+        self.slots.is_sized_for(keys)
+            && self.entries.capacity() >= keys
+            && self.prefixes.capacity() >= keys
     }
 }
 
 /// Arena chunks a [`Teardown`] step gives back to the pool.
 const TEARDOWN_STEP_CHUNKS: usize = 8;
 
-/// A memtable being freed in steps (see [`Memtable::take_apart`]). Whatever
-/// is left is freed at once when it is dropped.
+/// Index buckets a [`Teardown`] step zeroes: 1 MiB, about 0.1 ms.
+const TEARDOWN_STEP_BUCKETS: usize = (1 << 20) / crate::key_index::BUCKET_BYTES;
+
+/// A memtable being freed in steps (see [`Memtable::take_apart`]): its key
+/// order, then its arena's chunks, then its index is emptied and given with
+/// its slot vectors to the pool. Whatever is left is freed at once when it
+/// is dropped (nothing is given to the pool then).
 pub struct Teardown {
     /// Dropped before `arena`: its keys point into it.
     order: Option<std::collections::btree_set::IntoIter<OrderedKey>>,
     arena: Arena,
+    /// The index being emptied and the slot vectors (already empty), when
+    /// they are worth keeping.
+    vectors: Option<(Emptying, Vec<EntryPtr>, Vec<u128>)>,
 }
 
 impl Teardown {
     /// Frees up to `entries` more nodes of the key order, or else gives a
-    /// few more of the arena's chunks back. Returns whether anything is left.
+    /// few more of the arena's chunks back, or else zeroes a stretch of the
+    /// index (see [`Teardown`]). Returns whether anything is left.
     pub fn free_some(&mut self, entries: usize) -> bool {
         if let Some(order) = &mut self.order {
             order.by_ref().take(entries).for_each(drop);
@@ -569,7 +631,25 @@ impl Teardown {
             }
             self.order = None;
         }
-        self.arena.release_some(TEARDOWN_STEP_CHUNKS)
+        if self.arena.release_some(TEARDOWN_STEP_CHUNKS) {
+            return true;
+        }
+        let Some((emptying, _, _)) = &mut self.vectors else {
+            return false;
+        };
+        if emptying.step(TEARDOWN_STEP_BUCKETS) {
+            return true;
+        }
+        if let Some((emptying, entries, prefixes)) = self.vectors.take() {
+            if let Some(slots) = emptying.into_empty() {
+                self.arena.pool().keep_key_vectors(KeyVectors {
+                    slots,
+                    entries,
+                    prefixes,
+                });
+            }
+        }
+        false
     }
 }
 
@@ -620,11 +700,80 @@ mod tests {
         assert_eq!(steps, 4);
         assert!(!teardown.free_some(4096), "nothing is left");
         assert_eq!(pool.idle_chunks(), 10, "every chunk is back in the pool");
+        // Grown to the size the pool's memtables are made with, the index
+        // was zeroed in the last step and kept with the slot vectors.
+        assert!(pool.holds_key_vectors());
         // The next memtable takes them instead of new memory.
         let mut next = Memtable::with_capacity(0, pool.clone());
         next.insert(b"k", &Record::put(v(1), vec![1; 8], 0));
         assert_eq!(pool.idle_chunks(), 9);
         assert_eq!(value_of(&next, b"k"), Some(Some(vec![1; 8])));
+    }
+
+    #[test]
+    fn a_torn_down_memtables_index_and_slots_serve_the_next_one() {
+        let budget = 1 << 20;
+        let pool = ChunkPool::for_budget(budget, budget);
+        let keys = Memtable::presize_keys(budget);
+        let tear_down = |m: Memtable| {
+            let mut teardown = m.take_apart();
+            while teardown.free_some(4096) {}
+        };
+        let mut m = Memtable::with_capacity(keys, pool.clone());
+        for i in 0..1_000u32 {
+            m.insert(&i.to_be_bytes(), &Record::put(v(1), vec![7; 28], 0));
+        }
+        let vectors = (m.entries.as_ptr(), m.prefixes.as_ptr());
+        tear_down(m);
+        assert!(pool.holds_key_vectors(), "kept for the next memtable");
+
+        // The next memtable of the pool's size takes them: none of the old
+        // keys is in it, and it indexes its own.
+        let mut next = Memtable::with_capacity(keys, pool.clone());
+        assert!(!pool.holds_key_vectors());
+        assert_eq!((next.entries.as_ptr(), next.prefixes.as_ptr()), vectors);
+        for i in 0..1_000u32 {
+            assert!(
+                next.get(&i.to_be_bytes()).is_none(),
+                "key {i} of the old memtable"
+            );
+        }
+        for i in 500..2_500u32 {
+            next.insert(
+                &i.to_be_bytes(),
+                &Record::put(v(2), i.to_le_bytes().to_vec(), 0),
+            );
+        }
+        assert_eq!(next.len(), 2_000);
+        for i in 500..2_500u32 {
+            assert_eq!(
+                value_of(&next, &i.to_be_bytes()),
+                Some(Some(i.to_le_bytes().to_vec()))
+            );
+        }
+        assert_eq!(next.iter().count(), 2_000);
+        tear_down(next);
+
+        // A memtable of another size frees them and makes its own.
+        assert!(pool.holds_key_vectors());
+        let larger = Memtable::with_capacity(keys * 4, pool.clone());
+        assert!(!pool.holds_key_vectors());
+        assert_ne!(larger.entries.as_ptr(), vectors.0);
+        tear_down(larger);
+        assert!(
+            !pool.holds_key_vectors(),
+            "not the size the pool's memtables are made with"
+        );
+
+        // A teardown dropped before its end keeps nothing: an index of 4
+        // MiB takes four steps to zero.
+        let budget = 16 << 20;
+        let pool = ChunkPool::for_budget(budget, budget);
+        let m = Memtable::with_capacity(Memtable::presize_keys(budget), pool.clone());
+        let mut teardown = m.take_apart();
+        assert!(teardown.free_some(4096), "the index is left to zero");
+        drop(teardown);
+        assert!(!pool.holds_key_vectors());
     }
 
     #[test]
