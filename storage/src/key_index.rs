@@ -26,6 +26,7 @@
 //! bucket, a lookup is two dependent loads, and the buckets are twice as
 //! large (16 bytes: four to a cache line).
 
+use crate::huge_pages::{advise_huge_pages, advise_normal_pages};
 use crate::prefetch::prefetch_bytes;
 
 /// The table doubles when more than this share (numerator / 4) of its
@@ -76,8 +77,7 @@ impl KeyIndex {
     /// An empty index with room for `keys` keys before it grows.
     pub fn with_capacity(keys: usize) -> Self {
         KeyIndex {
-            // All zero: allocated zeroed, so pages are touched only as used.
-            buckets: vec![[0; 2]; Self::buckets_for(keys)],
+            buckets: zeroed_buckets(Self::buckets_for(keys)),
             len: 0,
             hasher: ahash::RandomState::new(),
         }
@@ -244,16 +244,37 @@ impl KeyIndex {
     /// Doubles the buckets. Each entry's home comes from its stored hash
     /// bits, so no key is read.
     fn grow(&mut self) {
-        let doubled = vec![[0; 2]; self.buckets.len() * 2];
+        let doubled = zeroed_buckets(self.buckets.len() * 2);
         let old = std::mem::replace(&mut self.buckets, doubled);
         let mask = self.mask();
-        for bucket in old.into_iter().filter(|&[meta, _]| meta != 0) {
+        for &bucket in old.iter().filter(|&&[meta, _]| meta != 0) {
             let mut i = bucket[0] as u32 as usize & mask;
             while self.buckets[i][0] != 0 {
                 i = (i + 1) & mask;
             }
             self.buckets[i] = bucket;
         }
+        advise_normal_pages(&old);
+    }
+}
+
+/// `buckets` empty buckets, on huge pages where the kernel has them: each
+/// lookup reads a bucket at random among up to 32 MiB, which on 4 KiB
+/// pages is a TLB miss (a page walk, two-dimensional in a VM) as well as a
+/// cache miss. Allocated zeroed, so pages are touched only as used; an
+/// index is reused rather than freed once it is large ([`Emptying`]), so
+/// the cost of a huge page's first touch (about 3 ms here) is paid once.
+fn zeroed_buckets(buckets: usize) -> Vec<[u64; 2]> {
+    let buckets = vec![[0; 2]; buckets];
+    advise_huge_pages(&buckets);
+    buckets
+}
+
+impl Drop for KeyIndex {
+    fn drop(&mut self) {
+        // The allocator reuses the memory for anything, and an unrelated
+        // allocation there would fault a whole huge page on first touch.
+        advise_normal_pages(&self.buckets);
     }
 }
 
@@ -286,9 +307,9 @@ impl Emptying {
     /// The index, empty and with a new hash seed, once every bucket is
     /// zero; `None` before.
     pub fn into_empty(self) -> Option<KeyIndex> {
-        let Emptying { index, zeroed } = self;
+        let Emptying { mut index, zeroed } = self;
         (zeroed == index.buckets.len()).then(|| KeyIndex {
-            buckets: index.buckets,
+            buckets: std::mem::take(&mut index.buckets),
             len: 0,
             hasher: ahash::RandomState::new(),
         })
