@@ -233,6 +233,10 @@ impl Store {
             out.push((format!("storage_{name}_bytes"), cache.bytes.to_string()));
         }
         out.push(("storage_write_stalls".into(), s.write_stalls.to_string()));
+        out.push((
+            "storage_memtable_vectors_reused".into(),
+            s.memtable_vectors_reused.to_string(),
+        ));
         for (level, (bytes, tables)) in s
             .bytes_per_level
             .iter()

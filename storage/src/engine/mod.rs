@@ -597,6 +597,7 @@ impl Engine {
             wal_syncs: wal.syncs,
             index_bloom_bytes,
             write_stalls: c.write_stalls,
+            memtable_vectors_reused: inner.memtable_chunks.key_vectors_reused(),
         }
     }
 

@@ -141,4 +141,7 @@ pub struct Stats {
     pub index_bloom_bytes: u64,
     /// Times a write waited for a flush or compaction (backpressure).
     pub write_stalls: u64,
+    /// Memtables that took the index and slot vectors of one flushed before
+    /// them instead of fresh memory (see `ChunkPool::key_vectors_reused`).
+    pub memtable_vectors_reused: u64,
 }

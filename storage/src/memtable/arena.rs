@@ -144,6 +144,8 @@ struct PoolState {
     /// The emptied key vectors of a torn-down memtable, for the next one
     /// (see [`ChunkPool::keep_key_vectors`]).
     key_vectors: Option<super::KeyVectors>,
+    /// Memtables that took kept key vectors.
+    key_vectors_reused: u64,
     /// Chunks given back and not yet taken again.
     idle: Vec<Chunk>,
     /// Most idle chunks kept; past it, a chunk given back is freed.
@@ -177,6 +179,7 @@ impl ChunkPool {
             chunk_bytes,
             budget_bytes,
             key_vectors: None,
+            key_vectors_reused: 0,
             idle: Vec::new(),
             idle_max: kept_bytes / chunk_bytes,
             // Started with the first large pool, so regions are ready by
@@ -234,9 +237,20 @@ impl ChunkPool {
         }
     }
 
-    /// The key vectors kept by [`keep_key_vectors`](Self::keep_key_vectors), if any.
-    pub(crate) fn take_key_vectors(&self) -> Option<super::KeyVectors> {
-        self.0.borrow_mut().key_vectors.take()
+    /// The key vectors kept by [`keep_key_vectors`](Self::keep_key_vectors),
+    /// if they are the size a memtable for `keys` keys is made with (kept
+    /// vectors of another size are freed).
+    pub(crate) fn take_key_vectors(&self, keys: usize) -> Option<super::KeyVectors> {
+        let mut pool = self.0.borrow_mut();
+        let kept = pool.key_vectors.take().filter(|kept| kept.fit(keys));
+        pool.key_vectors_reused += u64::from(kept.is_some());
+        kept
+    }
+
+    /// Memtables that took the key vectors of one torn down before them,
+    /// rather than fresh memory.
+    pub fn key_vectors_reused(&self) -> u64 {
+        self.0.borrow().key_vectors_reused
     }
 
     /// Whether the pool holds a set of key vectors for the next memtable.

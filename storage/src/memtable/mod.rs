@@ -305,14 +305,11 @@ impl Memtable {
             slots,
             entries,
             prefixes,
-        } = pool
-            .take_key_vectors()
-            .filter(|kept| kept.fit(keys))
-            .unwrap_or_else(|| KeyVectors {
-                slots: KeyIndex::with_capacity(keys),
-                entries: Vec::with_capacity(keys),
-                prefixes: Vec::with_capacity(keys),
-            });
+        } = pool.take_key_vectors(keys).unwrap_or_else(|| KeyVectors {
+            slots: KeyIndex::with_capacity(keys),
+            entries: Vec::with_capacity(keys),
+            prefixes: Vec::with_capacity(keys),
+        });
         Memtable {
             slots,
             entries,
@@ -593,7 +590,7 @@ pub(crate) struct KeyVectors {
 impl KeyVectors {
     /// Whether these are the vectors [`Memtable::with_capacity`] would make
     /// for `keys` keys (or larger vectors for the same index).
-    fn fit(&self, keys: usize) -> bool {
+    pub(crate) fn fit(&self, keys: usize) -> bool {
         self.slots.is_sized_for(keys)
             && self.entries.capacity() >= keys
             && self.prefixes.capacity() >= keys
@@ -732,6 +729,7 @@ mod tests {
         let mut next = Memtable::with_capacity(keys, pool.clone());
         assert!(!pool.holds_key_vectors());
         assert_eq!((next.entries.as_ptr(), next.prefixes.as_ptr()), vectors);
+        assert_eq!(pool.key_vectors_reused(), 1);
         for i in 0..1_000u32 {
             assert!(
                 next.get(&i.to_be_bytes()).is_none(),
@@ -759,6 +757,7 @@ mod tests {
         let larger = Memtable::with_capacity(keys * 4, pool.clone());
         assert!(!pool.holds_key_vectors());
         assert_ne!(larger.entries.as_ptr(), vectors.0);
+        assert_eq!(pool.key_vectors_reused(), 1);
         tear_down(larger);
         assert!(
             !pool.holds_key_vectors(),
