@@ -154,7 +154,7 @@ fn fault_in(region: &HugeRegion) {
 /// to one core, and a thread it spawns would inherit that pin and compete
 /// with it for that core alone. Best effort: either call failing leaves the
 /// thread where it is.
-fn lower_priority_on_process_cpus() {
+pub(crate) fn lower_priority_on_process_cpus() {
     // SAFETY: getpid/gettid/sched_getaffinity/sched_setaffinity/setpriority
     // only read and write the `cpu_set_t` passed, which lives on this stack
     // and is fully initialised by CPU_ZERO's all-zero state.

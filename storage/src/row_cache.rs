@@ -31,11 +31,25 @@
 //! per hit: control bytes, index, slab slot, key.) Deletion shifts later
 //! entries back, so no tombstones accumulate.
 //!
+//! Growth never holds the shard: the table doubles in steps, each fill
+//! doing one. First the larger table is made, and its memory faulted in, by
+//! a thread of its own (or, if none can be started, zeroed here
+//! [`ZERO_STEP_BUCKETS`] at a time), while the current one takes fills up
+//! to [`LOAD_CEILING_EIGHTHS`] (beyond that a fill is not cached); then it
+//! takes over, and the old one is drained into it, [`MOVE_STEP_ENTRIES`] at
+//! a time, a lookup that finds its key there moving that entry first.
+//! Doubling at once, as it did, held a shard 12, 31, 64 and 126 ms at the
+//! last doublings of a cache filling to a million entries (glommio's stall
+//! reports, GET at 150k/s): the new table's huge pages faulted in (in this
+//! VM a fresh one cost up to tens of milliseconds; zeroed in steps here, a
+//! step still held the shard 19-86 ms) and every entry re-placed.
+//!
 //! Bounded by a byte budget; evicted with CLOCK (second chance) over the
-//! buckets, like the block cache. The entries' memory: the slab maps at most
-//! the budget's worth of chunks; when blocks of the sizes in use have filled
-//! them (or an entry is over a KiB), entries go to the heap, so the worst
-//! case of fragmentation is twice the budget.
+//! buckets, like the block cache (a table being drained is evicted first).
+//! The entries' memory: the slab maps at most the budget's worth of chunks;
+//! when blocks of the sizes in use have filled them (or an entry is over a
+//! KiB), entries go to the heap, so the worst case of fragmentation is twice
+//! the budget.
 
 use crate::cache::CacheStats;
 use crate::entry_slab::{EntrySlab, Stored, CHUNK_BYTES};
@@ -56,9 +70,20 @@ const MAX_ENTRY_SHARE: usize = 64;
 /// Buckets of a new table.
 const BUCKETS_INITIAL: usize = 1024;
 
-/// The table doubles when more than this share (numerator / 4) of its
-/// buckets is taken: probes stay short.
+/// The table starts to double when more than this share (numerator / 4) of
+/// its buckets is taken: probes stay short.
 const LOAD_MAX_QUARTERS: usize = 3;
+
+/// Most of a table's buckets (numerator / 8) taken while the next table is
+/// being zeroed; a fill past it is not cached until that table takes over.
+const LOAD_CEILING_EIGHTHS: usize = 7;
+
+/// Buckets of the next table one fill zeroes (384 KiB: a huge page's fault,
+/// when the step reaches a new one, is the longest part of a step).
+const ZERO_STEP_BUCKETS: usize = 16 * 1024;
+
+/// Entries one fill moves from the table being drained into the current one.
+const MOVE_STEP_ENTRIES: usize = 128;
 
 /// Entry header: version hlc (8), expiry (8), version node (4), key length
 /// (4), flags (1), padding to 32.
@@ -149,6 +174,14 @@ fn charge_for(key: &[u8], record: RecordRef<'_>) -> usize {
 pub struct RowCache {
     /// A power-of-two number of buckets (empty until the first fill).
     buckets: Vec<Option<Slot>>,
+    /// The next table (twice as many buckets) while it is being made.
+    next: NextTable,
+    /// Whether a growth's next table is made by a thread of its own (tests
+    /// turn it off to see the steps).
+    tables_off_thread: bool,
+    /// The table `buckets` replaced, while its entries move over.
+    draining: Option<Draining>,
+    /// Entries cached, in both tables.
     len: usize,
     hasher: ahash::RandomState,
     /// The CLOCK hand: the next bucket eviction looks at.
@@ -172,6 +205,111 @@ fn slab_chunks_for(capacity_bytes: usize) -> usize {
     capacity_bytes / CHUNK_BYTES
 }
 
+/// Where a growth's next table comes from.
+enum NextTable {
+    /// No growth under way.
+    Idle,
+    /// Being made, and its memory faulted in, by a thread of its own.
+    Coming(std::sync::mpsc::Receiver<EmptyTable>),
+    /// Zeroed here a step per fill (no thread could be started).
+    Zeroing(Vec<Option<Slot>>),
+}
+
+/// A table of empty buckets (all `None`), made on another thread.
+struct EmptyTable(Vec<Option<Slot>>);
+
+// SAFETY: every bucket of an `EmptyTable` is `None` (`EmptyTable::make`), and
+// it is not changed until the shard's thread takes the table out: no
+// `Stored`, the only part of a bucket tied to the shard's slab, crosses.
+unsafe impl Send for EmptyTable {}
+
+impl EmptyTable {
+    /// `buckets` empty buckets, their memory faulted in (huge pages where
+    /// the kernel gives them).
+    fn make(buckets: usize) -> EmptyTable {
+        let mut table = new_table(buckets);
+        table.resize_with(buckets, || None);
+        EmptyTable(table)
+    }
+}
+
+/// Starts a thread making a table of `buckets` empty buckets; `None` if no
+/// thread could be started. A table nobody takes any more (the cache was
+/// dropped) is freed there.
+fn make_table_off_thread(buckets: usize) -> Option<std::sync::mpsc::Receiver<EmptyTable>> {
+    let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("ringkv-row-cache-table".into())
+        .spawn(move || {
+            crate::prefaulted::lower_priority_on_process_cpus();
+            if let Err(unsent) = sender.send(EmptyTable::make(buckets)) {
+                free_buckets(unsent.0 .0);
+            }
+        })
+        .ok()?;
+    Some(receiver)
+}
+
+/// A replaced table whose entries move to the current one a step at a time.
+struct Draining {
+    buckets: Vec<Option<Slot>>,
+    /// Entries left in it.
+    len: usize,
+    /// Where the next step looks for an entry to move.
+    cursor: usize,
+}
+
+/// The bucket of `buckets` (a non-empty power-of-two table) holding `key`.
+fn find_in(buckets: &[Option<Slot>], hash: u32, key: &[u8]) -> Option<usize> {
+    let mask = buckets.len() - 1;
+    let mut i = hash as usize & mask;
+    loop {
+        match &buckets[i] {
+            None => return None,
+            Some(slot) if slot.hash == hash && key_of(&slot.entry) == key => return Some(i),
+            Some(_) => i = (i + 1) & mask,
+        }
+    }
+}
+
+/// Puts `slot` in the first free bucket of its probe run; its index. The
+/// table must have a free bucket.
+fn place_in(buckets: &mut [Option<Slot>], slot: Slot) -> usize {
+    let mask = buckets.len() - 1;
+    let mut i = slot.hash as usize & mask;
+    while buckets[i].is_some() {
+        i = (i + 1) & mask;
+    }
+    buckets[i] = Some(slot);
+    i
+}
+
+/// Takes bucket `i`'s entry out of `buckets` and shifts the entries after it
+/// back, so that every entry stays reachable from its home bucket.
+fn take_at(buckets: &mut [Option<Slot>], mut i: usize) -> Option<Slot> {
+    let taken = buckets[i].take()?;
+    let mask = buckets.len() - 1;
+    let mut j = i;
+    loop {
+        j = (j + 1) & mask;
+        let Some(next) = &buckets[j] else {
+            return Some(taken);
+        };
+        let home = next.hash as usize & mask;
+        // `next` may move to the hole at `i` unless its home lies in the
+        // cyclic range (i, j].
+        let stays = if i <= j {
+            i < home && home <= j
+        } else {
+            i < home || home <= j
+        };
+        if !stays {
+            buckets[i] = buckets[j].take();
+            i = j;
+        }
+    }
+}
+
 /// Frees a bucket table, first taking back its huge-page advice: the
 /// allocator reuses the memory for anything, and an unrelated allocation
 /// there would fault a whole 2 MiB page on first touch.
@@ -185,6 +323,9 @@ impl RowCache {
     pub fn new(capacity_bytes: usize) -> Self {
         RowCache {
             buckets: Vec::new(),
+            next: NextTable::Idle,
+            tables_off_thread: true,
+            draining: None,
             len: 0,
             hasher: ahash::RandomState::new(),
             hand: 0,
@@ -206,17 +347,47 @@ impl RowCache {
         self.buckets.len() - 1
     }
 
-    /// The bucket holding `key`, if cached. Call only with buckets.
+    /// The bucket of the current table holding `key`, if cached there.
+    /// Call only with buckets.
     fn find(&self, hash: u32, key: &[u8]) -> Option<usize> {
-        let mask = self.mask();
-        let mut i = hash as usize & mask;
-        loop {
-            match &self.buckets[i] {
-                None => return None,
-                Some(slot) if slot.hash == hash && key_of(&slot.entry) == key => return Some(i),
-                Some(_) => i = (i + 1) & mask,
-            }
+        find_in(&self.buckets, hash, key)
+    }
+
+    /// The bucket of the current table holding `key`, if cached: an entry
+    /// still in the table being drained moves over first (or is dropped if
+    /// the current table is at its ceiling: absent is always correct).
+    /// Call only with buckets.
+    fn locate(&mut self, hash: u32, key: &[u8]) -> Option<usize> {
+        if let Some(i) = self.find(hash, key) {
+            return Some(i);
         }
+        let draining = self.draining.as_mut()?;
+        let j = find_in(&draining.buckets, hash, key)?;
+        let slot = take_at(&mut draining.buckets, j)?;
+        draining.len -= 1;
+        if self.current_len() >= self.ceiling() {
+            self.release(slot);
+            return None;
+        }
+        Some(place_in(&mut self.buckets, slot))
+    }
+
+    /// Entries in the current table.
+    fn current_len(&self) -> usize {
+        self.len - self.draining.as_ref().map_or(0, |d| d.len)
+    }
+
+    /// Most entries the current table takes.
+    fn ceiling(&self) -> usize {
+        self.buckets.len() * LOAD_CEILING_EIGHTHS / 8
+    }
+
+    /// Drops an entry taken out of a table, and its charge.
+    fn release(&mut self, slot: Slot) {
+        self.len -= 1;
+        self.bytes -= charge_of(&slot.entry);
+        // SAFETY: the entry was made by this slab (see `fill`).
+        unsafe { self.slab.release(slot.entry) };
     }
 
     fn hash(&self, key: &[u8]) -> u32 {
@@ -314,7 +485,7 @@ impl RowCache {
             return None;
         }
         let hash = self.hash(key);
-        let i = self.find(hash, key)?;
+        let i = self.locate(hash, key)?;
         self.hits += 1;
         let slot = self.buckets[i].as_mut()?;
         slot.entry[24] |= FLAG_REFERENCED;
@@ -336,7 +507,7 @@ impl RowCache {
         }
         let hash = self.hash(key);
         if self.len > 0 {
-            if let Some(i) = self.find(hash, key) {
+            if let Some(i) = self.locate(hash, key) {
                 self.raise(i, key, record);
                 return;
             }
@@ -348,40 +519,99 @@ impl RowCache {
         while self.bytes + charge > self.capacity_bytes && self.len > 0 {
             self.evict_one();
         }
-        if (self.len + 1) * 4 > self.buckets.len() * LOAD_MAX_QUARTERS {
-            self.grow();
-        }
-        let mask = self.mask();
-        let mut i = hash as usize & mask;
-        while self.buckets[i].is_some() {
-            i = (i + 1) & mask;
+        self.grow_step();
+        if self.current_len() >= self.ceiling() {
+            // The next table is not ready yet: this fill is not cached.
+            return;
         }
         // SAFETY: every entry is released to the slab or dropped before it
-        // (`remove_at`, `raise`, `clear`, and the field order on drop).
+        // (`release`, `raise`, `clear`, and the field order on drop).
         let entry = unsafe { encode(&mut self.slab, key, record) };
-        self.buckets[i] = Some(Slot { hash, entry });
+        place_in(&mut self.buckets, Slot { hash, entry });
         self.len += 1;
         self.bytes += charge;
     }
 
-    /// Doubles the bucket array (or makes the first one) and re-places
-    /// every entry.
-    fn grow(&mut self) {
-        let size = (self.buckets.len() * 2).max(BUCKETS_INITIAL);
-        // The bucket table is the other random read of a hit: on huge pages too.
-        let mut buckets = Vec::with_capacity(size);
-        advise_huge_pages(&buckets);
-        buckets.resize_with(size, || None);
-        let mut old = std::mem::replace(&mut self.buckets, buckets);
-        let mask = size - 1;
-        for slot in old.drain(..).flatten() {
-            let mut i = slot.hash as usize & mask;
-            while self.buckets[i].is_some() {
-                i = (i + 1) & mask;
-            }
-            self.buckets[i] = Some(slot);
+    /// One step of the table's growth, if one is due or under way: make the
+    /// first table; start the next one once the current one is three
+    /// quarters full; zero a stretch of it; hand over to it once zeroed;
+    /// move a few entries out of the table being drained.
+    fn grow_step(&mut self) {
+        if self.buckets.is_empty() {
+            self.buckets = new_table(BUCKETS_INITIAL);
+            self.buckets.resize_with(BUCKETS_INITIAL, || None);
+            return;
         }
-        free_buckets(old);
+        if let Some(draining) = &mut self.draining {
+            let mut moved = 0;
+            while moved < MOVE_STEP_ENTRIES && draining.len > 0 {
+                let Some(slot) = take_at(&mut draining.buckets, draining.cursor) else {
+                    // Empty: look further. A taken entry's place may be
+                    // refilled by the shift, so the cursor stays after one.
+                    draining.cursor = (draining.cursor + 1) & (draining.buckets.len() - 1);
+                    continue;
+                };
+                draining.len -= 1;
+                moved += 1;
+                // Drained at 128 entries a fill against one insert, the
+                // current table stays far below its ceiling; dropping an
+                // entry is what keeps it from ever filling up regardless.
+                if self.len - draining.len > self.buckets.len() * LOAD_CEILING_EIGHTHS / 8 {
+                    self.len -= 1;
+                    self.bytes -= charge_of(&slot.entry);
+                    // SAFETY: the entry was made by this slab (see `fill`).
+                    unsafe { self.slab.release(slot.entry) };
+                    continue;
+                }
+                place_in(&mut self.buckets, slot);
+            }
+            if draining.len == 0 {
+                if let Some(done) = self.draining.take() {
+                    free_buckets(done.buckets);
+                }
+            }
+            return;
+        }
+        let target = self.buckets.len() * 2;
+        let made = match &mut self.next {
+            NextTable::Idle => {
+                if (self.len + 1) * 4 > self.buckets.len() * LOAD_MAX_QUARTERS {
+                    let coming = self
+                        .tables_off_thread
+                        .then(|| make_table_off_thread(target))
+                        .flatten();
+                    self.next = match coming {
+                        Some(receiver) => NextTable::Coming(receiver),
+                        None => NextTable::Zeroing(new_table(target)),
+                    };
+                }
+                return;
+            }
+            NextTable::Coming(receiver) => match receiver.try_recv() {
+                Ok(EmptyTable(table)) => table,
+                Err(std::sync::mpsc::TryRecvError::Empty) => return,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    // The thread died without a table: zero one here.
+                    self.next = NextTable::Zeroing(new_table(target));
+                    return;
+                }
+            },
+            NextTable::Zeroing(table) => {
+                let zeroed = (table.len() + ZERO_STEP_BUCKETS).min(target);
+                table.resize_with(zeroed, || None);
+                if zeroed < target {
+                    return;
+                }
+                std::mem::take(table)
+            }
+        };
+        self.next = NextTable::Idle;
+        let old = std::mem::replace(&mut self.buckets, made);
+        self.draining = Some(Draining {
+            buckets: old,
+            len: self.len,
+            cursor: 0,
+        });
         self.hand = 0;
     }
 
@@ -394,7 +624,7 @@ impl RowCache {
             return;
         }
         let hash = self.hash(key);
-        if let Some(i) = self.find(hash, key) {
+        if let Some(i) = self.locate(hash, key) {
             self.raise(i, key, record);
         }
     }
@@ -435,40 +665,15 @@ impl RowCache {
             return;
         }
         let hash = self.hash(key);
-        if let Some(i) = self.find(hash, key) {
+        if let Some(i) = self.locate(hash, key) {
             self.remove_at(i);
         }
     }
 
-    /// Removes bucket `i`'s entry and shifts the entries after it back, so
-    /// that every entry stays reachable from its home bucket.
-    fn remove_at(&mut self, mut i: usize) {
-        let Some(slot) = self.buckets[i].take() else {
-            return;
-        };
-        self.len -= 1;
-        self.bytes -= charge_of(&slot.entry);
-        // SAFETY: the entry was made by this slab (see `fill`).
-        unsafe { self.slab.release(slot.entry) };
-        let mask = self.mask();
-        let mut j = i;
-        loop {
-            j = (j + 1) & mask;
-            let Some(next) = &self.buckets[j] else {
-                return;
-            };
-            let home = next.hash as usize & mask;
-            // `next` may move to the hole at `i` unless its home lies in
-            // the cyclic range (i, j].
-            let stays = if i <= j {
-                i < home && home <= j
-            } else {
-                i < home || home <= j
-            };
-            if !stays {
-                self.buckets[i] = self.buckets[j].take();
-                i = j;
-            }
+    /// Removes bucket `i`'s entry of the current table (see [`take_at`]).
+    fn remove_at(&mut self, i: usize) {
+        if let Some(slot) = take_at(&mut self.buckets, i) {
+            self.release(slot);
         }
     }
 
@@ -478,6 +683,10 @@ impl RowCache {
         // the slab's blocks, all at once: its chunks stay mapped, their huge
         // pages faulted in, for the refill.
         free_buckets(std::mem::take(&mut self.buckets));
+        self.drop_next_table();
+        if let Some(draining) = self.draining.take() {
+            free_buckets(draining.buckets);
+        }
         // SAFETY: every entry was just dropped.
         unsafe { self.slab.reset() };
         self.len = 0;
@@ -485,10 +694,40 @@ impl RowCache {
         self.bytes = 0;
     }
 
+    /// Gives up a growth's next table, freed with its advice taken back.
+    fn drop_next_table(&mut self) {
+        match std::mem::replace(&mut self.next, NextTable::Idle) {
+            NextTable::Idle => {}
+            NextTable::Zeroing(table) => free_buckets(table),
+            // A table already sent is freed here; one still being made is
+            // freed by its thread, whose send now fails.
+            NextTable::Coming(receiver) => {
+                if let Ok(EmptyTable(table)) = receiver.try_recv() {
+                    free_buckets(table);
+                }
+            }
+        }
+    }
+
     /// CLOCK: clears reference bits until it finds an unreferenced entry, and
     /// evicts it. Call only with at least one entry cached.
     fn evict_one(&mut self) {
         debug_assert!(self.len > 0);
+        // The table being drained first: its entries were not read since
+        // the growth began (a read moves its entry over).
+        if let Some(draining) = &mut self.draining {
+            if draining.len > 0 {
+                let mask = draining.buckets.len() - 1;
+                while draining.buckets[draining.cursor].is_none() {
+                    draining.cursor = (draining.cursor + 1) & mask;
+                }
+                if let Some(slot) = take_at(&mut draining.buckets, draining.cursor) {
+                    draining.len -= 1;
+                    self.release(slot);
+                }
+                return;
+            }
+        }
         loop {
             if self.hand >= self.buckets.len() {
                 self.hand = 0;
@@ -532,9 +771,21 @@ impl RowCache {
 
 impl Drop for RowCache {
     fn drop(&mut self) {
-        // The entries drop with `buckets`, before `slab` (field order).
+        // The entries drop with the tables, before `slab` (field order).
         advise_normal_pages(&self.buckets);
+        self.drop_next_table();
+        if let Some(draining) = &self.draining {
+            advise_normal_pages(&draining.buckets);
+        }
     }
+}
+
+/// An empty table with room for `buckets` buckets, advised onto huge pages
+/// (the bucket table is the other random read of a hit).
+fn new_table(buckets: usize) -> Vec<Option<Slot>> {
+    let table = Vec::with_capacity(buckets);
+    advise_huge_pages(&table);
+    table
 }
 
 #[cfg(test)]
@@ -543,6 +794,15 @@ mod tests {
     use crate::types::Version;
     use proptest::prelude::*;
     use std::collections::HashMap;
+
+    /// A cache whose tables grow in steps on the caller's thread, so a test
+    /// sees every fill cached (a table made off thread may come after fills
+    /// that outran it reached the ceiling).
+    fn in_step_cache(capacity_bytes: usize) -> RowCache {
+        let mut c = RowCache::new(capacity_bytes);
+        c.tables_off_thread = false;
+        c
+    }
 
     fn put(hlc: u64, value: &[u8]) -> Record {
         Record::put(Version::new(hlc, 0, 1), value.to_vec(), 0)
@@ -589,7 +849,7 @@ mod tests {
 
     #[test]
     fn deletions_in_crowded_tables_keep_every_other_key_reachable() {
-        let mut c = RowCache::new(1 << 30);
+        let mut c = in_step_cache(1 << 30);
         let key = |i: u32| format!("key:{i:08}").into_bytes();
         for i in 0..20_000 {
             c.fill(&key(i), &put(u64::from(i) + 1, b"v"));
@@ -648,7 +908,7 @@ mod tests {
 
     #[test]
     fn a_hint_finds_the_entry_of_a_key_displaced_from_its_home_bucket() {
-        let mut c = RowCache::new(1 << 24);
+        let mut c = in_step_cache(1 << 24);
         let keys: Vec<Vec<u8>> = (0..20_000u32).map(|i| i.to_be_bytes().to_vec()).collect();
         for key in &keys {
             c.fill(key, &put(1, b"v"));
@@ -748,13 +1008,152 @@ mod tests {
                     }
                 }
                 prop_assert!(c.stats().bytes <= budget as u64);
-                prop_assert_eq!(c.len(), c.buckets.iter().filter(|s| s.is_some()).count());
-                // Every entry is reachable from its home bucket.
-                for slot in c.buckets.iter().flatten() {
-                    let key = key_of(&slot.entry).to_vec();
-                    prop_assert!(c.find(slot.hash, &key).is_some());
-                }
+                check_tables(&c)?;
             }
         }
+
+        /// The same with keys enough for the table to double several times,
+        /// so reads, writes, forgets and evictions meet entries still in a
+        /// table being drained.
+        #[test]
+        fn cached_records_are_always_the_newest_while_the_table_grows(
+            ops in proptest::collection::vec((0u8..4, 0u16..6000, 1u64..50), 1..6000),
+            budget in prop_oneof![200_000usize..600_000, Just(64 << 20)],
+        ) {
+            let mut c = RowCache::new(budget);
+            let mut newest: HashMap<Vec<u8>, Record> = HashMap::new();
+            for (op, k, hlc) in ops {
+                let key = k.to_le_bytes().to_vec();
+                let record = put(hlc, &[b'v'; 40]);
+                let mut keep = |r: &Record| {
+                    let e = newest.entry(key.clone()).or_insert_with(|| r.clone());
+                    if r.version > e.version {
+                        *e = r.clone();
+                    }
+                    e.clone()
+                };
+                match op {
+                    0 | 1 => {
+                        let newer = keep(&record);
+                        c.fill(&key, &newer);
+                    }
+                    2 => {
+                        keep(&record);
+                        c.observe_write(&key, &record);
+                    }
+                    _ if hlc % 5 == 0 => c.forget(&key),
+                    _ => {
+                        if let Some(r) = c.get(&key) {
+                            prop_assert_eq!(Some(&r), newest.get(&key));
+                        }
+                    }
+                }
+                prop_assert!(c.stats().bytes <= budget as u64);
+            }
+            check_tables(&c)?;
+        }
+    }
+
+    /// The cache's tables agree with its counts, and every entry of each is
+    /// reachable from its home bucket there.
+    fn check_tables(c: &RowCache) -> Result<(), TestCaseError> {
+        let draining = c.draining.as_ref().map_or(&[][..], |d| &d.buckets[..]);
+        let drained_len = c.draining.as_ref().map_or(0, |d| d.len);
+        prop_assert_eq!(drained_len, draining.iter().flatten().count());
+        prop_assert_eq!(c.len(), c.buckets.iter().flatten().count() + drained_len);
+        for table in [&c.buckets[..], draining] {
+            for slot in table.iter().flatten() {
+                prop_assert!(find_in(table, slot.hash, key_of(&slot.entry)).is_some());
+            }
+        }
+        Ok(())
+    }
+
+    /// A fill never doubles the table at once: each zeroes at most
+    /// `ZERO_STEP_BUCKETS` of the next table or moves at most
+    /// `MOVE_STEP_ENTRIES` of a drained one. Every key stays readable
+    /// throughout, from whichever table holds it, and a write to a key
+    /// still in the drained table reaches it.
+    #[test]
+    fn the_table_grows_a_step_per_fill_and_every_key_stays_readable() {
+        let mut c = in_step_cache(1 << 30);
+        let zeroed_of = |c: &RowCache| match &c.next {
+            NextTable::Zeroing(t) => t.len(),
+            _ => 0,
+        };
+        let key = |i: u32| format!("key:{i:08}").into_bytes();
+        let mut refused = 0;
+        let mut saw_draining = false;
+        for i in 0..200_000u32 {
+            let (zeroed, left) = (zeroed_of(&c), c.draining.as_ref().map_or(0, |d| d.len));
+            let tables = c.buckets.len();
+            c.fill(&key(i), &put(1, b"v"));
+            if c.get_if_cached(&key(i)).is_none() {
+                refused += 1;
+            }
+            let left_now = c.draining.as_ref().map_or(0, |d| d.len);
+            if c.buckets.len() != tables {
+                // The zeroed table took over: no entry moved yet.
+                assert!(tables == 0 || c.buckets.len() == 2 * tables);
+                assert!(tables == 0 || left_now == c.len() - 1, "fill {i}");
+            } else {
+                assert!(zeroed_of(&c) <= zeroed + ZERO_STEP_BUCKETS, "fill {i}");
+                assert!(
+                    left.saturating_sub(left_now) <= MOVE_STEP_ENTRIES + 1,
+                    "fill {i}"
+                );
+            }
+            if i % 997 == 0 && left_now > 0 {
+                saw_draining = true;
+                // A key still in the drained table: a newer write reaches it.
+                let d = c.draining.as_ref().unwrap();
+                let slot = d.buckets.iter().flatten().next().unwrap();
+                let old = key_of(&slot.entry).to_vec();
+                c.observe_write(&old, &put(2, b"w"));
+                assert_eq!(c.get(&old), Some(put(2, b"w")));
+            }
+        }
+        assert!(saw_draining, "no fill found a table being drained");
+        assert_eq!(refused, 0, "fills refused at the ceiling");
+        for i in 0..200_000u32 {
+            assert!(c.get(&key(i)).is_some(), "key {i}");
+        }
+        assert!(c.draining.is_none() || c.draining.as_ref().unwrap().len == 0);
+    }
+
+    /// With the next table made by a thread of its own, fills go on meanwhile
+    /// (up to the ceiling), the table takes over once it arrives, and every
+    /// key cached before, during and after reads back.
+    #[test]
+    fn a_table_made_off_thread_takes_over_and_every_key_stays_readable() {
+        let mut c = RowCache::new(1 << 30);
+        let key = |i: u32| format!("key:{i:08}").into_bytes();
+        let mut cached = Vec::new();
+        let mut i = 0u32;
+        let mut grew_off_thread = 0;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while i < 100_000 {
+            let coming = matches!(c.next, NextTable::Coming(_));
+            let tables = c.buckets.len();
+            c.fill(&key(i), &put(1, b"v"));
+            if c.get_if_cached(&key(i)).is_some() {
+                cached.push(i);
+            }
+            if coming && c.buckets.len() == 2 * tables {
+                grew_off_thread += 1;
+            }
+            if matches!(c.next, NextTable::Coming(_)) && c.current_len() >= c.ceiling() {
+                // At the ceiling: give the thread time, as a shard would.
+                assert!(std::time::Instant::now() < deadline, "no table came");
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            i += 1;
+        }
+        assert!(grew_off_thread >= 5, "{grew_off_thread} growths off thread");
+        assert!(cached.len() > 90_000, "{} of 100000 cached", cached.len());
+        for &i in &cached {
+            assert_eq!(c.get(&key(i)), Some(put(1, b"v")), "key {i}");
+        }
+        check_tables(&c).unwrap();
     }
 }
