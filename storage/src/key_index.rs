@@ -25,6 +25,16 @@
 //! had to hint them in three stages. With the entry's address in the
 //! bucket, a lookup is two dependent loads, and the buckets are twice as
 //! large (16 bytes: four to a cache line).
+//!
+//! Growth never holds the shard: a memtable that outgrows the keys it was
+//! sized for doubles its table in steps. The larger table is made, and its
+//! memory faulted in, by a thread of its own while the current one takes
+//! inserts up to [`LOAD_CEILING_EIGHTHS`] (past that an insert waits for
+//! the thread); then it takes over and the old table drains into it,
+//! [`MOVE_STEP_KEYS`] per insert, lookups reading both until it is empty.
+//! Doubling at once held a shard 179 ms at a 3M-key load of 10-byte values
+//! (glommio's stall report): the new table faulted in and every key
+//! re-placed.
 
 use crate::huge_pages::{advise_huge_pages, advise_normal_pages};
 use crate::prefetch::prefetch_bytes;
@@ -36,14 +46,49 @@ const LOAD_MAX_QUARTERS: usize = 3;
 /// Buckets of the smallest table.
 const BUCKETS_MIN: usize = 16;
 
+/// Most of a table's buckets (numerator / 8) taken while the next table is
+/// being made; an insert past it waits for that table.
+const LOAD_CEILING_EIGHTHS: usize = 7;
+
+/// Keys one insert moves from the table being drained into the current one.
+const MOVE_STEP_KEYS: usize = 256;
+
+/// Tables smaller than this are doubled at once on the caller's thread (a
+/// thread of their own would cost more than they take).
+const BUCKETS_GROWN_OFF_THREAD_MIN: usize = 1 << 16;
+
+/// Set on [`Hit::bucket`] when the key is in the table being drained.
+const IN_DRAINING: usize = 1 << (usize::BITS - 1);
+
+/// A bucket of the table being drained whose key moved on: lookups there go
+/// past it (shifting the rest of its run back instead cost a step up to
+/// milliseconds in the long runs of a table at 7/8). No live bucket has it:
+/// its slot would be `u32::MAX - 1`, which `find_or_insert` refuses.
+const MOVED: [u64; 2] = [u64::MAX, 0];
+
 /// A hash index from keys to slots (`0..u32::MAX - 1`), each with a value
 /// (a `u64` the index stores and hands back, never reads).
 #[derive(Debug)]
 pub struct KeyIndex {
     /// `[tag | (slot + 1) << 32, value]`, or `[0, 0]` when empty.
     buckets: Vec<[u64; 2]>,
+    /// Keys indexed, in both tables.
     len: usize,
     hasher: ahash::RandomState,
+    /// The next table while a thread of its own makes it.
+    next: Option<std::sync::mpsc::Receiver<Vec<[u64; 2]>>>,
+    /// The table `buckets` replaced, while its keys move over.
+    draining: Option<Draining>,
+}
+
+/// A replaced table whose keys move to the current one a step at a time.
+#[derive(Debug)]
+struct Draining {
+    buckets: Vec<[u64; 2]>,
+    /// Keys left in it.
+    len: usize,
+    /// Where the next step looks for a key to move.
+    cursor: usize,
 }
 
 impl Default for KeyIndex {
@@ -80,6 +125,8 @@ impl KeyIndex {
             buckets: zeroed_buckets(Self::buckets_for(keys)),
             len: 0,
             hasher: ahash::RandomState::new(),
+            next: None,
+            draining: None,
         }
     }
 
@@ -94,12 +141,16 @@ impl KeyIndex {
     /// Whether this index has exactly the buckets
     /// [`with_capacity(keys)`](Self::with_capacity) would make.
     pub fn is_sized_for(&self, keys: usize) -> bool {
-        self.buckets.len() == Self::buckets_for(keys)
+        self.buckets.len() == Self::buckets_for(keys) && self.draining.is_none()
     }
 
     /// Starts emptying the index a stretch at a time, so that its memory,
     /// already faulted in, can index the next memtable (see [`Emptying`]).
-    pub fn into_emptying(self) -> Emptying {
+    pub fn into_emptying(mut self) -> Emptying {
+        self.next = None;
+        if let Some(draining) = self.draining.take() {
+            advise_normal_pages(&draining.buckets);
+        }
         Emptying {
             index: self,
             zeroed: 0,
@@ -172,29 +223,14 @@ impl KeyIndex {
     /// The key with `hash`, if indexed. `is_key(value)` says whether the
     /// key stored with `value` is the one looked up.
     pub fn find(&self, hash: u64, is_key: impl Fn(u64) -> bool) -> Option<Hit> {
-        self.probe(hash, is_key).ok()
-    }
-
-    /// Walks the probe run of `hash`: `Ok(hit)` where `is_key` accepts the
-    /// value of a bucket whose tag matches, else `Err(bucket)`, the first
-    /// empty bucket.
-    fn probe(&self, hash: u64, is_key: impl Fn(u64) -> bool) -> Result<Hit, usize> {
-        let tag = hash as u32;
-        let mask = self.mask();
-        let mut i = tag as usize & mask;
-        loop {
-            let [meta, value] = self.buckets[i];
-            if meta == 0 {
-                return Err(i);
+        match probe(&self.buckets, hash, &is_key) {
+            Ok(hit) => Some(hit),
+            Err(_) => {
+                let draining = self.draining.as_ref()?;
+                let mut hit = probe_drained(&draining.buckets, hash, &is_key)?;
+                hit.bucket |= IN_DRAINING;
+                Some(hit)
             }
-            if meta as u32 == tag && is_key(value) {
-                return Ok(Hit {
-                    slot: (meta >> 32) as usize - 1,
-                    value,
-                    bucket: i,
-                });
-            }
-            i = (i + 1) & mask;
         }
     }
 
@@ -202,7 +238,12 @@ impl KeyIndex {
     /// next [`find_or_insert`](Self::find_or_insert), which may move keys
     /// to a larger table.
     pub fn set_value(&mut self, hit: &Hit, value: u64) {
-        let bucket = &mut self.buckets[hit.bucket];
+        let bucket = match self.draining.as_mut() {
+            Some(draining) if hit.bucket & IN_DRAINING != 0 => {
+                &mut draining.buckets[hit.bucket & !IN_DRAINING]
+            }
+            _ => &mut self.buckets[hit.bucket],
+        };
         debug_assert_eq!((bucket[0] >> 32) as usize, hit.slot + 1, "a stale hit");
         bucket[1] = value;
     }
@@ -224,38 +265,190 @@ impl KeyIndex {
             new_slot < u32::MAX as usize - 1,
             "a key index holds fewer than 2^32 - 1 slots"
         );
-        if (self.len + 1) * 4 > self.buckets.len() * LOAD_MAX_QUARTERS {
-            self.grow();
-        }
-        match self.probe(hash, is_key) {
-            Ok(hit) => Probe::Found(hit),
-            Err(empty) => {
-                self.buckets[empty] = [meta(hash as u32, new_slot), 0];
-                self.len += 1;
-                Probe::Inserted(Hit {
-                    slot: new_slot,
-                    value: 0,
-                    bucket: empty,
-                })
+        self.grow_step();
+        let empty = match probe(&self.buckets, hash, &is_key) {
+            Ok(hit) => return Probe::Found(hit),
+            Err(empty) => empty,
+        };
+        if let Some(draining) = self.draining.as_mut() {
+            if let Some(hit) = probe_drained(&draining.buckets, hash, &is_key) {
+                // Move it over now: the caller's hit then names the current
+                // table, which the next steps do not change.
+                let bucket = std::mem::replace(&mut draining.buckets[hit.bucket], MOVED);
+                draining.len -= 1;
+                let at = place_in(&mut self.buckets, bucket);
+                return Probe::Found(Hit { bucket: at, ..hit });
             }
         }
+        self.buckets[empty] = [meta(hash as u32, new_slot), 0];
+        self.len += 1;
+        Probe::Inserted(Hit {
+            slot: new_slot,
+            value: 0,
+            bucket: empty,
+        })
     }
 
-    /// Doubles the buckets. Each entry's home comes from its stored hash
-    /// bits, so no key is read.
-    fn grow(&mut self) {
-        let doubled = zeroed_buckets(self.buckets.len() * 2);
-        let old = std::mem::replace(&mut self.buckets, doubled);
-        let mask = self.mask();
-        for &bucket in old.iter().filter(|&&[meta, _]| meta != 0) {
-            let mut i = bucket[0] as u32 as usize & mask;
-            while self.buckets[i][0] != 0 {
-                i = (i + 1) & mask;
-            }
-            self.buckets[i] = bucket;
-        }
-        advise_normal_pages(&old);
+    /// Keys in the current table.
+    fn current_len(&self) -> usize {
+        self.len - self.draining.as_ref().map_or(0, |d| d.len)
     }
+
+    /// One step of the table's growth before an insert, if one is due or
+    /// under way: move a few keys out of the table being drained; start
+    /// the next table once the current one is three quarters full; take it
+    /// over once made (waiting for it only if the current one reached its
+    /// ceiling meanwhile).
+    fn grow_step(&mut self) {
+        if let Some(draining) = &mut self.draining {
+            let mask = draining.buckets.len() - 1;
+            let mut moved = 0;
+            while moved < MOVE_STEP_KEYS && draining.len > 0 {
+                let at = draining.cursor;
+                draining.cursor = (at + 1) & mask;
+                let bucket = draining.buckets[at];
+                if bucket[0] == 0 || bucket == MOVED {
+                    continue;
+                }
+                draining.buckets[at] = MOVED;
+                draining.len -= 1;
+                place_in(&mut self.buckets, bucket);
+                moved += 1;
+            }
+            if draining.len == 0 {
+                if let Some(done) = self.draining.take() {
+                    advise_normal_pages(&done.buckets);
+                }
+            }
+            return;
+        }
+        let target = self.buckets.len() * 2;
+        let full = (self.len + 1) * 4 > self.buckets.len() * LOAD_MAX_QUARTERS;
+        let made = match &self.next {
+            None if !full => return,
+            None if target < BUCKETS_GROWN_OFF_THREAD_MIN => zeroed_buckets(target),
+            None => {
+                match make_buckets_off_thread(target) {
+                    Some(receiver) => self.next = Some(receiver),
+                    None => self.take_over(zeroed_buckets(target)),
+                }
+                return;
+            }
+            Some(receiver) => {
+                let at_ceiling =
+                    self.current_len() * 8 >= self.buckets.len() * LOAD_CEILING_EIGHTHS;
+                let made = if at_ceiling {
+                    receiver.recv().ok()
+                } else {
+                    match receiver.try_recv() {
+                        Ok(made) => Some(made),
+                        Err(std::sync::mpsc::TryRecvError::Empty) => return,
+                        Err(std::sync::mpsc::TryRecvError::Disconnected) => None,
+                    }
+                };
+                self.next = None;
+                // A thread that died without a table: make one here.
+                made.unwrap_or_else(|| zeroed_buckets(target))
+            }
+        };
+        self.take_over(made);
+    }
+
+    /// Makes `made` (empty, twice the buckets) the current table; the old
+    /// one drains into it from the next insert on.
+    fn take_over(&mut self, made: Vec<[u64; 2]>) {
+        debug_assert_eq!(made.len(), self.buckets.len() * 2);
+        let old = std::mem::replace(&mut self.buckets, made);
+        self.draining = Some(Draining {
+            buckets: old,
+            len: self.len,
+            cursor: 0,
+        });
+    }
+}
+
+/// Walks the probe run of `hash` in `buckets`: `Ok(hit)` where `is_key`
+/// accepts the value of a bucket whose tag matches, else `Err(bucket)`, the
+/// first empty bucket.
+fn probe(buckets: &[[u64; 2]], hash: u64, is_key: &impl Fn(u64) -> bool) -> Result<Hit, usize> {
+    let tag = hash as u32;
+    let mask = buckets.len() - 1;
+    let mut i = tag as usize & mask;
+    loop {
+        let [meta, value] = buckets[i];
+        if meta == 0 {
+            return Err(i);
+        }
+        if meta as u32 == tag && is_key(value) {
+            return Ok(Hit {
+                slot: (meta >> 32) as usize - 1,
+                value,
+                bucket: i,
+            });
+        }
+        i = (i + 1) & mask;
+    }
+}
+
+/// Puts `bucket` (not empty) in the first empty bucket of its probe run in
+/// `buckets`, which must have one; its index.
+fn place_in(buckets: &mut [[u64; 2]], bucket: [u64; 2]) -> usize {
+    let mask = buckets.len() - 1;
+    let mut i = bucket[0] as u32 as usize & mask;
+    while buckets[i][0] != 0 {
+        i = (i + 1) & mask;
+    }
+    buckets[i] = bucket;
+    i
+}
+
+/// [`probe`] in a table being drained: goes past [`MOVED`] buckets.
+fn probe_drained(buckets: &[[u64; 2]], hash: u64, is_key: &impl Fn(u64) -> bool) -> Option<Hit> {
+    let tag = hash as u32;
+    let mask = buckets.len() - 1;
+    let mut i = tag as usize & mask;
+    loop {
+        let bucket = buckets[i];
+        let [meta, value] = bucket;
+        if meta == 0 {
+            return None;
+        }
+        if bucket != MOVED && meta as u32 == tag && is_key(value) {
+            return Some(Hit {
+                slot: (meta >> 32) as usize - 1,
+                value,
+                bucket: i,
+            });
+        }
+        i = (i + 1) & mask;
+    }
+}
+
+/// Starts a thread making `buckets` empty buckets with their memory faulted
+/// in; `None` if no thread could be started.
+fn make_buckets_off_thread(buckets: usize) -> Option<std::sync::mpsc::Receiver<Vec<[u64; 2]>>> {
+    let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("ringkv-key-index-table".into())
+        .spawn(move || {
+            // At the shard's priority: the shard waits for this table if it
+            // fills its current one first (the prefaulter's nice 5 kept a
+            // shard waiting 59 ms beside a busy client).
+            crate::prefaulted::run_on_process_cpus();
+            let mut table = zeroed_buckets(buckets);
+            // One write a 4 KiB page: the kernel backs it (the whole huge
+            // page, where it gives one) here rather than under the shard.
+            for i in (0..buckets).step_by(4096 / BUCKET_BYTES) {
+                // SAFETY: `i` is in bounds; writing zero over zero changes
+                // nothing but the page's backing (volatile, so not elided).
+                unsafe { std::ptr::write_volatile(&mut table[i], [0; 2]) };
+            }
+            if let Err(unsent) = sender.send(table) {
+                advise_normal_pages(&unsent.0);
+            }
+        })
+        .ok()?;
+    Some(receiver)
 }
 
 /// `buckets` empty buckets, on huge pages where the kernel has them: each
@@ -275,6 +468,9 @@ impl Drop for KeyIndex {
         // The allocator reuses the memory for anything, and an unrelated
         // allocation there would fault a whole huge page on first touch.
         advise_normal_pages(&self.buckets);
+        if let Some(draining) = &self.draining {
+            advise_normal_pages(&draining.buckets);
+        }
     }
 }
 
@@ -312,6 +508,8 @@ impl Emptying {
             buckets: std::mem::take(&mut index.buckets),
             len: 0,
             hasher: ahash::RandomState::new(),
+            next: None,
+            draining: None,
         })
     }
 }
@@ -419,6 +617,85 @@ mod tests {
             index.find(index.hash(&absent), |v| stored[v as usize] == absent),
             None
         );
+    }
+
+    /// An index that outgrows its size doubles in steps (off the inserting
+    /// thread once large): no insert moves more than `MOVE_STEP_KEYS` keys,
+    /// every key is found throughout in whichever table holds it, and a
+    /// value set through a hit on a key still in the old table is what
+    /// later lookups get. An insert at the ceiling waits for the table.
+    #[test]
+    fn a_growing_index_drains_in_steps_and_finds_every_key_throughout() {
+        const SET: u64 = 1 << 40;
+        let n = 400_000u32;
+        let mut index = KeyIndex::with_capacity(0);
+        let mut stored: Vec<Vec<u8>> = Vec::new();
+        let mut set_in_old = std::collections::HashSet::new();
+        let slot_of = |v: u64| (v & (SET - 1)) as usize;
+        for i in 0..n {
+            let key = i.to_be_bytes().to_vec();
+            let left = index.draining.as_ref().map_or(0, |d| d.len);
+            let hash = index.hash(&key);
+            let slot = stored.len();
+            match index.find_or_insert(hash, |v| stored[slot_of(v)] == key, slot) {
+                Probe::Inserted(hit) => {
+                    index.set_value(&hit, slot as u64);
+                    stored.push(key);
+                }
+                Probe::Found(_) => panic!("key {i} found before it was inserted"),
+            }
+            let left_now = index.draining.as_ref().map_or(0, |d| d.len);
+            assert!(
+                left.saturating_sub(left_now) <= MOVE_STEP_KEYS,
+                "insert {i}"
+            );
+            if left_now > 0 && i % 101 == 0 {
+                // A key still in the old table: found there, and a value
+                // set through that hit is what the next lookup gets.
+                let d = index.draining.as_ref().expect("draining");
+                let [meta, _] = *d
+                    .buckets
+                    .iter()
+                    .find(|b| b[0] != 0 && **b != MOVED)
+                    .expect("a key");
+                let k = stored[(meta >> 32) as usize - 1].clone();
+                let hash = index.hash(&k);
+                let hit = index
+                    .find(hash, |v| stored[slot_of(v)] == k)
+                    .expect("found");
+                assert_ne!(hit.bucket & IN_DRAINING, 0, "in the old table");
+                index.set_value(&hit, hit.slot as u64 | SET);
+                let again = index
+                    .find(hash, |v| stored[slot_of(v)] == k)
+                    .expect("found");
+                assert_eq!(again.value, hit.slot as u64 | SET);
+                set_in_old.insert(hit.slot);
+            }
+            if i % 4099 == 0 {
+                for j in (0..=i).step_by(97) {
+                    let k = &stored[j as usize];
+                    let hit = index.find(index.hash(k), |v| stored[slot_of(v)] == *k);
+                    assert_eq!(hit.map(|h| h.slot), Some(j as usize), "key {j} after {i}");
+                }
+            }
+        }
+        assert!(
+            set_in_old.len() > 10,
+            "{} keys met in an old table",
+            set_in_old.len()
+        );
+        assert!(index.buckets.len() >= BUCKETS_GROWN_OFF_THREAD_MIN * 4);
+        for (slot, k) in stored.iter().enumerate() {
+            let hit = index
+                .find(index.hash(k), |v| stored[slot_of(v)] == *k)
+                .expect("found");
+            let want = if set_in_old.contains(&slot) {
+                slot as u64 | SET
+            } else {
+                slot as u64
+            };
+            assert_eq!((hit.slot, hit.value), (slot, want), "key {slot}");
+        }
     }
 
     #[test]

@@ -155,20 +155,30 @@ fn fault_in(region: &HugeRegion) {
 /// with it for that core alone. Best effort: either call failing leaves the
 /// thread where it is.
 pub(crate) fn lower_priority_on_process_cpus() {
-    // SAFETY: getpid/gettid/sched_getaffinity/sched_setaffinity/setpriority
-    // only read and write the `cpu_set_t` passed, which lives on this stack
-    // and is fully initialised by CPU_ZERO's all-zero state.
+    run_on_process_cpus();
+    // SAFETY: gettid/setpriority take no pointers.
+    unsafe {
+        libc::setpriority(
+            libc::PRIO_PROCESS,
+            libc::gettid() as libc::id_t,
+            PREFAULT_NICE,
+        );
+    }
+}
+
+/// Moves the calling thread onto the CPUs the process's main thread may run
+/// on (a thread a shard spawns inherits the shard's pin to one core). Best
+/// effort: a failing call leaves the thread where it is.
+pub(crate) fn run_on_process_cpus() {
+    // SAFETY: getpid/sched_getaffinity/sched_setaffinity only read and
+    // write the `cpu_set_t` passed, which lives on this stack and is fully
+    // initialised by CPU_ZERO's all-zero state.
     unsafe {
         let mut cpus: libc::cpu_set_t = std::mem::zeroed();
         let size = std::mem::size_of::<libc::cpu_set_t>();
         if libc::sched_getaffinity(libc::getpid(), size, &mut cpus) == 0 {
             libc::sched_setaffinity(0, size, &cpus);
         }
-        libc::setpriority(
-            libc::PRIO_PROCESS,
-            libc::gettid() as libc::id_t,
-            PREFAULT_NICE,
-        );
     }
 }
 
