@@ -223,11 +223,11 @@ impl KeyIndex {
     /// The key with `hash`, if indexed. `is_key(value)` says whether the
     /// key stored with `value` is the one looked up.
     pub fn find(&self, hash: u64, is_key: impl Fn(u64) -> bool) -> Option<Hit> {
-        match probe(&self.buckets, hash, &is_key) {
+        match probe::<false>(&self.buckets, hash, &is_key) {
             Ok(hit) => Some(hit),
             Err(_) => {
                 let draining = self.draining.as_ref()?;
-                let mut hit = probe_drained(&draining.buckets, hash, &is_key)?;
+                let mut hit = probe::<true>(&draining.buckets, hash, &is_key).ok()?;
                 hit.bucket |= IN_DRAINING;
                 Some(hit)
             }
@@ -266,12 +266,12 @@ impl KeyIndex {
             "a key index holds fewer than 2^32 - 1 slots"
         );
         self.grow_step();
-        let empty = match probe(&self.buckets, hash, &is_key) {
+        let empty = match probe::<false>(&self.buckets, hash, &is_key) {
             Ok(hit) => return Probe::Found(hit),
             Err(empty) => empty,
         };
         if let Some(draining) = self.draining.as_mut() {
-            if let Some(hit) = probe_drained(&draining.buckets, hash, &is_key) {
+            if let Ok(hit) = probe::<true>(&draining.buckets, hash, &is_key) {
                 // Move it over now: the caller's hit then names the current
                 // table, which the next steps do not change.
                 let bucket = std::mem::replace(&mut draining.buckets[hit.bucket], MOVED);
@@ -369,17 +369,25 @@ impl KeyIndex {
 
 /// Walks the probe run of `hash` in `buckets`: `Ok(hit)` where `is_key`
 /// accepts the value of a bucket whose tag matches, else `Err(bucket)`, the
-/// first empty bucket.
-fn probe(buckets: &[[u64; 2]], hash: u64, is_key: &impl Fn(u64) -> bool) -> Result<Hit, usize> {
+/// first empty bucket. `DRAINED`: `buckets` is a table being drained, whose
+/// [`MOVED`] buckets the walk goes past (a constant, so the current table's
+/// walk, a write's hot path, carries no such check).
+fn probe<const DRAINED: bool>(
+    buckets: &[[u64; 2]],
+    hash: u64,
+    is_key: &impl Fn(u64) -> bool,
+) -> Result<Hit, usize> {
     let tag = hash as u32;
     let mask = buckets.len() - 1;
     let mut i = tag as usize & mask;
     loop {
-        let [meta, value] = buckets[i];
+        let bucket = buckets[i];
+        let [meta, value] = bucket;
         if meta == 0 {
             return Err(i);
         }
-        if meta as u32 == tag && is_key(value) {
+        let moved = DRAINED && bucket == MOVED;
+        if !moved && meta as u32 == tag && is_key(value) {
             return Ok(Hit {
                 slot: (meta >> 32) as usize - 1,
                 value,
@@ -400,28 +408,6 @@ fn place_in(buckets: &mut [[u64; 2]], bucket: [u64; 2]) -> usize {
     }
     buckets[i] = bucket;
     i
-}
-
-/// [`probe`] in a table being drained: goes past [`MOVED`] buckets.
-fn probe_drained(buckets: &[[u64; 2]], hash: u64, is_key: &impl Fn(u64) -> bool) -> Option<Hit> {
-    let tag = hash as u32;
-    let mask = buckets.len() - 1;
-    let mut i = tag as usize & mask;
-    loop {
-        let bucket = buckets[i];
-        let [meta, value] = bucket;
-        if meta == 0 {
-            return None;
-        }
-        if bucket != MOVED && meta as u32 == tag && is_key(value) {
-            return Some(Hit {
-                slot: (meta >> 32) as usize - 1,
-                value,
-                bucket: i,
-            });
-        }
-        i = (i + 1) & mask;
-    }
 }
 
 /// Starts a thread making `buckets` empty buckets with their memory faulted

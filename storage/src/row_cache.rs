@@ -259,6 +259,24 @@ struct Draining {
     cursor: usize,
 }
 
+impl Draining {
+    /// Takes the next entry from the cursor on (the drain's and eviction's
+    /// order); `None` once none is left. The cursor stays on a taken
+    /// entry's bucket: the shift may have brought a later entry there.
+    fn take_next(&mut self) -> Option<Slot> {
+        if self.len == 0 {
+            return None;
+        }
+        let mask = self.buckets.len() - 1;
+        while self.buckets[self.cursor].is_none() {
+            self.cursor = (self.cursor + 1) & mask;
+        }
+        let slot = take_at(&mut self.buckets, self.cursor)?;
+        self.len -= 1;
+        Some(slot)
+    }
+}
+
 /// The bucket of `buckets` (a non-empty power-of-two table) holding `key`.
 fn find_in(buckets: &[Option<Slot>], hash: u32, key: &[u8]) -> Option<usize> {
     let mask = buckets.len() - 1;
@@ -542,30 +560,21 @@ impl RowCache {
             self.buckets.resize_with(BUCKETS_INITIAL, || None);
             return;
         }
-        if let Some(draining) = &mut self.draining {
-            let mut moved = 0;
-            while moved < MOVE_STEP_ENTRIES && draining.len > 0 {
-                let Some(slot) = take_at(&mut draining.buckets, draining.cursor) else {
-                    // Empty: look further. A taken entry's place may be
-                    // refilled by the shift, so the cursor stays after one.
-                    draining.cursor = (draining.cursor + 1) & (draining.buckets.len() - 1);
-                    continue;
+        if self.draining.is_some() {
+            for _ in 0..MOVE_STEP_ENTRIES {
+                let Some(slot) = self.draining.as_mut().and_then(Draining::take_next) else {
+                    break;
                 };
-                draining.len -= 1;
-                moved += 1;
                 // Drained at 128 entries a fill against one insert, the
                 // current table stays far below its ceiling; dropping an
                 // entry is what keeps it from ever filling up regardless.
-                if self.len - draining.len > self.buckets.len() * LOAD_CEILING_EIGHTHS / 8 {
-                    self.len -= 1;
-                    self.bytes -= charge_of(&slot.entry);
-                    // SAFETY: the entry was made by this slab (see `fill`).
-                    unsafe { self.slab.release(slot.entry) };
+                if self.current_len() > self.ceiling() {
+                    self.release(slot);
                     continue;
                 }
                 place_in(&mut self.buckets, slot);
             }
-            if draining.len == 0 {
+            if self.draining.as_ref().is_some_and(|d| d.len == 0) {
                 if let Some(done) = self.draining.take() {
                     free_buckets(done.buckets);
                 }
@@ -715,18 +724,9 @@ impl RowCache {
         debug_assert!(self.len > 0);
         // The table being drained first: its entries were not read since
         // the growth began (a read moves its entry over).
-        if let Some(draining) = &mut self.draining {
-            if draining.len > 0 {
-                let mask = draining.buckets.len() - 1;
-                while draining.buckets[draining.cursor].is_none() {
-                    draining.cursor = (draining.cursor + 1) & mask;
-                }
-                if let Some(slot) = take_at(&mut draining.buckets, draining.cursor) {
-                    draining.len -= 1;
-                    self.release(slot);
-                }
-                return;
-            }
+        if let Some(slot) = self.draining.as_mut().and_then(Draining::take_next) {
+            self.release(slot);
+            return;
         }
         loop {
             if self.hand >= self.buckets.len() {
