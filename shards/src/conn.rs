@@ -194,13 +194,15 @@ impl<'b> Pending<'b> {
                 .store
                 .prefetch(&reads[..read], &writes[..written]);
         }
-        let mut entry_hints = EntryHints::new(&self.shard.store, &writes[..written]);
+        let mut entry_hints =
+            EntryHints::new(&self.shard.store, &reads[..read], &writes[..written]);
         for i in 0..self.len {
-            if matches!(
-                self.held[i],
-                Some((_, Request::Put { .. } | Request::Delete { .. }, _))
-            ) {
-                entry_hints.next_write(&self.shard.store);
+            match self.held[i] {
+                Some((_, Request::Get { .. }, _)) => entry_hints.next_read(&self.shard.store),
+                Some((_, Request::Put { .. } | Request::Delete { .. }, _)) => {
+                    entry_hints.next_write(&self.shard.store)
+                }
+                _ => {}
             }
             let Some((header, req, raw)) = self.held[i].take() else {
                 continue;

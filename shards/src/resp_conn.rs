@@ -193,8 +193,8 @@ pub(crate) async fn run_batch(
             break; // the command cap
         }
         let commands: Vec<_> = ahead.iter().map(|(args, _)| Command::parse(args)).collect();
-        let writes = hint_keys(shard, &commands);
-        let mut entry_hints = EntryHints::new(&shard.store, &writes);
+        let (reads, writes) = hint_keys(shard, &commands);
+        let mut entry_hints = EntryHints::new(&shard.store, &reads, &writes);
         // Consecutive commands of one other shard's keys go there together.
         let mut run: Option<Run> = None;
         for ((args, len), parsed) in ahead.iter().zip(commands) {
@@ -245,8 +245,10 @@ pub(crate) async fn run_batch(
                 }
                 continue;
             }
-            if matches!(parsed, Ok(Command::Set { .. })) {
-                entry_hints.next_write(&shard.store);
+            match parsed {
+                Ok(Command::Get { .. }) => entry_hints.next_read(&shard.store),
+                Ok(Command::Set { .. }) => entry_hints.next_write(&shard.store),
+                _ => {}
             }
             let replies_from = out.len();
             let ran = match &parsed {
@@ -320,9 +322,12 @@ const RESP_PARSE_AHEAD: usize = 32;
 
 /// Hints the keys of the GETs (reads) and SETs (writes) among `commands` to
 /// the store (see [`crate::store::Store::prefetch`]). Returns the keys of
-/// the SETs this shard runs, in order (for [`EntryHints`]).
-fn hint_keys<'a>(shard: &Shard, commands: &[Result<Command<'a>, CommandError>]) -> Vec<&'a [u8]> {
-    let mut reads: Vec<&[u8]> = Vec::new();
+/// the GETs and of the SETs this shard runs, in order (for [`EntryHints`]).
+fn hint_keys<'a>(
+    shard: &Shard,
+    commands: &[Result<Command<'a>, CommandError>],
+) -> (Vec<&'a [u8]>, Vec<&'a [u8]>) {
+    let mut reads: Vec<&'a [u8]> = Vec::new();
     let mut writes: Vec<&'a [u8]> = Vec::new();
     // Keys of other shards are forwarded, not read here.
     let ours = |key: &[u8]| shard.shard_count == 1 || shard.owner_of(key) == shard.id;
@@ -336,7 +341,7 @@ fn hint_keys<'a>(shard: &Shard, commands: &[Result<Command<'a>, CommandError>]) 
     if !reads.is_empty() || !writes.is_empty() {
         shard.store.prefetch(&reads, &writes);
     }
-    writes
+    (reads, writes)
 }
 
 /// Serves one RESP connection until the peer closes it, sends QUIT or a

@@ -13,45 +13,77 @@ use ringkv_storage::wal::{Durability, Lsn};
 use ringkv_storage::{Entry, Record, RecordRef, Result, Version};
 use std::path::Path;
 
-/// Writes ahead of the one running whose memtable entries are hinted (see
-/// [`EntryHints`]).
+/// Requests ahead of the one running (reads and writes counted apart)
+/// whose memtable entries are hinted (see [`EntryHints`]).
 const ENTRY_HINT_AHEAD: usize = 4;
 
-/// Hints the memory a batch's writes will read, a few writes ahead of the
-/// one that runs, after [`Store::prefetch`] hinted the index buckets: the
-/// entry a key's bucket names ([`Store::prefetch_write_entries`]), which
-/// reads the bucket, by then landed, so it does not wait. Changes no result.
+/// Hints the memory a batch's reads and writes will touch, a few of each
+/// ahead of the one that runs, after [`Store::prefetch`] hinted the index
+/// buckets: the entry a key's bucket names ([`Store::prefetch_entries`]),
+/// which reads the bucket, by then landed, so it does not wait. Changes no
+/// result.
 pub struct EntryHints<'k> {
-    writes: &'k [&'k [u8]],
+    reads: Ahead<'k>,
+    writes: Ahead<'k>,
+}
+
+/// One kind of request's keys, in the order they run, and how far hints
+/// and runs have come.
+struct Ahead<'k> {
+    keys: &'k [&'k [u8]],
     hinted: usize,
     started: usize,
 }
 
-impl<'k> EntryHints<'k> {
-    /// Hints the first writes of `writes` (the batch's write keys, in the
-    /// order they will run, already passed to [`Store::prefetch`]).
-    pub fn new(store: &Store, writes: &'k [&'k [u8]]) -> Self {
-        let mut hints = EntryHints {
-            writes,
+impl<'k> Ahead<'k> {
+    fn new(keys: &'k [&'k [u8]]) -> Self {
+        Ahead {
+            keys,
             hinted: 0,
             started: 0,
+        }
+    }
+
+    /// The keys to hint now to stay [`ENTRY_HINT_AHEAD`] ahead (marked
+    /// hinted).
+    fn due(&mut self) -> &'k [&'k [u8]] {
+        let to = (self.started + ENTRY_HINT_AHEAD).min(self.keys.len());
+        let from = self.hinted.min(to);
+        self.hinted = self.hinted.max(to);
+        &self.keys[from..to]
+    }
+}
+
+impl<'k> EntryHints<'k> {
+    /// Hints the first reads and writes of `reads` and `writes` (the
+    /// batch's keys of each kind, in the order they will run, already
+    /// passed to [`Store::prefetch`]).
+    pub fn new(store: &Store, reads: &'k [&'k [u8]], writes: &'k [&'k [u8]]) -> Self {
+        let mut hints = EntryHints {
+            reads: Ahead::new(reads),
+            writes: Ahead::new(writes),
         };
         hints.keep_ahead(store);
         hints
     }
 
-    /// A write of the batch is about to run: hints the next ones not yet
-    /// hinted, keeping [`ENTRY_HINT_AHEAD`] writes ahead.
+    /// A read of the batch is about to run: hints the next ones not yet
+    /// hinted, keeping [`ENTRY_HINT_AHEAD`] reads ahead.
+    pub fn next_read(&mut self, store: &Store) {
+        self.reads.started += 1;
+        self.keep_ahead(store);
+    }
+
+    /// A write of the batch is about to run: as [`next_read`](Self::next_read).
     pub fn next_write(&mut self, store: &Store) {
-        self.started += 1;
+        self.writes.started += 1;
         self.keep_ahead(store);
     }
 
     fn keep_ahead(&mut self, store: &Store) {
-        let entries_to = (self.started + ENTRY_HINT_AHEAD).min(self.writes.len());
-        if self.hinted < entries_to {
-            store.prefetch_write_entries(&self.writes[self.hinted..entries_to]);
-            self.hinted = entries_to;
+        let (reads, writes) = (self.reads.due(), self.writes.due());
+        if !reads.is_empty() || !writes.is_empty() {
+            store.prefetch_entries(reads, writes);
         }
     }
 }
@@ -117,10 +149,10 @@ impl Store {
         self.engine.prefetch(reads, writes);
     }
 
-    /// Hints the memtable entries `writes` will read (see
-    /// [`Engine::prefetch_write_entries`]).
-    pub fn prefetch_write_entries(&self, writes: &[&[u8]]) {
-        self.engine.prefetch_write_entries(writes);
+    /// Hints the memtable entries `reads` and `writes` will read (see
+    /// [`Engine::prefetch_entries`]).
+    pub fn prefetch_entries(&self, reads: &[&[u8]], writes: &[&[u8]]) {
+        self.engine.prefetch_entries(reads, writes);
     }
 
     /// Writes a value; durable per the configured mode when this returns.

@@ -7,13 +7,21 @@
 //! front of the SSTables, kept current by writes); a hit here is the same work
 //! as a Redis GET: hash the key, compare it once, copy the value.
 //!
-//! Invariant (the engine keeps it): a cached record is the highest-version
-//! record of its key across all the engine's sources. It holds because
-//! - it is filled only with the merged result of a full read, re-merged with
-//!   the memtables at fill time and dropped if the table set changed while
-//!   the read waited for I/O (see `engine::read`), and
-//! - every record the engine accepts afterwards goes through
-//!   [`RowCache::observe_write`] before any reader can see it.
+//! Invariants (the engine keeps them):
+//! - No key the active memtable holds is cached. The active memtable answers
+//!   a read of such a key as cheaply as the cache would, and an overwrite,
+//!   the common write, then never touches the cache: keeping a cached copy
+//!   current cost a SET two more cache misses (a sixth of its CPU at
+//!   pipeline 16 once reads had filled the cache with the memtable's own
+//!   records). A write of a key new to the active memtable
+//!   [`forget`](RowCache::forget)s it here; a fill never caches a key the
+//!   active memtable holds; a memtable switch starts an empty one.
+//! - So a cached record is the highest-version record of its key across
+//!   all the engine's sources: it is filled only with the merged result of
+//!   a full read (or a frozen memtable's answer), re-merged with the
+//!   memtables at fill time and dropped if the table set changed while the
+//!   read waited for I/O (see `engine::read`), and any later write of the
+//!   key lands in the active memtable, which forgets it here first.
 //!
 //! Compaction drops older versions (no effect here) and purges tombstones and
 //! expired values nothing older hides: the engine makes the cache
@@ -452,6 +460,18 @@ impl RowCache {
         }
     }
 
+    /// Starts loading, without waiting, the first [`PREFETCH_RUN`] buckets
+    /// of `key`'s probe run (not its entry): a hint for a
+    /// [`forget`](Self::forget) a little later. Changes nothing.
+    pub fn prefetch_buckets(&self, key: &[u8]) {
+        if self.len == 0 {
+            return;
+        }
+        let home = self.hash(key) as usize & self.mask();
+        let run = self.buckets.as_ptr().wrapping_add(home).cast::<u8>();
+        prefetch_bytes(run, PREFETCH_RUN * std::mem::size_of::<Option<Slot>>());
+    }
+
     /// The entry of the first of the [`PREFETCH_RUN`] buckets from `home`
     /// that holds `hash` (most likely the key's own), if the run reaches
     /// one before an empty bucket: what [`prefetch`](Self::prefetch) hints.
@@ -624,9 +644,10 @@ impl RowCache {
         self.hand = 0;
     }
 
-    /// A write the engine accepted: if `key` is cached and `record` is newer,
+    /// A newer record of `key`: if `key` is cached and `record` is newer,
     /// it becomes the cached record. Keys not cached stay out (a write does
-    /// not say the key will be read).
+    /// not say the key will be read). (The engine forgets written keys
+    /// instead, see the invariants above.)
     pub fn observe_write<'r>(&mut self, key: &[u8], record: impl Into<RecordRef<'r>>) {
         let record = record.into();
         if self.len == 0 {

@@ -110,7 +110,7 @@ fn options(clock: &Arc<AtomicU64>) -> Options {
         durability: Durability::None,
         memtable_size: 4 * 1024,
         block_cache_size: 64 * 1024,
-        // Small, so fills, evictions and write-through interleave with
+        // Small, so fills, evictions and forgets on writes interleave with
         // flushes and compactions: the model checks every read it answers.
         row_cache_size: 32 * 1024,
         wal_segment_size: 64 * 1024,

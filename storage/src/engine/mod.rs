@@ -62,7 +62,7 @@ use crate::error::{Error, Result};
 use crate::io;
 use crate::limits::{BATCH_ENTRIES_MAX, BATCH_SIZE_MAX};
 use crate::manifest::Manifest;
-use crate::memtable::{ChunkPool, Memtable};
+use crate::memtable::{ChunkPool, Memtable, Put};
 use crate::row_cache::RowCache;
 use crate::sstable::{table_file_name, Table};
 use crate::types::{Entry, FileId, Record, RecordRef, Version};
@@ -421,17 +421,21 @@ impl Engine {
         self.inner.wal.commit(lsn).await
     }
 
-    /// Puts records already in the WAL into the memtable (and keeps the row
-    /// cache current). No await: called right after the WAL append, so both
-    /// hold the entries of the same generation.
+    /// Puts records already in the WAL into the memtable, and keeps the row
+    /// cache away from the keys the active memtable holds (see
+    /// `row_cache`): a key new to the active memtable is forgotten there,
+    /// and a key it held already cannot be cached, so an overwrite, the
+    /// common write, does not touch the cache at all. No await: called right
+    /// after the WAL append, so both hold the entries of the same generation.
     fn apply(&self, entries: &[(&[u8], RecordRef<'_>)], user_bytes: u64) {
         let inner = &self.inner;
         let mut state = inner.state.borrow_mut();
         let mut active = state.active.borrow_mut();
         let mut rows = inner.rows.borrow_mut();
         for &(key, record) in entries {
-            rows.observe_write(key, record);
-            active.insert(key, record);
+            if active.put(key, record) == Put::Added {
+                rows.forget(key);
+            }
         }
         drop(rows);
         drop(active);
@@ -466,34 +470,33 @@ impl Engine {
     }
 
     /// Hints that `reads` are about to be read and `writes` written: starts
-    /// loading the row-cache memory every lookup touches (a write keeps a
-    /// cached record current) and the memtable-index bucket every write
-    /// inserts into, so a batch's cache misses overlap. Changes no result.
+    /// loading the row-cache memory every read's lookup touches and the
+    /// memtable-index bucket every read and write starts from, so a batch's
+    /// cache misses overlap. Changes no result.
     pub fn prefetch(&self, reads: &[&[u8]], writes: &[&[u8]]) {
-        let rows = self.inner.rows.borrow();
-        rows.prefetch(reads);
-        rows.prefetch(writes);
-        if !writes.is_empty() {
-            self.inner
-                .state
-                .borrow()
-                .active
-                .borrow()
-                .prefetch_keys(writes);
+        self.inner.rows.borrow().prefetch(reads);
+        let state = self.inner.state.borrow();
+        let active = state.active.borrow();
+        if !active.is_empty() {
+            active.prefetch_keys(reads);
         }
+        active.prefetch_keys(writes);
     }
 
-    /// The second stage of [`prefetch`](Self::prefetch) for `writes`:
-    /// starts loading the memtable entries their index buckets name (see
-    /// [`Memtable::prefetch_entries`]). Call it a little after `prefetch`,
-    /// for a few writes ahead of the one about to run. Changes no result.
-    pub fn prefetch_write_entries(&self, writes: &[&[u8]]) {
-        self.inner
-            .state
-            .borrow()
-            .active
-            .borrow()
-            .prefetch_entries(writes);
+    /// The second stage of [`prefetch`](Self::prefetch), for a few requests
+    /// ahead of the one about to run: starts loading the memtable entries
+    /// the index buckets of `reads` and `writes` name (see
+    /// [`Memtable::prefetch_records`] and [`Memtable::prefetch_entries`]),
+    /// and, for a write whose key the memtable seems not to hold, the
+    /// row-cache buckets it will look in to forget the key. Reads the
+    /// buckets `prefetch` hinted, so call it a little after. Changes no
+    /// result.
+    pub fn prefetch_entries(&self, reads: &[&[u8]], writes: &[&[u8]]) {
+        let state = self.inner.state.borrow();
+        let active = state.active.borrow();
+        active.prefetch_records(reads);
+        let rows = self.inner.rows.borrow();
+        active.prefetch_entries(writes, |key| rows.prefetch_buckets(key));
     }
 
     /// Up to `limit` live entries of `range` at `now_ms`, in key order.

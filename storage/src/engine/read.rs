@@ -19,11 +19,12 @@ pub(super) async fn get_record(engine: &Engine, key: &[u8]) -> Result<Option<Rec
     // Cache the result only if it is still current: writes that landed
     // while the search waited for I/O are in a memtable (merge them in), unless
     // a flush moved them to a table the search did not see, or a compaction
-    // purged what it found (then skip).
+    // purged what it found (then skip). A key the active memtable holds is
+    // never cached (see `row_cache`).
     let state = engine.inner.state.borrow();
     if state.tables_generation == generation {
-        newest_of_memtables(&state, key, &mut best);
-        if let Some(r) = &best {
+        let in_active = newest_of_memtables(&state, key, &mut best);
+        if let (false, Some(r)) = (in_active, &best) {
             engine.inner.rows.borrow_mut().fill(key, r);
         }
     }
@@ -35,7 +36,10 @@ pub(super) async fn get_record(engine: &Engine, key: &[u8]) -> Result<Option<Rec
 /// no await: the row cache holds it, or the newest record the memtables hold
 /// is newer than anything a table that may hold `key` can have (by its
 /// version range and bloom filter), which is always the case before the
-/// first flush. A memtable's answer is cached, as a full read's is.
+/// first flush. A frozen memtable's answer is cached, as a full read's is;
+/// the active memtable's is not (it answers as cheaply as the cache would,
+/// and a key it holds stays out of the cache so that writes to it need not
+/// keep a copy current; see `row_cache`).
 /// `None`, having called nothing, when a table must be read.
 pub(super) fn read_now<R>(
     engine: &Engine,
@@ -72,16 +76,11 @@ pub(super) fn read_now<R>(
     }
     rows.count_miss();
     let answer = match newest_frozen {
-        None => {
-            if let Some(record) = in_active {
-                rows.fill_ref(key, record);
-            }
-            f(in_active)
-        }
+        None => f(in_active),
         Some(i) => {
             let memtable = state.frozen[i].memtable.borrow();
             let record = memtable.get(key);
-            if let Some(record) = record {
+            if let (None, Some(record)) = (in_active, record) {
                 rows.fill_ref(key, record);
             }
             f(record)
@@ -90,8 +89,9 @@ pub(super) fn read_now<R>(
     Some(answer)
 }
 
-/// Raises `best` to the newest record of `key` in the memtables.
-fn newest_of_memtables(state: &State, key: &[u8], best: &mut Option<Record>) {
+/// Raises `best` to the newest record of `key` in the memtables. Returns
+/// whether the active memtable holds a record of `key`.
+fn newest_of_memtables(state: &State, key: &[u8], best: &mut Option<Record>) -> bool {
     let mut consider = |r: Option<RecordRef<'_>>| {
         if let Some(r) = r {
             if best.as_ref().is_none_or(|b| r.version > b.version) {
@@ -99,10 +99,14 @@ fn newest_of_memtables(state: &State, key: &[u8], best: &mut Option<Record>) {
             }
         }
     };
-    consider(state.active.borrow().get(key));
+    let active = state.active.borrow();
+    let in_active = active.get(key);
+    let held = in_active.is_some();
+    consider(in_active);
     for frozen in state.frozen.iter().rev() {
         consider(frozen.memtable.borrow().get(key));
     }
+    held
 }
 
 /// The highest-version record of `key` in the memtables and tables.

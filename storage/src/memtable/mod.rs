@@ -94,6 +94,17 @@ impl OrderedKey {
     }
 }
 
+/// What [`Memtable::put`] did with a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Put {
+    /// The key was not in this memtable; now it is, with this record.
+    Added,
+    /// The key was here with a lower version; this record replaced it.
+    Replaced,
+    /// The key was here with an equal or higher version, which stays.
+    KeptNewer,
+}
+
 /// A key's place in a flush's order: its first 16 bytes as an integer (as
 /// in [`OrderedKey`]) and its record slot. Plain data: sorting and merging
 /// these never touches the key's shared allocation (cloning an
@@ -361,6 +372,13 @@ impl Memtable {
     /// Stores `record` for `key` unless the memtable already holds a record of
     /// an equal or higher version. Returns whether the record was stored.
     pub fn insert<'r>(&mut self, key: &[u8], record: impl Into<RecordRef<'r>>) -> bool {
+        self.put(key, record) != Put::KeptNewer
+    }
+
+    /// [`insert`](Self::insert), saying whether `key` was new to this
+    /// memtable: what the engine needs to keep the row cache away from keys
+    /// the active memtable holds.
+    pub fn put<'r>(&mut self, key: &[u8], record: impl Into<RecordRef<'r>>) -> Put {
         let record = record.into();
         let hash = self.slots.hash(key);
         let arena = &self.arena;
@@ -369,13 +387,13 @@ impl Memtable {
             |bits| Self::holds_key(arena, bits, key),
             self.entries.len(),
         );
-        match probe {
+        let put = match probe {
             Probe::Found(hit) => {
                 // SAFETY: a found value names an entry (`holds_key`).
                 let entry = unsafe { EntryPtr::from_bits(hit.value) };
                 // SAFETY: as in `entry`.
                 if unsafe { self.arena.entry(entry) }.1.version >= record.version {
-                    return false;
+                    return Put::KeptNewer;
                 }
                 // SAFETY: as in `entry`.
                 if !unsafe { self.arena.overwrite(entry, record) } {
@@ -385,6 +403,7 @@ impl Memtable {
                     self.entries[hit.slot] = moved;
                     self.slots.set_value(&hit, moved.to_bits());
                 }
+                Put::Replaced
             }
             Probe::Inserted(hit) => {
                 let slot = hit.slot;
@@ -400,10 +419,11 @@ impl Memtable {
                     // header and the value only.
                     order.insert(unsafe { OrderedKey::new(stored, slot) });
                 }
+                Put::Added
             }
-        }
+        };
         self.max_version = self.max_version.max(record.version);
-        true
+        put
     }
 
     /// The record stored for `key` (a value, an expired value or a tombstone).
@@ -431,12 +451,34 @@ impl Memtable {
     /// [`prefetch_keys`](Self::prefetch_keys), a while before) names one:
     /// an overwrite compares the stored key and version, a miss per write
     /// otherwise. Reads each key's bucket, so call it once those hints had
-    /// time to land. Changes nothing.
-    pub fn prefetch_entries(&self, keys: &[&[u8]]) {
+    /// time to land. Calls `unseen` with each key whose bucket names no
+    /// entry of its hash: most likely new to this memtable. Changes nothing.
+    pub fn prefetch_entries<'k>(&self, keys: &[&'k [u8]], mut unseen: impl FnMut(&'k [u8])) {
+        for &key in keys {
+            match self.slots.hinted_value(self.slots.hash(key)) {
+                // The header and the key: what the overwrite compares.
+                Some(bits) => EntryPtr::prefetch_bits(bits, arena::HEADER_BYTES + key.len()),
+                None => unseen(key),
+            }
+        }
+    }
+
+    /// Starts loading, without waiting, the entries that reading each of
+    /// `keys` will copy, when its index bucket (hinted first by
+    /// [`prefetch_keys`](Self::prefetch_keys), a while before) names one:
+    /// header, key and the first [`PREFETCH_ENTRY_BYTES`] of it in all.
+    /// Reads each key's bucket, so call it once those hints had time to
+    /// land. Changes nothing.
+    pub fn prefetch_records(&self, keys: &[&[u8]]) {
+        if self.is_empty() {
+            return;
+        }
         for key in keys {
             if let Some(bits) = self.slots.hinted_value(self.slots.hash(key)) {
-                // The header and the key: what the overwrite compares.
-                EntryPtr::prefetch_bits(bits, arena::HEADER_BYTES + key.len());
+                EntryPtr::prefetch_bits(
+                    bits,
+                    PREFETCH_ENTRY_BYTES.max(arena::HEADER_BYTES + key.len()),
+                );
             }
         }
     }
@@ -791,7 +833,7 @@ mod tests {
         let mut m = Memtable::new();
         m.insert(b"a", &Record::put(v(1), b"one".to_vec(), 0));
         m.prefetch_keys(&[b"a", b"b"]);
-        m.prefetch_entries(&[b"a", b"b", b""]);
+        m.prefetch_entries(&[b"a", b"b", b""], |_| {});
         assert_eq!(value_of(&m, b"a"), Some(Some(b"one".to_vec())));
         assert_eq!(m.get(b"b"), None);
         assert_eq!(m.len(), 1);
