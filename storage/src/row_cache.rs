@@ -4,8 +4,10 @@
 //! checks, an index search and a block search.
 //!
 //! The idea is ScyllaDB's row cache (a read-through cache of merged rows in
-//! front of the SSTables, kept current by writes); a hit here is the same work
-//! as a Redis GET: hash the key, compare it once, copy the value.
+//! front of the SSTables); a hit here is the same work as a Redis GET: hash
+//! the key, compare it once, copy the value. Unlike Scylla's, it leaves the
+//! keys of the active memtable to that memtable, which answers them as
+//! cheaply (below).
 //!
 //! Invariants (the engine keeps them):
 //! - No key the active memtable holds is cached. The active memtable answers
@@ -15,7 +17,11 @@
 //!   pipeline 16 once reads had filled the cache with the memtable's own
 //!   records). A write of a key new to the active memtable
 //!   [`forget`](RowCache::forget)s it here; a fill never caches a key the
-//!   active memtable holds; a memtable switch starts an empty one.
+//!   active memtable holds; a memtable switch starts an empty one. Keys
+//!   read while in the active memtable (or forgotten here by its writes)
+//!   are marked there, and its flush puts them back here with their
+//!   records, unless a newer memtable holds them (`engine::flush`), so a
+//!   flush does not leave its read keys to a table read.
 //! - So a cached record is the highest-version record of its key across
 //!   all the engine's sources: it is filled only with the merged result of
 //!   a full read (or a frozen memtable's answer), re-merged with the
@@ -689,15 +695,17 @@ impl RowCache {
         }
     }
 
-    /// Drops `key`'s entry, if cached.
-    pub fn forget(&mut self, key: &[u8]) {
+    /// Drops `key`'s entry, if cached. Returns whether it was.
+    pub fn forget(&mut self, key: &[u8]) -> bool {
         if self.len == 0 {
-            return;
+            return false;
         }
         let hash = self.hash(key);
-        if let Some(i) = self.locate(hash, key) {
-            self.remove_at(i);
-        }
+        let Some(i) = self.locate(hash, key) else {
+            return false;
+        };
+        self.remove_at(i);
+        true
     }
 
     /// Removes bucket `i`'s entry of the current table (see [`take_at`]).
@@ -1021,7 +1029,9 @@ mod tests {
                         keep(&mut newest, &record);
                         c.observe_write(&key, &record);
                     }
-                    2 if hlc % 7 == 0 => c.forget(&key),
+                    2 if hlc % 7 == 0 => {
+                        c.forget(&key);
+                    }
                     _ => {
                         if let Some(r) = c.get(&key) {
                             prop_assert_eq!(Some(&r), newest.get(&key));
@@ -1062,7 +1072,9 @@ mod tests {
                         keep(&record);
                         c.observe_write(&key, &record);
                     }
-                    _ if hlc % 5 == 0 => c.forget(&key),
+                    _ if hlc % 5 == 0 => {
+                        c.forget(&key);
+                    }
                     _ => {
                         if let Some(r) = c.get(&key) {
                             prop_assert_eq!(Some(&r), newest.get(&key));

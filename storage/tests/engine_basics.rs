@@ -609,6 +609,72 @@ fn the_row_cache_holds_no_key_the_active_memtable_holds_and_reads_stay_newest() 
 }
 
 #[test]
+fn a_flushed_memtable_puts_the_keys_read_in_it_back_in_the_row_cache() {
+    run(|dir| async move {
+        let engine = Engine::open(&dir, small()).await.expect("open");
+        // Some((value, version)) when known without I/O; None: a table must be read.
+        let now = |e: &Engine, key: &[u8]| {
+            e.read_now(key, |r| r.map(|r| (r.value.map(<[u8]>::to_vec), r.version)))
+        };
+        engine.put(b"read", b"r1", v(1), 0).await.expect("put");
+        engine.put(b"unread", b"u1", v(2), 0).await.expect("put");
+        engine.put(b"rewritten", b"w1", v(3), 0).await.expect("put");
+        // Read while the memtable is the active one: answered there, marked.
+        for key in [&b"read"[..], b"rewritten"] {
+            assert!(matches!(now(&engine, key), Some(Some(_))));
+        }
+        // Written again once the memtable is frozen and before its flush
+        // ends (so before the refill): the new active memtable holds the
+        // newer record, which the refill must not shadow.
+        let flush = glommio::spawn_local({
+            let e = engine.clone();
+            async move { e.flush().await }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while engine.stats().frozen_memtables == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the memtable never froze"
+            );
+            futures_lite::future::yield_now().await;
+        }
+        engine.put(b"rewritten", b"w2", v(4), 0).await.expect("put");
+        assert_eq!(
+            engine.stats().flushes,
+            0,
+            "the put landed before the flush ended"
+        );
+        flush.await.expect("flush");
+        // The refill runs in the background: wait for it, bounded.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while now(&engine, b"read").is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the read key never came back"
+            );
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
+        let hits = engine.stats().row_cache.hits;
+        assert_eq!(
+            now(&engine, b"read"),
+            Some(Some((Some(b"r1".to_vec()), v(1))))
+        );
+        assert_eq!(
+            engine.stats().row_cache.hits,
+            hits + 1,
+            "answered by the cache"
+        );
+        // Never read: not cached, a table must be read.
+        assert_eq!(now(&engine, b"unread"), None);
+        assert_eq!(
+            now(&engine, b"rewritten"),
+            Some(Some((Some(b"w2".to_vec()), v(4))))
+        );
+        engine.close().await.expect("close");
+    });
+}
+
+#[test]
 fn a_read_without_io_answers_only_when_no_table_can_hold_a_newer_record() {
     run(|dir| async move {
         let engine = Engine::open(&dir, small()).await.expect("open");

@@ -198,7 +198,9 @@ pub(super) async fn run(engine: &Engine, job: Job) -> Result<()> {
         state.tables_generation += 1;
         let mut rows = inner.rows.borrow_mut();
         match purged {
-            Purged::Keys(keys) => keys.iter().for_each(|k| rows.forget(k)),
+            Purged::Keys(keys) => keys.iter().for_each(|k| {
+                rows.forget(k);
+            }),
             Purged::Everything => rows.clear(),
         }
         drop(rows);

@@ -35,6 +35,11 @@ const FLUSH_PREFETCH_KEYS: usize = 32;
 /// (a 270k-entry memtable took 13-15 ms to drop at once).
 const TEARDOWN_STEP_ENTRIES: usize = 4096;
 
+/// Read-marked keys of a flushed memtable put back in the row cache between
+/// yields (see [`refill_row_cache`]): a fill is a hash, a bucket probe and a
+/// copy, a few hundred ns.
+const REFILL_STEP_KEYS: usize = 512;
+
 /// How soon a flushed memtable still held elsewhere is checked again; the
 /// wait doubles up to [`TEARDOWN_RECHECK_MAX`] (compactions hold it for
 /// seconds).
@@ -177,7 +182,8 @@ impl Engine {
         edits.push(ManifestEdit::NextFileId(next_file_id));
         edits.push(ManifestEdit::WalRetiredThrough(segment));
         inner.manifest.lock().await.apply(&edits).await?;
-        {
+        let flushed = table.as_ref().map(|t| t.meta().id);
+        let generation = {
             let mut state = inner.state.borrow_mut();
             let done = state.frozen.pop_front();
             assert!(
@@ -190,9 +196,17 @@ impl Engine {
             }
             state.counters.flushes += 1;
             state.tables_generation += 1;
-        }
+            state.tables_generation
+        };
         inner.changed.notify_all();
-        io::spawn_background(free_in_steps(memtable)).detach();
+        let engine = Rc::downgrade(&self.inner);
+        io::spawn_background(async move {
+            if let Some(flushed) = flushed {
+                refill_row_cache(engine, &memtable, flushed, generation).await;
+            }
+            free_in_steps(memtable).await;
+        })
+        .detach();
         inner.wal.retire_through(segment).await
     }
 
@@ -243,6 +257,70 @@ impl Engine {
         Ok(Rc::new(
             Table::open(&path, id, 0, inner.cache.clone()).await?,
         ))
+    }
+}
+
+/// Puts the keys read while `memtable` was the active one (its read marks,
+/// see [`Memtable::get_marking_read`]) back into the row cache with their
+/// records, now that it is flushed into table `flushed`: the cache keeps out
+/// of the active memtable's keys, so it did not hold them, and without this
+/// their first reads after a flush would read a table. A record goes in
+/// only if it is still the newest of its key: no memtable holds the key
+/// (the active one or a frozen one, all newer), and no other table holds a
+/// version as high (checked by the highest version of every other table; a
+/// key that fails it is left out, as a cache may always). Stops when the
+/// table set changes from `generation`, the one the flush installed (a
+/// flush or compaction moved records the check relies on), or the engine is
+/// gone or closed. In steps of [`REFILL_STEP_KEYS`], yielding between.
+async fn refill_row_cache(
+    engine: std::rc::Weak<super::Inner>,
+    memtable: &Rc<RefCell<Memtable>>,
+    flushed: crate::types::FileId,
+    generation: u64,
+) {
+    let others_max = {
+        let Some(inner) = engine.upgrade() else {
+            return;
+        };
+        let state = inner.state.borrow();
+        if state.tables_generation != generation || !inner.rows.borrow().is_enabled() {
+            return;
+        }
+        state
+            .levels
+            .iter()
+            .flatten()
+            .filter(|t| t.meta().id != flushed)
+            .map(|t| t.meta().max_version)
+            .max()
+    };
+    let mut next = Some(0);
+    while let Some(from) = next {
+        next = {
+            let Some(inner) = engine.upgrade() else {
+                return;
+            };
+            let state = inner.state.borrow();
+            if state.closed || state.tables_generation != generation {
+                return;
+            }
+            let active = state.active.borrow();
+            let mut rows = inner.rows.borrow_mut();
+            let flushed_memtable = memtable.borrow();
+            let rest = flushed_memtable.read_marked(from, REFILL_STEP_KEYS, |key, record| {
+                let newest = others_max.is_none_or(|v| record.version > v)
+                    && active.get(key).is_none()
+                    && state
+                        .frozen
+                        .iter()
+                        .all(|f| f.memtable.borrow().get(key).is_none());
+                if newest {
+                    rows.fill_ref(key, record);
+                }
+            });
+            rest
+        };
+        io::yield_now().await;
     }
 }
 

@@ -14,8 +14,9 @@
 //! Before it comes to that, the background queue's CPU shares rise with the
 //! backlog (`Inner::backlog`, registered with [`io::register_backlog`]).
 //!
-//! Read path: the row cache answers keys read recently (kept current by
-//! every write); otherwise the highest version wins across the active memtable, the frozen
+//! Read path: the row cache answers keys read recently that the active
+//! memtable does not hold (a write forgets its key there); otherwise the
+//! highest version wins across the active memtable, the frozen
 //! ones and every table (version pruning by `TableMeta::max_version`; bloom
 //! filter before any disk read). Scans merge every source in key order
 //! (`merge`). Compaction jobs come from [`crate::compaction::pick()`](fn@crate::compaction::pick) and run in
@@ -423,7 +424,8 @@ impl Engine {
 
     /// Puts records already in the WAL into the memtable, and keeps the row
     /// cache away from the keys the active memtable holds (see
-    /// `row_cache`): a key new to the active memtable is forgotten there,
+    /// `row_cache`): a key new to the active memtable is forgotten there
+    /// (and marked as read in the memtable if it was cached),
     /// and a key it held already cannot be cached, so an overwrite, the
     /// common write, does not touch the cache at all. No await: called right
     /// after the WAL append, so both hold the entries of the same generation.
@@ -433,8 +435,10 @@ impl Engine {
         let mut active = state.active.borrow_mut();
         let mut rows = inner.rows.borrow_mut();
         for &(key, record) in entries {
-            if active.put(key, record) == Put::Added {
-                rows.forget(key);
+            // A key that was cached is being read: it goes back to the
+            // cache when this memtable is flushed (see `flush`).
+            if active.put(key, record) == Put::Added && rows.forget(key) {
+                active.mark_read(key);
             }
         }
         drop(rows);

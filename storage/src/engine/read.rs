@@ -39,7 +39,9 @@ pub(super) async fn get_record(engine: &Engine, key: &[u8]) -> Result<Option<Rec
 /// first flush. A frozen memtable's answer is cached, as a full read's is;
 /// the active memtable's is not (it answers as cheaply as the cache would,
 /// and a key it holds stays out of the cache so that writes to it need not
-/// keep a copy current; see `row_cache`).
+/// keep a copy current; see `row_cache`), but the key is marked there as
+/// read, and its flush puts it in the cache. `f` must not call back into
+/// the engine.
 /// `None`, having called nothing, when a table must be read.
 pub(super) fn read_now<R>(
     engine: &Engine,
@@ -55,8 +57,9 @@ pub(super) fn read_now<R>(
     }
     let f = f?;
     let state = inner.state.borrow();
-    let active = state.active.borrow();
-    let in_active = active.get(key);
+    // Marked as read: the flush of this memtable puts it in the cache.
+    let mut active = state.active.borrow_mut();
+    let in_active = active.get_marking_read(key);
     // The newest version in the memtables, and which frozen one holds it
     // (None: the active one, or none at all).
     let mut newest = in_active.map(|r| r.version);

@@ -292,6 +292,10 @@ pub struct Memtable {
     /// Every entry's bytes.
     arena: Arena,
     max_version: Version,
+    /// A bit per slot: the key was read here (see
+    /// [`get_marking_read`](Self::get_marking_read)). 128 KiB for a million
+    /// keys, grown as marks come.
+    read_marks: Vec<u64>,
 }
 
 impl Default for Memtable {
@@ -328,6 +332,7 @@ impl Memtable {
             order: RefCell::new(None),
             arena: Arena::new(pool),
             max_version: Version::ZERO,
+            read_marks: Vec::new(),
         }
     }
 
@@ -435,6 +440,80 @@ impl Memtable {
         // SAFETY: a found value names an entry of this memtable's arena
         // (`holds_key`), which lives as long as it.
         Some(unsafe { self.arena.entry(EntryPtr::from_bits(hit.value)) }.1)
+    }
+
+    /// [`get`](Self::get), marking the key as read here: the engine puts the
+    /// records of marked keys into the row cache once this memtable is
+    /// flushed (see [`read_marked`](Self::read_marked)), as the cache keeps
+    /// out of the active memtable's keys until then.
+    pub fn get_marking_read(&mut self, key: &[u8]) -> Option<RecordRef<'_>> {
+        let hash = self.slots.hash(key);
+        let hit = self
+            .slots
+            .find(hash, |bits| Self::holds_key(&self.arena, bits, key))?;
+        self.mark_read_slot(hit.slot);
+        // SAFETY: as in `get`.
+        Some(unsafe { self.arena.entry(EntryPtr::from_bits(hit.value)) }.1)
+    }
+
+    /// Marks `key`, if held, as read here (see
+    /// [`get_marking_read`](Self::get_marking_read)).
+    pub fn mark_read(&mut self, key: &[u8]) {
+        let hash = self.slots.hash(key);
+        if let Some(hit) = self
+            .slots
+            .find(hash, |bits| Self::holds_key(&self.arena, bits, key))
+        {
+            self.mark_read_slot(hit.slot);
+        }
+    }
+
+    fn mark_read_slot(&mut self, slot: usize) {
+        let (word, bit) = (slot / 64, 1u64 << (slot % 64));
+        if word >= self.read_marks.len() {
+            self.read_marks.resize(word + 1, 0);
+        }
+        self.read_marks[word] |= bit;
+    }
+
+    /// How many keys are marked as read here.
+    pub fn read_marked_len(&self) -> usize {
+        self.read_marks
+            .iter()
+            .map(|w| w.count_ones() as usize)
+            .sum()
+    }
+
+    /// The keys marked as read here, with their records, from the
+    /// `from`-th marked slot on, at most `max` of them, in slot order;
+    /// with the position to go on from (`None`: no more).
+    pub fn read_marked(
+        &self,
+        from: usize,
+        max: usize,
+        mut f: impl FnMut(&[u8], RecordRef<'_>),
+    ) -> Option<usize> {
+        let mut slot = from;
+        let mut taken = 0;
+        while slot < self.entries.len().min(self.read_marks.len() * 64) {
+            let word = self.read_marks[slot / 64] >> (slot % 64);
+            if word == 0 {
+                slot = (slot / 64 + 1) * 64;
+                continue;
+            }
+            slot += word.trailing_zeros() as usize;
+            if slot >= self.entries.len() {
+                break;
+            }
+            if taken == max {
+                return Some(slot);
+            }
+            let (key, record) = self.entry(slot);
+            f(key, record);
+            taken += 1;
+            slot += 1;
+        }
+        None
     }
 
     /// Starts loading, without waiting, the index buckets that looking up or
