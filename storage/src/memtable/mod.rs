@@ -476,14 +476,6 @@ impl Memtable {
         self.read_marks[word] |= bit;
     }
 
-    /// How many keys are marked as read here.
-    pub fn read_marked_len(&self) -> usize {
-        self.read_marks
-            .iter()
-            .map(|w| w.count_ones() as usize)
-            .sum()
-    }
-
     /// The keys marked as read here, with their records, from the
     /// `from`-th marked slot on, at most `max` of them, in slot order;
     /// with the position to go on from (`None`: no more).
@@ -905,6 +897,44 @@ mod tests {
         }
         drop(m);
         assert_eq!(pool.idle_chunks(), 2, "128 KiB of 64 KiB chunks are kept");
+    }
+
+    #[test]
+    fn read_marks_follow_their_keys_through_overwrites_and_page_in_slot_order() {
+        let mut m = Memtable::new();
+        let key = |i: u32| i.to_be_bytes();
+        for i in 0..200u32 {
+            m.insert(&key(i), &Record::put(v(1), vec![1; 8], 0));
+        }
+        let read = [3u32, 64, 65, 130, 199];
+        for i in read {
+            assert!(m.get_marking_read(&key(i)).is_some());
+        }
+        assert!(m.get_marking_read(b"absent").is_none());
+        m.mark_read(b"absent");
+        // Overwritten in place, and moved (a longer value): still marked,
+        // with the newest record.
+        m.insert(&key(3), &Record::put(v(2), vec![2; 8], 0));
+        m.insert(&key(64), &Record::put(v(2), vec![2; 300], 0));
+        let mut seen = Vec::new();
+        let mut next = Some(0);
+        let mut pages = 0;
+        while let Some(from) = next {
+            next = m.read_marked(from, 2, |k, r| {
+                seen.push((k.to_vec(), r.version, r.value.map(<[u8]>::len)));
+            });
+            pages += 1;
+        }
+        assert_eq!(pages, 3, "five keys, two a page");
+        let expected: Vec<_> = read
+            .iter()
+            .map(|&i| match i {
+                3 => (key(i).to_vec(), v(2), Some(8)),
+                64 => (key(i).to_vec(), v(2), Some(300)),
+                _ => (key(i).to_vec(), v(1), Some(8)),
+            })
+            .collect();
+        assert_eq!(seen, expected);
     }
 
     #[test]
