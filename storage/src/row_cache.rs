@@ -453,10 +453,7 @@ impl RowCache {
             for (home, key) in homes.iter_mut().zip(chunk) {
                 let hash = self.hash(key);
                 *home = (hash as usize & mask, hash);
-                // Past the table's end the hint is simply not loaded; the
-                // run wraps to its start, which a read then waits for.
-                let run = self.buckets.as_ptr().wrapping_add(home.0).cast::<u8>();
-                prefetch_bytes(run, PREFETCH_RUN * std::mem::size_of::<Option<Slot>>());
+                self.prefetch_run(home.0);
             }
             for &(home, hash) in &homes[..chunk.len()] {
                 if let Some(entry) = self.hinted_entry(home, hash) {
@@ -473,7 +470,13 @@ impl RowCache {
         if self.len == 0 {
             return;
         }
-        let home = self.hash(key) as usize & self.mask();
+        self.prefetch_run(self.hash(key) as usize & self.mask());
+    }
+
+    /// Starts loading the first [`PREFETCH_RUN`] buckets from `home`. Past
+    /// the table's end the hint is simply not loaded; the run wraps to its
+    /// start, which a read then waits for.
+    fn prefetch_run(&self, home: usize) {
         let run = self.buckets.as_ptr().wrapping_add(home).cast::<u8>();
         prefetch_bytes(run, PREFETCH_RUN * std::mem::size_of::<Option<Slot>>());
     }

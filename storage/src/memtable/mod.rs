@@ -39,7 +39,7 @@ mod arena;
 
 pub use arena::ChunkPool;
 
-use crate::key_index::{Emptying, KeyIndex, Probe};
+use crate::key_index::{Emptying, Hit, KeyIndex, Probe};
 use crate::types::{Record, RecordRef, Version};
 use arena::{Arena, EntryPtr};
 use std::cell::RefCell;
@@ -431,15 +431,24 @@ impl Memtable {
         put
     }
 
-    /// The record stored for `key` (a value, an expired value or a tombstone).
-    pub fn get(&self, key: &[u8]) -> Option<RecordRef<'_>> {
+    /// The index hit of `key`, if held.
+    fn find(&self, key: &[u8]) -> Option<Hit> {
         let hash = self.slots.hash(key);
-        let hit = self
-            .slots
-            .find(hash, |bits| Self::holds_key(&self.arena, bits, key))?;
+        self.slots
+            .find(hash, |bits| Self::holds_key(&self.arena, bits, key))
+    }
+
+    /// The record of the entry a hit of [`find`](Self::find) names.
+    fn record_of_hit(&self, hit: &Hit) -> RecordRef<'_> {
         // SAFETY: a found value names an entry of this memtable's arena
         // (`holds_key`), which lives as long as it.
-        Some(unsafe { self.arena.entry(EntryPtr::from_bits(hit.value)) }.1)
+        unsafe { self.arena.entry(EntryPtr::from_bits(hit.value)) }.1
+    }
+
+    /// The record stored for `key` (a value, an expired value or a tombstone).
+    pub fn get(&self, key: &[u8]) -> Option<RecordRef<'_>> {
+        let hit = self.find(key)?;
+        Some(self.record_of_hit(&hit))
     }
 
     /// [`get`](Self::get), marking the key as read here: the engine puts the
@@ -447,23 +456,15 @@ impl Memtable {
     /// flushed (see [`read_marked`](Self::read_marked)), as the cache keeps
     /// out of the active memtable's keys until then.
     pub fn get_marking_read(&mut self, key: &[u8]) -> Option<RecordRef<'_>> {
-        let hash = self.slots.hash(key);
-        let hit = self
-            .slots
-            .find(hash, |bits| Self::holds_key(&self.arena, bits, key))?;
+        let hit = self.find(key)?;
         self.mark_read_slot(hit.slot);
-        // SAFETY: as in `get`.
-        Some(unsafe { self.arena.entry(EntryPtr::from_bits(hit.value)) }.1)
+        Some(self.record_of_hit(&hit))
     }
 
     /// Marks `key`, if held, as read here (see
     /// [`get_marking_read`](Self::get_marking_read)).
     pub fn mark_read(&mut self, key: &[u8]) {
-        let hash = self.slots.hash(key);
-        if let Some(hit) = self
-            .slots
-            .find(hash, |bits| Self::holds_key(&self.arena, bits, key))
-        {
+        if let Some(hit) = self.find(key) {
             self.mark_read_slot(hit.slot);
         }
     }
@@ -476,9 +477,9 @@ impl Memtable {
         self.read_marks[word] |= bit;
     }
 
-    /// The keys marked as read here, with their records, from the
-    /// `from`-th marked slot on, at most `max` of them, in slot order;
-    /// with the position to go on from (`None`: no more).
+    /// Calls `f` with the keys marked as read here and their records, in
+    /// slot order from slot `from` on, at most `max` of them. Returns the
+    /// slot to go on from (`None`: no more).
     pub fn read_marked(
         &self,
         from: usize,
