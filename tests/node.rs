@@ -740,7 +740,7 @@ fn writes_beyond_the_memtable_are_flushed_and_read_back_after_a_restart() {
     let data = dir.path().join("data");
     let mut node = Node::start(&data, 2, &[]);
     let mut c = node.client();
-    // 10 MiB through 4 MiB memtables: several flushes to tables per shard.
+    // 10 MiB through 4 MiB memtables: a flush to a table per shard.
     let value = |i: usize| vec![(i % 251) as u8; 20 * 1024];
     let keys: Vec<Vec<u8>> = (0..512)
         .map(|i| format!("bulk-{i:04}").into_bytes())
@@ -754,6 +754,41 @@ fn writes_beyond_the_memtable_are_flushed_and_read_back_after_a_restart() {
             .map(|(k, v)| (k.as_slice(), v.as_slice()))
             .collect();
         c.mput(&pairs, None).unwrap();
+    }
+    // The flushes show in every shard's statistics: the WAL took every
+    // value, tables took what the flushes wrote, and the background queue
+    // that ran them took a part of the executor's time.
+    let stats = c.stats().unwrap();
+    let per_shard = |name: &str| -> Vec<u64> {
+        let values: Vec<u64> = stats
+            .lines()
+            .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .map(|v| v.trim().parse().unwrap())
+            .collect();
+        assert_eq!(values.len(), 2, "a {name} line per shard: {stats}");
+        values
+    };
+    let value_bytes = (keys.len() * value(0).len()) as u64;
+    assert!(
+        per_shard("storage_wal_bytes_written").iter().sum::<u64>() >= value_bytes,
+        "{stats}"
+    );
+    // Each shard took more than its memtable's budget: its memtable is
+    // flushed, or frozen and on its way (flushes run in the background).
+    let flushes = per_shard("storage_flushes");
+    let frozen = per_shard("storage_frozen_memtables");
+    let flushed_bytes = per_shard("storage_flush_bytes_written");
+    for shard in 0..2 {
+        assert!(flushes[shard] + frozen[shard] >= 1, "{stats}");
+        assert_eq!(flushes[shard] > 0, flushed_bytes[shard] > 0, "{stats}");
+    }
+    let frozen_max = ringkv_storage::engine::FROZEN_MEMTABLES_MAX as u64;
+    assert!(frozen.iter().all(|&n| n <= frozen_max), "{stats}");
+    let executor_ms = per_shard("executor_runtime_ms");
+    let background_ms = per_shard("executor_background_runtime_ms");
+    assert!(executor_ms.iter().sum::<u64>() > 0, "{stats}");
+    for (background, executor) in background_ms.iter().zip(&executor_ms) {
+        assert!(background <= executor, "{stats}");
     }
     drop(c);
     assert!(node.terminate().success(), "log:\n{}", node.log_text());

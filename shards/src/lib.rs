@@ -12,6 +12,7 @@ pub mod config;
 pub mod conn;
 pub mod datadir;
 pub mod error;
+pub mod executor_clock;
 pub mod forward;
 pub mod hlc;
 pub mod join;

@@ -197,6 +197,7 @@ async fn shard_main(
     let mut drained = DrainedMark(node.clone(), false);
     let _watched = watch_executor(id, &node);
     let executor = glommio::executor();
+    crate::executor_clock::reset();
     // The request queue never runs dry under load (the network loop yields
     // and goes on), so its latency is how often the executor switches queues
     // and reaps I/O completions: at 10 ms the flush's writes completed one

@@ -829,6 +829,19 @@ pub fn stats_text(shard: &Shard) -> String {
     line("network_missed_wakeups", &c.network_missed_wakeups.get());
     line("network_unwoken_batches", &c.network_unwoken_batches.get());
     line("executor_nudges", &shard.node.watchdog.nudges_of(shard.id));
+    // What the shard's core ran: every task queue, and of it the storage's
+    // background queue (flushes, compactions), so an operator can tell how
+    // much of a busy core background work takes.
+    line(
+        "executor_runtime_ms",
+        &crate::executor_clock::runtime_total().as_millis(),
+    );
+    line(
+        "executor_background_runtime_ms",
+        &ringkv_storage::io::background_runtime()
+            .unwrap_or_default()
+            .as_millis(),
+    );
     line("key_locks_held", &shard.locks.len());
     line("clock_hlc", &shard.clock.borrow().last());
     line("clock_lease_hlc", &shard.clock.borrow().lease());

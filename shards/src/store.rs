@@ -240,6 +240,19 @@ impl Store {
                 "storage_write_amplification".into(),
                 format!("{:.3}", s.write_amplification),
             ),
+            (
+                "storage_frozen_memtables".into(),
+                s.frozen_memtables.to_string(),
+            ),
+            ("storage_flushes".into(), s.flushes.to_string()),
+            (
+                "storage_flush_bytes_written".into(),
+                s.flush_bytes_written.to_string(),
+            ),
+            (
+                "storage_wal_bytes_written".into(),
+                s.wal_bytes_written.to_string(),
+            ),
             ("storage_compactions".into(), s.compactions.to_string()),
             (
                 "storage_compaction_time_ms".into(),

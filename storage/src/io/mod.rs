@@ -19,8 +19,8 @@ mod runtime;
 
 pub use direct_file::{AlignedBuf, DirectFile};
 pub use runtime::{
-    now_ms, register_backlog, set_background_queue, sleep, spawn_background, spawn_beside,
-    yield_now, BackgroundTask, BacklogSource, FOREGROUND_SHARES,
+    background_runtime, now_ms, register_backlog, set_background_queue, sleep, spawn_background,
+    spawn_beside, yield_now, BackgroundTask, BacklogSource, FOREGROUND_SHARES,
 };
 
 use crate::error::{Error, Result};

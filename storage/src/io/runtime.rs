@@ -44,6 +44,8 @@ thread_local! {
     /// handle is only valid in the executor that created it.
     static BACKGROUND_QUEUE: std::cell::Cell<Option<(usize, glommio::TaskQueueHandle)>> =
         const { std::cell::Cell::new(None) };
+    /// The background queue's runtime read so far (see [`background_runtime`]).
+    static BACKGROUND_RUNTIME: std::cell::Cell<Duration> = const { std::cell::Cell::new(Duration::ZERO) };
     /// When the background queue's current slice began (see [`yield_now`]).
     static SLICE_START: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
     /// The backlog controller of this thread's background queue.
@@ -123,6 +125,7 @@ pub fn set_background_queue(base_shares: usize) {
     );
     let executor_id = glommio::executor().id();
     BACKGROUND_QUEUE.with(|q| q.set(Some((executor_id, tq))));
+    BACKGROUND_RUNTIME.with(|total| total.set(Duration::ZERO));
     CONTROLLER.with(|c| *c.borrow_mut() = Some((executor_id, controller)));
 }
 
@@ -138,6 +141,24 @@ pub fn register_backlog(source: BacklogSource) {
             }
         }
     });
+}
+
+/// How long this executor has run its background queue (flushes,
+/// compactions, a flushed memtable's refill and teardown) since the queue was
+/// made: glommio's clock of the queue's task runs, so the share of the core
+/// background work took. `None` on a thread without a background queue.
+pub fn background_runtime() -> Option<Duration> {
+    let tq = current_background_queue()?;
+    // glommio hands out a queue's runtime since the last read and starts it
+    // again, so the total is kept here.
+    let since_last = glommio::executor()
+        .task_queue_stats(tq)
+        .map(|stats| stats.runtime())
+        .unwrap_or_default();
+    Some(BACKGROUND_RUNTIME.with(|total| {
+        total.set(total.get() + since_last);
+        total.get()
+    }))
 }
 
 /// Sleeps for `d` on the executor's timer.
