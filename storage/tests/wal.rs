@@ -800,6 +800,44 @@ fn a_commit_dropped_mid_round_does_not_block_later_commits() {
     });
 }
 
+/// A leader dropped at any point of its round, its write perhaps issued and
+/// cancelled, leaves nothing behind: the next commit writes what the dropped
+/// one had not, and replay finds both batches. (The tail keeps a write's
+/// bytes until the write has completed for this.)
+#[test]
+fn a_leader_dropped_at_any_poll_loses_nothing_the_next_commit_makes_durable() {
+    for polls in 1..=8 {
+        let dir = tempdir();
+        run(async move {
+            ringkv_storage::io::prepare_dir(dir.path(), true)
+                .await
+                .unwrap();
+            let opts = options(1 << 20, Durability::Sync);
+            let (wal, _) = open(dir.path(), opts.clone(), 0).await.unwrap();
+            // Several pages, so the write is more than the page kept.
+            let big = vec![7u8; 3 * 4096];
+            let first: Batch = vec![(b"a".to_vec(), Record::put(Version::new(1, 0, 1), big, 0))];
+            let lsn = wal.append(&refs(&first)).unwrap();
+            {
+                let mut leader = Box::pin(wal.commit(lsn));
+                for _ in 0..polls {
+                    if futures_lite::future::poll_once(&mut leader).await.is_some() {
+                        break;
+                    }
+                    futures_lite::future::yield_now().await;
+                }
+            }
+            let second: Batch = vec![(b"b".to_vec(), Record::tombstone(Version::new(2, 0, 1)))];
+            let lsn = wal.append(&refs(&second)).unwrap();
+            wal.commit(lsn).await.unwrap();
+            wal.close().await.unwrap();
+            let (wal, replayed) = open(dir.path(), opts, 0).await.unwrap();
+            assert_eq!(replayed.len(), 2, "dropped after {polls} polls");
+            wal.close().await.unwrap();
+        });
+    }
+}
+
 /// A follower is answered by the write that makes it durable, not when the
 /// leader's round ends: the round goes on to close the segment it finished
 /// and open the next one, and followers once waited for that too (up to

@@ -770,7 +770,11 @@ impl Shared {
                         .front_mut()
                         .expect("the written tail is still queued");
                     tail.written = tail.written.max(len);
-                    // Keep only the page holding the first byte of the next write.
+                    // Keep only the page holding the first byte of the next
+                    // write. Released here, after the write, not when it is
+                    // issued: a leader dropped mid-round (see `LeaderGuard`)
+                    // may have cancelled its write, and the next leader must
+                    // find these bytes still in the tail to write them again.
                     let whole = tail.written - tail.written % BLOCK_SIZE;
                     tail.buf.release(whole);
                     tail.buf_start += whole as u64;
