@@ -293,3 +293,38 @@ fn files_that_are_not_tables_are_reported_as_corruption() {
         }
     });
 }
+
+/// Table writers on one thread pass their key-hash vector on (a flush's
+/// 8 MiB of hashes no longer faults in anew each time): a table written after
+/// a larger one finds every key of its own, and its bloom filter holds only
+/// its own keys, none of the earlier table's.
+#[test]
+fn a_table_written_after_a_larger_one_filters_only_its_own_keys() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let dir = dir.path().to_path_buf();
+    run(async move {
+        prepare_dir(&dir, true).await.expect("prepare");
+        let large = entries(50_000);
+        write_table(&dir, 1, &large, TableOptions::default()).await;
+        // Odd keys: none of them is in the large table (its keys are even).
+        let small: Vec<(Vec<u8>, Record)> = (0..2_000u64)
+            .map(|i| (key(i * 2 + 1), record(i * 2 + 1)))
+            .collect();
+        let (path, meta) = write_table(&dir, 2, &small, TableOptions::default()).await;
+        assert_eq!(meta.entry_count, 2_000);
+        let cache = Rc::new(BlockCache::new(64 << 20));
+        let table = Table::open(&path, 2, 1, cache).await.expect("open");
+        for (k, r) in &small {
+            assert_eq!(table.get(k).await.expect("get").as_ref(), Some(r));
+        }
+        // Sized and filled for 2,000 keys at 10 bits each: about 1 % false
+        // positives. Filled with the large table's hashes too, nearly all
+        // of its keys would pass.
+        let passed = large.iter().filter(|(k, _)| table.may_contain(k)).count();
+        assert!(
+            passed < large.len() / 20,
+            "{passed} of the earlier table's keys pass the filter"
+        );
+        table.close().await.expect("close");
+    });
+}
