@@ -653,21 +653,6 @@ impl RowCache {
         self.hand = 0;
     }
 
-    /// A newer record of `key`: if `key` is cached and `record` is newer,
-    /// it becomes the cached record. Keys not cached stay out (a write does
-    /// not say the key will be read). (The engine forgets written keys
-    /// instead, see the invariants above.)
-    pub fn observe_write<'r>(&mut self, key: &[u8], record: impl Into<RecordRef<'r>>) {
-        let record = record.into();
-        if self.len == 0 {
-            return;
-        }
-        let hash = self.hash(key);
-        if let Some(i) = self.locate(hash, key) {
-            self.raise(i, key, record);
-        }
-    }
-
     /// Replaces bucket `i`'s record with `record` if `record` is newer; in
     /// place when the size is unchanged (an overwrite of the same length
     /// allocates nothing).
@@ -841,19 +826,19 @@ mod tests {
     }
 
     #[test]
-    fn fill_then_hit_and_writes_only_raise_cached_keys() {
+    fn fill_then_hit_and_only_a_newer_record_replaces_the_cached_one() {
         let mut c = RowCache::new(1 << 20);
         assert!(c.get(b"a").is_none());
         c.fill(b"a", &put(5, b"five"));
         assert_eq!(c.get(b"a"), Some(put(5, b"five")));
-        // An older write (a replica catching up) does not replace it.
-        c.observe_write(b"a", &put(3, b"three"));
+        // An older record (a replica catching up) does not replace it.
+        c.fill(b"a", &put(3, b"three"));
         assert_eq!(c.get(b"a"), Some(put(5, b"five")));
-        c.observe_write(b"a", &Record::tombstone(Version::new(7, 0, 1)));
+        c.fill(b"a", &Record::tombstone(Version::new(7, 0, 1)));
         assert!(c.get(b"a").is_some_and(|r| r.is_tombstone()));
-        // A write of an uncached key does not cache it.
-        c.observe_write(b"b", &put(1, b"one"));
-        assert!(c.get(b"b").is_none());
+        // A write forgets the key (the engine's rule): it is not found.
+        c.forget(b"a");
+        assert!(c.get(b"a").is_none());
         assert_eq!((c.stats().hits, c.stats().misses), (3, 2));
     }
 
@@ -909,13 +894,13 @@ mod tests {
         let mut c = RowCache::new(1 << 20);
         c.fill(b"k", &put(1, b"aaaa"));
         let bytes = c.stats().bytes;
-        c.observe_write(b"k", &put(2, b"bbbb"));
+        c.fill(b"k", &put(2, b"bbbb"));
         assert_eq!(c.get(b"k"), Some(put(2, b"bbbb")));
         assert_eq!(c.stats().bytes, bytes);
-        c.observe_write(b"k", &put(3, b"cccccccc"));
+        c.fill(b"k", &put(3, b"cccccccc"));
         assert_eq!(c.get(b"k"), Some(put(3, b"cccccccc")));
         assert_eq!(c.stats().bytes, bytes + 4);
-        c.observe_write(b"k", &Record::tombstone(Version::new(4, 0, 1)));
+        c.fill(b"k", &Record::tombstone(Version::new(4, 0, 1)));
         assert!(c.get(b"k").is_some_and(|r| r.is_tombstone()));
         assert_eq!(c.stats().bytes, bytes - 4);
         c.forget(b"k");
@@ -1029,8 +1014,9 @@ mod tests {
                         c.fill(&key, newest.get(&key).unwrap_or(&record));
                     }
                     1 => {
+                        // A write: the engine forgets the key in the cache.
                         keep(&mut newest, &record);
-                        c.observe_write(&key, &record);
+                        c.forget(&key);
                     }
                     2 if hlc % 7 == 0 => {
                         c.forget(&key);
@@ -1072,8 +1058,9 @@ mod tests {
                         c.fill(&key, &newer);
                     }
                     2 => {
+                        // A write: the engine forgets the key in the cache.
                         keep(&record);
-                        c.observe_write(&key, &record);
+                        c.forget(&key);
                     }
                     _ if hlc % 5 == 0 => {
                         c.forget(&key);
@@ -1108,7 +1095,7 @@ mod tests {
     /// A fill never doubles the table at once: each zeroes at most
     /// `ZERO_STEP_BUCKETS` of the next table or moves at most
     /// `MOVE_STEP_ENTRIES` of a drained one. Every key stays readable
-    /// throughout, from whichever table holds it, and a write to a key
+    /// throughout, from whichever table holds it, and a newer fill of a key
     /// still in the drained table reaches it.
     #[test]
     fn the_table_grows_a_step_per_fill_and_every_key_stays_readable() {
@@ -1141,11 +1128,11 @@ mod tests {
             }
             if i % 997 == 0 && left_now > 0 {
                 saw_draining = true;
-                // A key still in the drained table: a newer write reaches it.
+                // A key still in the drained table: a newer fill reaches it.
                 let d = c.draining.as_ref().unwrap();
                 let slot = d.buckets.iter().flatten().next().unwrap();
                 let old = key_of(&slot.entry).to_vec();
-                c.observe_write(&old, &put(2, b"w"));
+                c.fill(&old, &put(2, b"w"));
                 assert_eq!(c.get(&old), Some(put(2, b"w")));
             }
         }
