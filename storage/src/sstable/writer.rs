@@ -20,9 +20,8 @@ use crate::error::Result;
 use crate::io::{self, align_up, BackgroundTask, DirectFile};
 use crate::limits::BLOCK_SIZE;
 use crate::types::{FileId, Record, RecordRef, TableMeta};
-use std::collections::VecDeque;
-
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::rc::Rc;
 
 /// Keys added to a table's bloom filter between yields (about 0.2 ms).
