@@ -40,6 +40,10 @@ const TEARDOWN_STEP_ENTRIES: usize = 4096;
 /// copy, a few hundred ns.
 const REFILL_STEP_KEYS: usize = 512;
 
+/// Keys of a refill step whose lookups are hinted together (see
+/// [`refill_row_cache`]).
+const REFILL_PREFETCH_KEYS: usize = 16;
+
 /// How soon a flushed memtable still held elsewhere is checked again; the
 /// wait doubles up to [`TEARDOWN_RECHECK_MAX`] (compactions hold it for
 /// seconds).
@@ -307,17 +311,40 @@ async fn refill_row_cache(
             let active = state.active.borrow();
             let mut rows = inner.rows.borrow_mut();
             let flushed_memtable = memtable.borrow();
+            let mut marked = Vec::with_capacity(REFILL_STEP_KEYS);
             let rest = flushed_memtable.read_marked(from, REFILL_STEP_KEYS, |key, record| {
-                let newest = others_max.is_none_or(|v| record.version > v)
-                    && active.get(key).is_none()
-                    && state
-                        .frozen
-                        .iter()
-                        .all(|f| f.memtable.borrow().get(key).is_none());
-                if newest {
-                    rows.fill_ref(key, record);
+                if others_max.is_none_or(|v| record.version > v) {
+                    marked.push((key, record));
                 }
             });
+            // Looking each key up in the active memtable is a cache miss or
+            // two (its index bucket, then the entry it names), and was two
+            // thirds of a refill: hint a few keys ahead, buckets two
+            // stretches ahead and entries one, so the misses overlap.
+            let keys: Vec<&[u8]> = marked.iter().map(|(key, _)| *key).collect();
+            let stretches: Vec<&[&[u8]]> = keys.chunks(REFILL_PREFETCH_KEYS).collect();
+            for ahead in stretches.iter().take(2) {
+                active.prefetch_keys(ahead);
+            }
+            for (i, stretch) in marked.chunks(REFILL_PREFETCH_KEYS).enumerate() {
+                if let Some(ahead) = stretches.get(i + 2) {
+                    active.prefetch_keys(ahead);
+                }
+                if let Some(next) = stretches.get(i + 1) {
+                    active.prefetch_records(next);
+                    rows.prefetch(next);
+                }
+                for &(key, record) in stretch {
+                    let newest = active.get(key).is_none()
+                        && state
+                            .frozen
+                            .iter()
+                            .all(|f| f.memtable.borrow().get(key).is_none());
+                    if newest {
+                        rows.fill_ref(key, record);
+                    }
+                }
+            }
             rest
         };
         io::yield_now().await;

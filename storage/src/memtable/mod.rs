@@ -480,11 +480,11 @@ impl Memtable {
     /// Calls `f` with the keys marked as read here and their records, in
     /// slot order from slot `from` on, at most `max` of them. Returns the
     /// slot to go on from (`None`: no more).
-    pub fn read_marked(
-        &self,
+    pub fn read_marked<'m>(
+        &'m self,
         from: usize,
         max: usize,
-        mut f: impl FnMut(&[u8], RecordRef<'_>),
+        mut f: impl FnMut(&'m [u8], RecordRef<'m>),
     ) -> Option<usize> {
         let mut slot = from;
         let mut taken = 0;
