@@ -16,6 +16,21 @@ fn v(hlc: u64) -> Version {
     Version { hlc, node: 1 }
 }
 
+/// A key's value and version as [`Engine::get_record`] finds them (reading
+/// tables if it must), `None` when absent.
+async fn full_read(e: &Engine, key: &[u8]) -> Option<(Option<Vec<u8>>, Version)> {
+    e.get_record(key)
+        .await
+        .expect("get")
+        .map(|r| (r.value, r.version))
+}
+
+/// What [`Engine::read_now`] saw of a key without I/O: `Some(None)` absent,
+/// `Some(Some((value, version)))` found, `None` when a table must be read.
+fn read_now_seen(e: &Engine, key: &[u8]) -> Option<Option<(Option<Vec<u8>>, Version)>> {
+    e.read_now(key, |r| r.map(|r| (r.value.map(<[u8]>::to_vec), r.version)))
+}
+
 fn small() -> Options {
     Options {
         durability: Durability::None,
@@ -523,26 +538,17 @@ fn the_row_cache_holds_no_key_the_active_memtable_holds_and_reads_stay_newest() 
     run(|dir| async move {
         let engine = Engine::open(&dir, small()).await.expect("open");
         let at = |hlc: u64| Version::new(hlc, 0, 1);
-        let read = |e: &Engine, key: &'static [u8]| {
-            let e = e.clone();
-            async move {
-                e.get_record(key)
-                    .await
-                    .expect("get")
-                    .map(|r| (r.value, r.version))
-            }
-        };
         let hits = |e: &Engine| e.stats().row_cache.hits;
         // Cached from a table: the second read hits.
         engine.put(b"k", b"one", at(1), 0).await.expect("put");
         engine.flush().await.expect("flush");
         assert_eq!(
-            read(&engine, b"k").await,
+            full_read(&engine, b"k").await,
             Some((Some(b"one".to_vec()), at(1)))
         );
         let before = hits(&engine);
         assert_eq!(
-            read(&engine, b"k").await,
+            full_read(&engine, b"k").await,
             Some((Some(b"one".to_vec()), at(1)))
         );
         assert_eq!(hits(&engine), before + 1, "a key only in a table is cached");
@@ -555,18 +561,18 @@ fn the_row_cache_holds_no_key_the_active_memtable_holds_and_reads_stay_newest() 
                 engine.put(b"k", value, at(hlc), 0).await.expect("put");
             }
             assert_eq!(
-                read(&engine, b"k").await,
+                full_read(&engine, b"k").await,
                 Some((Some(value.to_vec()), at(hlc)))
             );
             assert_eq!(
-                read(&engine, b"k").await,
+                full_read(&engine, b"k").await,
                 Some((Some(value.to_vec()), at(hlc)))
             );
         }
         // A stale write (a replica catching up) changes nothing.
         engine.put(b"k", b"stale", at(3), 0).await.expect("put");
         assert_eq!(
-            read(&engine, b"k").await,
+            full_read(&engine, b"k").await,
             Some((Some(b"four".to_vec()), at(4)))
         );
         assert_eq!(
@@ -577,12 +583,12 @@ fn the_row_cache_holds_no_key_the_active_memtable_holds_and_reads_stay_newest() 
         // Once flushed, the key is cached again, with the newest record.
         engine.flush().await.expect("flush");
         assert_eq!(
-            read(&engine, b"k").await,
+            full_read(&engine, b"k").await,
             Some((Some(b"four".to_vec()), at(4)))
         );
         let before = hits(&engine);
         assert_eq!(
-            read(&engine, b"k").await,
+            full_read(&engine, b"k").await,
             Some((Some(b"four".to_vec()), at(4)))
         );
         assert_eq!(hits(&engine), before + 1);
@@ -590,13 +596,13 @@ fn the_row_cache_holds_no_key_the_active_memtable_holds_and_reads_stay_newest() 
         // forgets the key here; the table's newer record still answers.
         engine.put(b"k", b"stale", at(2), 0).await.expect("put");
         assert_eq!(
-            read(&engine, b"k").await,
+            full_read(&engine, b"k").await,
             Some((Some(b"four".to_vec()), at(4)))
         );
         let before = hits(&engine);
         engine.put(b"k", b"five", at(5), 0).await.expect("put");
         assert_eq!(
-            read(&engine, b"k").await,
+            full_read(&engine, b"k").await,
             Some((Some(b"five".to_vec()), at(5)))
         );
         assert_eq!(
@@ -612,16 +618,12 @@ fn the_row_cache_holds_no_key_the_active_memtable_holds_and_reads_stay_newest() 
 fn a_flushed_memtable_puts_the_keys_read_in_it_back_in_the_row_cache() {
     run(|dir| async move {
         let engine = Engine::open(&dir, small()).await.expect("open");
-        // Some((value, version)) when known without I/O; None: a table must be read.
-        let now = |e: &Engine, key: &[u8]| {
-            e.read_now(key, |r| r.map(|r| (r.value.map(<[u8]>::to_vec), r.version)))
-        };
         engine.put(b"read", b"r1", v(1), 0).await.expect("put");
         engine.put(b"unread", b"u1", v(2), 0).await.expect("put");
         engine.put(b"rewritten", b"w1", v(3), 0).await.expect("put");
         // Read while the memtable is the active one: answered there, marked.
         for key in [&b"read"[..], b"rewritten"] {
-            assert!(matches!(now(&engine, key), Some(Some(_))));
+            assert!(matches!(read_now_seen(&engine, key), Some(Some(_))));
         }
         // Written again once the memtable is frozen and before its flush
         // ends (so before the refill): the new active memtable holds the
@@ -647,7 +649,7 @@ fn a_flushed_memtable_puts_the_keys_read_in_it_back_in_the_row_cache() {
         flush.await.expect("flush");
         // The refill runs in the background: wait for it, bounded.
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while now(&engine, b"read").is_none() {
+        while read_now_seen(&engine, b"read").is_none() {
             assert!(
                 std::time::Instant::now() < deadline,
                 "the read key never came back"
@@ -656,7 +658,7 @@ fn a_flushed_memtable_puts_the_keys_read_in_it_back_in_the_row_cache() {
         }
         let hits = engine.stats().row_cache.hits;
         assert_eq!(
-            now(&engine, b"read"),
+            read_now_seen(&engine, b"read"),
             Some(Some((Some(b"r1".to_vec()), v(1))))
         );
         assert_eq!(
@@ -665,9 +667,9 @@ fn a_flushed_memtable_puts_the_keys_read_in_it_back_in_the_row_cache() {
             "answered by the cache"
         );
         // Never read: not cached, a table must be read.
-        assert_eq!(now(&engine, b"unread"), None);
+        assert_eq!(read_now_seen(&engine, b"unread"), None);
         assert_eq!(
-            now(&engine, b"rewritten"),
+            read_now_seen(&engine, b"rewritten"),
             Some(Some((Some(b"w2".to_vec()), v(4))))
         );
         engine.close().await.expect("close");
@@ -678,30 +680,17 @@ fn a_flushed_memtable_puts_the_keys_read_in_it_back_in_the_row_cache() {
 fn a_read_without_io_answers_only_when_no_table_can_hold_a_newer_record() {
     run(|dir| async move {
         let engine = Engine::open(&dir, small()).await.expect("open");
-        // (value, version) of what read_now saw; None: it would need a table.
-        let now = |e: &Engine, key: &[u8]| {
-            e.read_now(key, |r| r.map(|r| (r.value.map(<[u8]>::to_vec), r.version)))
-        };
-        let full = |e: &Engine, key: &'static [u8]| {
-            let e = e.clone();
-            async move {
-                e.get_record(key)
-                    .await
-                    .expect("get")
-                    .map(|r| (r.value, r.version))
-            }
-        };
         // Before any flush the memtable answers every key, absent ones too.
         // The active memtable's answer is not cached: it answers again.
         engine.put(b"k1", b"one", v(10), 0).await.expect("put");
         assert_eq!(
-            now(&engine, b"k1"),
+            read_now_seen(&engine, b"k1"),
             Some(Some((Some(b"one".to_vec()), v(10))))
         );
-        assert_eq!(now(&engine, b"nope"), Some(None));
+        assert_eq!(read_now_seen(&engine, b"nope"), Some(None));
         let hits = engine.stats().row_cache.hits;
         assert_eq!(
-            now(&engine, b"k1"),
+            read_now_seen(&engine, b"k1"),
             Some(Some((Some(b"one".to_vec()), v(10))))
         );
         assert_eq!(
@@ -713,22 +702,22 @@ fn a_read_without_io_answers_only_when_no_table_can_hold_a_newer_record() {
         // A key only in a table needs the table.
         engine.put(b"k3", b"three", v(30), 0).await.expect("put");
         engine.flush().await.expect("flush");
-        assert_eq!(now(&engine, b"k3"), None);
+        assert_eq!(read_now_seen(&engine, b"k3"), None);
         // A key past every table's range does not.
-        assert_eq!(now(&engine, b"zz"), Some(None));
+        assert_eq!(read_now_seen(&engine, b"zz"), Some(None));
         // A stale write (a replica catching up) lands in the memtable, but the
         // table may hold a newer record: only the full read answers.
         engine.put(b"k3", b"stale", v(5), 0).await.expect("put");
-        assert_eq!(now(&engine, b"k3"), None);
+        assert_eq!(read_now_seen(&engine, b"k3"), None);
         assert_eq!(
-            full(&engine, b"k3").await,
+            full_read(&engine, b"k3").await,
             Some((Some(b"three".to_vec()), v(30)))
         );
         // A newer write beats every table: answered at once.
         engine.put(b"k4", b"four", v(40), 0).await.expect("put");
         engine.delete(b"k4", v(41)).await.expect("delete");
-        assert_eq!(now(&engine, b"k4"), Some(Some((None, v(41)))));
-        assert_eq!(full(&engine, b"k4").await, Some((None, v(41))));
+        assert_eq!(read_now_seen(&engine, b"k4"), Some(Some((None, v(41)))));
+        assert_eq!(full_read(&engine, b"k4").await, Some((None, v(41))));
         engine.close().await.expect("close");
     });
 }

@@ -198,9 +198,11 @@ pub(super) async fn run(engine: &Engine, job: Job) -> Result<()> {
         state.tables_generation += 1;
         let mut rows = inner.rows.borrow_mut();
         match purged {
-            Purged::Keys(keys) => keys.iter().for_each(|k| {
-                rows.forget(k);
-            }),
+            Purged::Keys(keys) => {
+                for key in &keys {
+                    rows.forget(key);
+                }
+            }
             Purged::Everything => rows.clear(),
         }
         drop(rows);
