@@ -12,10 +12,14 @@
 //! - [`report`] and [`plot`]: JSON, HdrHistogram logs, PNG charts.
 //! - [`echo`]: the canned-reply io_uring server, the machine's loopback and syscall limit.
 //! - [`stalls`]: the machine's own CPU stalls and the latency floor they set (`stall-probe`).
+//! - [`memprobe`]: what a random memory access costs here (`memory-probe`).
+//! - [`pin`]: pinning a thread to a CPU, refusing one it may not run on.
 //! - `bin/storage-bench.rs` (another owner): the storage engine against RocksDB.
 
 pub mod echo;
 pub mod limits;
+pub mod memprobe;
+pub mod pin;
 pub mod plot;
 pub mod report;
 pub mod resp;

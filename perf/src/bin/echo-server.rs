@@ -54,8 +54,8 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     if let Some(cpu) = cli.cpu {
-        if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
-            eprintln!("echo-server: cannot pin to CPU {cpu}");
+        if let Err(e) = ringkv_perf::pin::pin_current_thread(cpu) {
+            eprintln!("echo-server: {e}");
             return ExitCode::from(1);
         }
     }

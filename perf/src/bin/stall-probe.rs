@@ -42,11 +42,7 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     let duration = Duration::from_secs_f64(cli.seconds);
-    let available: Vec<usize> = core_affinity::get_core_ids()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|c| c.id)
-        .collect();
+    let available = ringkv_perf::pin::available_cpus();
     if let Some(cpu) = cli.cpus.iter().find(|c| !available.contains(c)) {
         eprintln!("stall-probe: CPU {cpu} is not one this process may run on ({available:?})");
         return ExitCode::from(1);
@@ -56,10 +52,8 @@ fn main() -> ExitCode {
         .iter()
         .map(|&cpu| {
             std::thread::spawn(move || {
-                if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
-                    return Err(format!("cannot pin to CPU {cpu}"));
-                }
-                Ok(StallLog::spin(duration))
+                ringkv_perf::pin::pin_current_thread(cpu)?;
+                Ok::<_, String>(StallLog::spin(duration))
             })
         })
         .collect();
