@@ -950,6 +950,11 @@ async fn walk_local_inner(shard: &Shard, op: &WalkOp) -> Result<Answer, String> 
         if !full {
             break;
         }
+        // A page of a memtable-only shard takes no I/O, so without this the
+        // walk of a large shard held it from the first page to the last
+        // (DBSIZE over 1M keys: 0.23-0.38 s during which no request of the
+        // shard was answered). Between pages the shard serves the others.
+        futures_lite::future::yield_now().await;
     }
     Ok(match op {
         WalkOp::Keys(_) => Answer::Keys(found),

@@ -4,8 +4,13 @@
 //! probe.
 //!
 //! INFO keyspace's `keys` is exact: it walks every key of every shard (as
-//! DBSIZE does), so INFO costs O(keys) — fine for redis-cli and monitoring at
-//! modest sizes, not for a tight polling loop on a large node.
+//! DBSIZE does), so INFO costs O(keys) — about 0.2 s of each shard's core per
+//! million keys. The walk goes a page at a time and each shard serves its
+//! other requests between pages (in the second of a walk of 1M keys, GETs
+//! had a p99 of 1.3-2.8 ms; 10-39 ms in a shard's first walk, which builds
+//! its memtable's key order), so monitoring is fine at modest rates; a tight
+//! polling loop on a large node is not. Sections other than keyspace walk
+//! nothing.
 
 use crate::forward::{Answer, Call};
 use crate::shard::Shard;

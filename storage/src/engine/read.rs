@@ -3,9 +3,15 @@
 use super::merge::{MergeIter, Source};
 use super::{Engine, ScanRange, State};
 use crate::error::Result;
+use crate::memtable::{Memtable, RunMerge};
 use crate::sstable::Table;
 use crate::types::{Entry, Record, RecordRef};
+use std::cell::RefCell;
 use std::rc::Rc;
+
+/// Keys a step of [`build_order`] sorts or merges before it yields: about a
+/// millisecond of the shard's core.
+const ORDER_STEP_KEYS: usize = 16 * 1024;
 
 /// The highest-version record of `key` across every source: from the row
 /// cache when it holds the key, else searched newest source first (version
@@ -169,6 +175,15 @@ pub(super) async fn scan(
         return Ok(out);
     }
     let start = range.start();
+    let memtables: Vec<_> = {
+        let state = engine.inner.state.borrow();
+        std::iter::once(state.active.clone())
+            .chain(state.frozen.iter().map(|f| f.memtable.clone()))
+            .collect()
+    };
+    for memtable in &memtables {
+        build_order(memtable).await;
+    }
     let sources = {
         let state = engine.inner.state.borrow();
         let mut sources = vec![Source::memtable(state.active.clone(), start.clone())];
@@ -203,4 +218,33 @@ pub(super) async fn scan(
         }
     }
     Ok(out)
+}
+
+/// Builds the key order a scan of `memtable` reads, a step at a time with
+/// the shard's other requests served between steps, unless it is built:
+/// sorts its keys in runs and merges them, as a flush does, then installs
+/// the order (see [`Memtable::install_order`]). Keys inserted meanwhile are
+/// added at the install.
+async fn build_order(memtable: &Rc<RefCell<Memtable>>) {
+    if memtable.borrow().has_order() {
+        return;
+    }
+    let built = memtable.borrow().len();
+    let mut runs = Vec::new();
+    for start in (0..built).step_by(ORDER_STEP_KEYS) {
+        let keys = ORDER_STEP_KEYS.min(built - start);
+        runs.push(memtable.borrow().sorted_run(start, keys));
+        futures_lite::future::yield_now().await;
+    }
+    let mut merge = RunMerge::new(runs, &memtable.borrow());
+    let mut sorted = Vec::with_capacity(built);
+    while sorted.len() < built {
+        let before = sorted.len();
+        merge.next_stretch(&memtable.borrow(), ORDER_STEP_KEYS, &mut sorted);
+        if sorted.len() == before {
+            break;
+        }
+        futures_lite::future::yield_now().await;
+    }
+    memtable.borrow().install_order(sorted);
 }
