@@ -100,9 +100,10 @@ impl OrderedKey {
 /// built, as a sorted vector of [`FlushKey`]s, and the keys inserted since,
 /// in a B-tree. A key is in one of the two (a slot is inserted once). Why
 /// two: building a B-tree of every key at once held the shard for its whole
-/// build (91 ms for 1M keys, the first DBSIZE or SCAN of a loaded shard);
-/// the sorted vector is what a flush's runs merge into, built a step at a
-/// time, and installs without a copy.
+/// build (about 150 ms for 1M keys, the first DBSIZE or SCAN of a loaded
+/// shard; 91 ms even from keys already sorted); the sorted vector is what a
+/// flush's runs merge into, built a step at a time, and installs without a
+/// copy.
 #[derive(Debug, Default)]
 struct KeyOrder {
     sorted: Vec<FlushKey>,
@@ -651,9 +652,10 @@ impl Memtable {
     /// Installs the key order from `sorted`: the memtable's first
     /// `sorted.len()` slots in key order, each once (its
     /// [`sorted_run`](Self::sorted_run)s merged by [`RunMerge`], which a
-    /// caller can do a stretch at a time), and adds every slot inserted since. Building the order at once in the
-    /// first scan held the shard for the whole sort (about 150 ms for 1M
-    /// keys). Does nothing when an order is already there.
+    /// caller can do a stretch at a time), and adds every slot inserted
+    /// since. Building the order at once in the first scan held the shard
+    /// for the whole sort (about 150 ms for 1M keys). Does nothing when an
+    /// order is already there.
     pub fn install_order(&self, sorted: Vec<FlushKey>) {
         let mut order = self.order.borrow_mut();
         if order.is_some() {
