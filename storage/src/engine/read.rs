@@ -221,12 +221,16 @@ pub(super) async fn scan(
 }
 
 /// Builds the key order a scan of `memtable` reads, a step at a time with
-/// the shard's other requests served between steps, unless it is built:
-/// sorts its keys in runs and merges them, as a flush does, then installs
-/// the order (see [`Memtable::install_order`]). Keys inserted meanwhile are
-/// added at the install.
+/// the shard's other requests served between steps: sorts its keys in runs
+/// and merges them, as a flush does, then installs the order (see
+/// [`Memtable::install_order`]); or, when it is built, adds the keys
+/// inserted since ([`Memtable::catch_up_order`]). Keys inserted while it
+/// yields are added by the scan's first read.
 async fn build_order(memtable: &Rc<RefCell<Memtable>>) {
     if memtable.borrow().has_order() {
+        while memtable.borrow().catch_up_order(ORDER_STEP_KEYS) > 0 {
+            futures_lite::future::yield_now().await;
+        }
         return;
     }
     let built = memtable.borrow().len();
