@@ -155,6 +155,27 @@ impl KeyOrder {
         }
         slots
     }
+
+    /// Adds up to `max` of the slots from `covered` up to `len` (those
+    /// inserted since the order last covered them); `key_at` gives a slot's
+    /// key. Returns how many are left.
+    fn catch_up<'m>(
+        &mut self,
+        len: usize,
+        max: usize,
+        key_at: impl Fn(usize) -> &'m [u8],
+    ) -> usize {
+        let end = len.min(self.covered.saturating_add(max));
+        for slot in self.covered..end {
+            // SAFETY: the keys `key_at` gives are arena bytes, which live as
+            // long as the memtable (the order is dropped first) and never
+            // change.
+            self.added
+                .insert(unsafe { OrderedKey::new(key_at(slot), slot) });
+        }
+        self.covered = end;
+        len - end
+    }
 }
 
 /// What [`Memtable::put`] did with a record.
@@ -673,20 +694,10 @@ impl Memtable {
     /// built). A scan calls it a stretch at a time before it reads, so
     /// that inserts never pay for the order.
     pub fn catch_up_order(&self, max: usize) -> usize {
-        let mut order = self.order.borrow_mut();
-        let Some(order) = order.as_mut() else {
-            return 0;
-        };
-        let end = self.entries.len().min(order.covered.saturating_add(max));
-        for slot in order.covered..end {
-            // SAFETY: the arena's key bytes live as long as the memtable
-            // (the order is dropped first) and never change.
-            order
-                .added
-                .insert(unsafe { OrderedKey::new(self.key_at(slot), slot) });
+        match self.order.borrow_mut().as_mut() {
+            Some(order) => order.catch_up(self.entries.len(), max, |slot| self.key_at(slot)),
+            None => 0,
         }
-        order.covered = end;
-        self.entries.len() - end
     }
 
     /// Up to `max` entries with keys after `start`, in key order, cloned so the
@@ -696,14 +707,9 @@ impl Memtable {
     /// since the order last covered them are added first (the engine's
     /// scans do that a step at a time too).
     pub fn entries_from(&self, start: Bound<&[u8]>, max: usize) -> Vec<(Vec<u8>, Record)> {
-        if !self.has_order() {
-            self.install_order(Vec::new());
-        }
-        self.catch_up_order(usize::MAX);
-        let order = self.order.borrow();
-        let Some(order) = order.as_ref() else {
-            return Vec::new();
-        };
+        let mut order = self.order.borrow_mut();
+        let order = order.get_or_insert_with(KeyOrder::default);
+        order.catch_up(self.entries.len(), usize::MAX, |slot| self.key_at(slot));
         // SAFETY: the bound is dropped within this call, which `start`
         // outlives.
         let start = unsafe { bound_of(start) };
